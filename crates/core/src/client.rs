@@ -1,0 +1,450 @@
+//! The async client: create a task, query it, under one rate limit with bounded retries.
+//!
+//! Waiting for a task is in [`crate::wait`], downloading its results in [`crate::download`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::multipart::{Form, Part};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use crate::rate_limit::RateLimiter;
+use crate::request::{Background, GenerateRequest, ImageSource};
+use crate::response::{CreatedTask, Envelope, TaskInfo};
+use crate::spec::{self, HttpStatus, field};
+use crate::validate;
+
+/// The largest API answer read; the documented answers are a few hundred bytes.
+const MAX_API_BODY_BYTES: usize = 1024 * 1024;
+
+/// A client of the Generate Background API.
+///
+/// Cheap to clone; clones share one connection pool and one rate limiter, so every request of
+/// every clone and every task counts against the same per-key budget. Safe to use from many
+/// tasks at once.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    /// For the API: carries the key.
+    api: reqwest::Client,
+    /// For result URLs: never carries the key (results live on another host).
+    pub(crate) downloads: reqwest::Client,
+    pub(crate) download_slots: Semaphore,
+    limiter: RateLimiter,
+    create_url: Url,
+}
+
+/// The two API calls; they differ in what is safe to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Create,
+    Query,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::Create => "create",
+            Call::Query => "query",
+        }
+    }
+}
+
+impl Client {
+    /// A client for `config`.
+    pub fn new(config: ClientConfig) -> Result<Client> {
+        let mut key = HeaderValue::from_str(config.api_key.expose())
+            .map_err(|_| Error::Config("the API key cannot be sent as an HTTP header".into()))?;
+        key.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(spec::API_KEY_HEADER, key);
+        let user_agent = concat!("backdrop/", env!("CARGO_PKG_VERSION"));
+        let api = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(user_agent)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let downloads = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.download_timeout)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let create_url = endpoint(&config.base_url, &[])?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                download_slots: Semaphore::new(config.max_concurrent_downloads),
+                limiter: RateLimiter::new(config.rate_limit),
+                config,
+                api,
+                downloads,
+                create_url,
+            }),
+        })
+    }
+
+    /// A client configured from the environment (see [`ClientConfig::from_env`]).
+    pub fn from_env() -> Result<Client> {
+        Client::new(ClientConfig::from_env()?)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// API requests sent so far by this client and its clones (retries included).
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.limiter.granted()
+    }
+
+    /// Creates a task and returns its id.
+    ///
+    /// The input is validated locally first (PNG header, size, dimensions, transparency); a file
+    /// is read only now. A create is retried only when the service surely did not accept it
+    /// (the connection could not be opened, HTTP 429, or a documented failure answer such as
+    /// 500); a timeout or a broken connection after the request was sent is returned as
+    /// [`Error::Network`] with `maybe_accepted`, never sent again.
+    pub async fn create_task(&self, request: &GenerateRequest) -> Result<String> {
+        let image = load_image(request.image()).await?;
+        let body = self
+            .send(Call::Create, || {
+                self.inner
+                    .api
+                    .post(self.inner.create_url.clone())
+                    .multipart(form(request, &image))
+            })
+            .await?;
+        let created: CreatedTask = parse_data(Call::Create, &body)?;
+        let task_id = created
+            .task_id
+            .filter(|id| !id.trim().is_empty())
+            .ok_or_else(|| invalid(Call::Create, 200, "no data.task_id in a successful answer", &body))?;
+        tracing::info!(task_id = %task_id, "task created");
+        Ok(task_id)
+    }
+
+    /// Queries a task once (retried on transient failures: a query is always safe to repeat).
+    pub async fn get_task(&self, task_id: &str) -> Result<TaskInfo> {
+        if task_id.trim().is_empty() {
+            return Err(Error::Config("the task id is empty".into()));
+        }
+        let url = endpoint(&self.inner.config.base_url, &[task_id])?;
+        let body = self
+            .send(Call::Query, || self.inner.api.get(url.clone()))
+            .await?;
+        let info: TaskInfo = parse_data(Call::Query, &body)?;
+        tracing::debug!(task_id = %info.task_id, state = info.state.code(), progress = info.progress, "task polled");
+        Ok(info)
+    }
+
+    /// Sends one API call with rate limiting and retries; returns the body of a 200 answer.
+    async fn send(
+        &self,
+        call: Call,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Bytes> {
+        let retry = self.inner.config.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= retry.max_attempts;
+            self.inner.limiter.acquire().await;
+            let response = match request().send().await {
+                Ok(response) => response,
+                Err(source) => {
+                    // Only a failure to connect proves the request never reached the service.
+                    let surely_not_sent = source.is_connect();
+                    if !last && (surely_not_sent || call == Call::Query) {
+                        tracing::warn!(call = call.name(), attempt, error = %source, "request failed, retrying");
+                        tokio::time::sleep(retry.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(Error::Network {
+                        during: call.name(),
+                        maybe_accepted: call == Call::Create && !surely_not_sent,
+                        source,
+                    });
+                }
+            };
+            let http_status = response.status().as_u16();
+            let retry_after = retry_after(response.headers());
+            let body = match read_capped(response, MAX_API_BODY_BYTES).await {
+                Ok(body) => body,
+                Err(ReadError::TooLarge) => {
+                    return Err(Error::InvalidResponse {
+                        during: call.name(),
+                        status: http_status,
+                        reason: format!("the answer is larger than {MAX_API_BODY_BYTES} bytes"),
+                        body_start: String::new(),
+                    });
+                }
+                Err(ReadError::Network(source)) => {
+                    // For a create answered 200 the task exists: the answer was lost, not the task.
+                    let accepted = call == Call::Create && http_status == spec::STATUS_OK;
+                    if !last && (call == Call::Query || http_status != spec::STATUS_OK) {
+                        tokio::time::sleep(retry.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(Error::Network {
+                        during: call.name(),
+                        maybe_accepted: accepted,
+                        source,
+                    });
+                }
+            };
+            let (status, message) = effective_status(http_status, &body);
+            match status {
+                spec::STATUS_OK => return Ok(body),
+                429 => {
+                    let wait = retry_after
+                        .unwrap_or_default()
+                        .max(retry.backoff(attempt));
+                    tracing::warn!(call = call.name(), attempt, wait_ms = wait.as_millis() as u64, "rate limited (429)");
+                    self.inner.limiter.pause_for(wait);
+                    if last {
+                        return Err(Error::RateLimited {
+                            message,
+                            retry_after,
+                            attempts: attempt,
+                        });
+                    }
+                }
+                // A documented failure answer: no task id was issued, so a retry cannot make a
+                // second task. 504 is different: a gateway gave up waiting for a backend that may
+                // have accepted the create.
+                500 | 502 | 503 | 504 if !last && (status != 504 || call == Call::Query) => {
+                    tracing::warn!(call = call.name(), attempt, status, "server error, retrying");
+                    tokio::time::sleep(retry.backoff(attempt)).await;
+                }
+                _ => return Err(status_error(status, message, attempt)),
+            }
+        }
+    }
+}
+
+/// The URL of an endpoint below the base URL: the create path plus `extra` segments.
+fn endpoint(base: &Url, extra: &[&str]) -> Result<Url> {
+    let mut url = base.clone();
+    {
+        let mut segments = url
+            .path_segments_mut()
+            .map_err(|()| Error::Config(format!("base URL {base} cannot have a path")))?;
+        segments.pop_if_empty();
+        segments.extend(spec::CREATE_TASK_PATH.split('/').filter(|s| !s.is_empty()));
+        segments.extend(extra);
+    }
+    url.set_query(None);
+    Ok(url)
+}
+
+/// The image as it will be sent, validated.
+enum LoadedImage {
+    File { data: Bytes, file_name: String },
+    Url(String),
+}
+
+async fn load_image(source: &ImageSource) -> Result<LoadedImage> {
+    match source {
+        ImageSource::Path(path) => {
+            let metadata = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| Error::io("read", path, e))?;
+            validate::check_file_size(metadata.len())?;
+            let data = tokio::fs::read(path)
+                .await
+                .map_err(|e| Error::io("read", path, e))?;
+            validate::inspect_png_bytes(&data)?;
+            let file_name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("image.png")
+                .to_owned();
+            Ok(LoadedImage::File {
+                data: Bytes::from(data),
+                file_name,
+            })
+        }
+        ImageSource::Bytes { data, file_name } => {
+            validate::inspect_png_bytes(data)?;
+            Ok(LoadedImage::File {
+                data: data.clone(),
+                file_name: file_name.clone(),
+            })
+        }
+        ImageSource::Url(url) => Ok(LoadedImage::Url(url.to_string())),
+    }
+}
+
+fn form(request: &GenerateRequest, image: &LoadedImage) -> Form {
+    let mut form = Form::new();
+    form = match image {
+        LoadedImage::File { data, file_name } => {
+            let part = Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
+                .file_name(file_name.clone());
+            let part = match part.mime_str("image/png") {
+                Ok(part) => part,
+                Err(_) => Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
+                    .file_name(file_name.clone()),
+            };
+            form.part(field::IMAGE_FILE, part)
+        }
+        LoadedImage::Url(url) => form.text(field::IMAGE_URL, url.clone()),
+    };
+    form = match request.background() {
+        Background::Prompt(prompt) => form.text(field::PROMPT, prompt.clone()),
+        Background::SceneType(scene) => form.text(field::SCENE_TYPE, scene.to_string()),
+    };
+    if let Some(negative) = request.negative_prompt() {
+        form = form.text(field::NEGATIVE_PROMPT, negative.to_owned());
+    }
+    form.text(field::BATCH_SIZE, request.batch_size().count().to_string())
+}
+
+/// The status that decides the outcome: the HTTP status when it is not 200, else the body's
+/// `status` field (the spec documents both); with the server's message.
+fn effective_status(http_status: u16, body: &[u8]) -> (u16, String) {
+    let envelope = serde_json::from_slice::<Envelope<serde_json::Value>>(body).ok();
+    let message = envelope
+        .as_ref()
+        .and_then(|e| e.message.clone())
+        .unwrap_or_else(|| body_start(body));
+    let body_status = envelope
+        .and_then(|e| e.status)
+        .and_then(|s| u16::try_from(s).ok());
+    let status = match (http_status, body_status) {
+        (spec::STATUS_OK, Some(body)) => body,
+        (http, _) => http,
+    };
+    (status, message)
+}
+
+fn status_error(status: u16, message: String, attempts: u32) -> Error {
+    match HttpStatus::from_code(status) {
+        Some(HttpStatus::BadRequest) => Error::BadRequest { message },
+        Some(HttpStatus::Unauthorized) => Error::Unauthorized { message },
+        Some(HttpStatus::NotFound) => Error::NotFound { message },
+        Some(HttpStatus::PayloadTooLarge) => Error::PayloadTooLarge { message },
+        Some(HttpStatus::TooManyRequests) => Error::RateLimited {
+            message,
+            retry_after: None,
+            attempts,
+        },
+        _ if (500..600).contains(&status) => Error::Server {
+            status,
+            message,
+            attempts,
+        },
+        _ => Error::UnexpectedStatus { status, message },
+    }
+}
+
+fn parse_data<T: DeserializeOwned>(call: Call, body: &[u8]) -> Result<T> {
+    let envelope: Envelope<T> = serde_json::from_slice(body)
+        .map_err(|e| invalid(call, 200, &e.to_string(), body))?;
+    envelope
+        .data
+        .ok_or_else(|| invalid(call, 200, "a successful answer without data", body))
+}
+
+fn invalid(call: Call, status: u16, reason: &str, body: &[u8]) -> Error {
+    Error::InvalidResponse {
+        during: call.name(),
+        status,
+        reason: reason.to_owned(),
+        body_start: body_start(body),
+    }
+}
+
+fn body_start(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
+}
+
+pub(crate) enum ReadError {
+    TooLarge,
+    Network(reqwest::Error),
+}
+
+/// Reads a body, refusing more than `max` bytes (checked before and while reading).
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> std::result::Result<Bytes, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > max as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Network)? {
+        if body.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_keep_a_base_path_and_escape_the_id() {
+        let base = Url::parse("http://127.0.0.1:9/prefix/").unwrap();
+        assert_eq!(
+            endpoint(&base, &[]).unwrap().as_str(),
+            "http://127.0.0.1:9/prefix/api/tasks/visual/background"
+        );
+        assert_eq!(
+            endpoint(&base, &["a/b c"]).unwrap().as_str(),
+            "http://127.0.0.1:9/prefix/api/tasks/visual/background/a%2Fb%20c"
+        );
+        let plain = Url::parse(spec::DEFAULT_BASE_URL).unwrap();
+        assert_eq!(
+            endpoint(&plain, &["T1"]).unwrap().as_str(),
+            "https://techhk.aoscdn.com/api/tasks/visual/background/T1"
+        );
+    }
+
+    #[test]
+    fn the_body_status_counts_when_http_says_200() {
+        assert_eq!(
+            effective_status(200, br#"{"status":401,"message":"bad key"}"#),
+            (401, "bad key".to_owned())
+        );
+        assert_eq!(effective_status(500, b"<html>oops</html>").0, 500);
+        assert_eq!(effective_status(200, b"not json").0, 200);
+    }
+
+    #[test]
+    fn retry_after_is_bounded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3600)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,338 @@
+//! Client configuration: the key, the base URL, the rate limit, timeouts and retries.
+
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::spec;
+
+/// Environment variable holding the API key.
+pub const ENV_API_KEY: &str = "PICWISH_API_KEY";
+/// Environment variable overriding the base URL.
+pub const ENV_BASE_URL: &str = "PICWISH_BASE_URL";
+/// Environment variable overriding the requests-per-second limit.
+pub const ENV_QPS: &str = "PICWISH_QPS";
+
+/// An API key. Its value never appears in `Debug` or `Display` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key; refuses an empty one or one that cannot be sent as a header.
+    pub fn new(key: impl Into<String>) -> Result<Self> {
+        let key = key.into().trim().to_owned();
+        if key.is_empty() {
+            return Err(Error::Config(format!(
+                "the API key is empty; set {ENV_API_KEY} to your PicWish API key"
+            )));
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Config(
+                "the API key contains spaces or non-ASCII characters; copy it again from your PicWish account".into(),
+            ));
+        }
+        Ok(ApiKey(key))
+    }
+
+    /// The key itself, for the request header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The request budget of one key: at most `max_requests` in any window of `window`.
+///
+/// The limiter keeps `margin` on top of the window so that network jitter cannot make the server
+/// see more requests inside one of its windows than it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub max_requests: u32,
+    /// The window.
+    pub window: Duration,
+    /// Safety margin added to the window between the first and the last request of a burst.
+    pub margin: Duration,
+}
+
+impl RateLimit {
+    /// `qps` requests per second (the service's unit), with the default margin.
+    pub fn per_second(qps: u32) -> Self {
+        RateLimit {
+            max_requests: qps.max(1),
+            window: Duration::from_secs(1),
+            margin: Duration::from_millis(50),
+        }
+    }
+
+    /// The same budget with every duration divided by `factor` (for emulated, sped-up time).
+    pub fn scaled(self, factor: f64) -> Self {
+        let factor = if factor.is_finite() && factor > 0.0 { factor } else { 1.0 };
+        RateLimit {
+            window: self.window.div_f64(factor),
+            margin: self.margin.div_f64(factor),
+            ..self
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::per_second(spec::DEFAULT_QPS)
+    }
+}
+
+/// How failed requests are retried: exponential backoff with full jitter, bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts at most, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt.
+    pub initial_backoff: Duration,
+    /// The longest backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff before attempt `attempt + 1` (attempt counts from 1), jittered in
+    /// `[half, full]` of the exponential value.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(16);
+        let full = self
+            .initial_backoff
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_backoff);
+        full.mul_f64(rand::random_range(0.5..=1.0))
+    }
+}
+
+/// Everything a [`Client`](crate::Client) needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) api_key: ApiKey,
+    pub(crate) base_url: Url,
+    pub(crate) rate_limit: RateLimit,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) download_timeout: Duration,
+    pub(crate) max_download_bytes: u64,
+    pub(crate) max_concurrent_downloads: usize,
+}
+
+impl ClientConfig {
+    /// Starts a configuration for `api_key` with the documented defaults.
+    pub fn builder(api_key: impl Into<String>) -> ClientConfigBuilder {
+        ClientConfigBuilder {
+            api_key: api_key.into(),
+            base_url: spec::DEFAULT_BASE_URL.to_owned(),
+            rate_limit: RateLimit::default(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            download_timeout: Duration::from_secs(120),
+            max_download_bytes: 50 * 1024 * 1024,
+            max_concurrent_downloads: 4,
+        }
+    }
+
+    /// A configuration from `PICWISH_API_KEY`, `PICWISH_BASE_URL` and `PICWISH_QPS`.
+    pub fn from_env() -> Result<ClientConfig> {
+        let key = std::env::var(ENV_API_KEY).map_err(|_| {
+            Error::Config(format!(
+                "{ENV_API_KEY} is not set; export your PicWish API key (or point {ENV_BASE_URL} at an emulator)"
+            ))
+        })?;
+        let mut builder = ClientConfig::builder(key);
+        if let Ok(base) = std::env::var(ENV_BASE_URL) {
+            builder = builder.base_url(base);
+        }
+        if let Ok(qps) = std::env::var(ENV_QPS) {
+            let qps: u32 = qps.trim().parse().map_err(|_| {
+                Error::Config(format!("{ENV_QPS}={qps:?} is not a whole number of requests per second"))
+            })?;
+            builder = builder.rate_limit(RateLimit::per_second(qps));
+        }
+        builder.build()
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// The rate limit every request of the client shares.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.rate_limit
+    }
+}
+
+/// Builds a [`ClientConfig`].
+#[derive(Clone)]
+pub struct ClientConfigBuilder {
+    api_key: String,
+    base_url: String,
+    rate_limit: RateLimit,
+    retry: RetryPolicy,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    download_timeout: Duration,
+    max_download_bytes: u64,
+    max_concurrent_downloads: usize,
+}
+
+impl fmt::Debug for ClientConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfigBuilder")
+            .field("api_key", &"<redacted>")
+            .field("base_url", &self.base_url)
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientConfigBuilder {
+    /// The service's base URL (default `https://techhk.aoscdn.com`).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// The key's request budget (default 2 per second).
+    pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Shorthand for [`rate_limit`](Self::rate_limit) with `qps` requests per second.
+    pub fn qps(self, qps: u32) -> Self {
+        self.rate_limit(RateLimit::per_second(qps))
+    }
+
+    /// How failed requests are retried.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Time allowed to open a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one API request, upload included (default 120 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one result download (default 120 s).
+    pub fn download_timeout(mut self, timeout: Duration) -> Self {
+        self.download_timeout = timeout;
+        self
+    }
+
+    /// The largest result image accepted (default 50 MiB).
+    pub fn max_download_bytes(mut self, bytes: u64) -> Self {
+        self.max_download_bytes = bytes;
+        self
+    }
+
+    /// Result downloads running at once (default 4); they never use the API's rate limit.
+    pub fn max_concurrent_downloads(mut self, downloads: usize) -> Self {
+        self.max_concurrent_downloads = downloads.max(1);
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<ClientConfig> {
+        let api_key = ApiKey::new(self.api_key)?;
+        let base_url = Url::parse(self.base_url.trim()).map_err(|e| {
+            Error::Config(format!(
+                "base URL {:?} is not a URL ({e}); use e.g. {}",
+                self.base_url,
+                spec::DEFAULT_BASE_URL
+            ))
+        })?;
+        if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
+            return Err(Error::Config(format!(
+                "base URL {base_url} must be an http(s) URL such as {}",
+                spec::DEFAULT_BASE_URL
+            )));
+        }
+        if self.rate_limit.window.is_zero() || self.rate_limit.max_requests == 0 {
+            return Err(Error::Config("the rate limit must allow at least one request per non-zero window".into()));
+        }
+        Ok(ClientConfig {
+            api_key,
+            base_url,
+            rate_limit: self.rate_limit,
+            retry: RetryPolicy {
+                max_attempts: self.retry.max_attempts.max(1),
+                ..self.retry
+            },
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            download_timeout: self.download_timeout,
+            max_download_bytes: self.max_download_bytes,
+            max_concurrent_downloads: self.max_concurrent_downloads,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_never_shows() {
+        let config = ClientConfig::builder("sk-very-secret-123").build().unwrap();
+        let shown = format!("{config:?} {:?} {}", config.api_key, config.api_key);
+        assert!(!shown.contains("very-secret"), "{shown}");
+        let builder = ClientConfig::builder("sk-very-secret-123");
+        assert!(!format!("{builder:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_advice() {
+        assert!(matches!(ClientConfig::builder("  ").build(), Err(Error::Config(_))));
+        let err = ClientConfig::builder("k").base_url("ftp://x").build().unwrap_err();
+        assert!(err.to_string().contains("http(s)"), "{err}");
+        assert!(ClientConfig::builder("k").base_url("nope").build().is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..20 {
+            let d = policy.backoff(attempt);
+            assert!(d <= policy.max_backoff);
+            let full = policy.initial_backoff.saturating_mul(1 << (attempt - 1).min(16)).min(policy.max_backoff);
+            assert!(d >= full / 2, "attempt {attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The key's request budget, shared by every call of one client.
+//!
+//! A sliding-window limiter: a request may start only when the request `max_requests` places
+//! before it started at least `window + margin` ago, so no window of the server's — wherever it
+//! starts — sees more than `max_requests`. Waiters are served first come, first served. A 429
+//! from the server pauses everyone (for its `Retry-After`, when given).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::RateLimit;
+
+/// A sliding-window rate limiter (one per client, i.e. per key).
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    /// Serves waiters in arrival order; held while a waiter sleeps for its turn.
+    turnstile: tokio::sync::Mutex<()>,
+    state: Mutex<WindowState>,
+}
+
+#[derive(Debug, Default)]
+struct WindowState {
+    /// Start times of the last `max_requests` requests, oldest first.
+    recent: VecDeque<Instant>,
+    /// No request starts before this instant (set after a 429).
+    paused_until: Option<Instant>,
+    /// Requests granted so far.
+    granted: u64,
+}
+
+impl RateLimiter {
+    /// A limiter for `limit`.
+    pub fn new(limit: RateLimit) -> Self {
+        RateLimiter {
+            limit,
+            turnstile: tokio::sync::Mutex::new(()),
+            state: Mutex::new(WindowState::default()),
+        }
+    }
+
+    /// The budget it enforces.
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// Waits for the turn to send one request, and records it as sent now.
+    pub async fn acquire(&self) {
+        let _turn = self.turnstile.lock().await;
+        loop {
+            let now = Instant::now();
+            let ready_at = {
+                let mut state = self.lock_state();
+                let ready_at = self.ready_at(&state, now);
+                if ready_at <= now {
+                    state.recent.push_back(now);
+                    while state.recent.len() > self.capacity() {
+                        state.recent.pop_front();
+                    }
+                    state.granted += 1;
+                    return;
+                }
+                ready_at
+            };
+            tokio::time::sleep_until(ready_at).await;
+        }
+    }
+
+    /// Holds every request back for `duration` from now (after a 429).
+    pub fn pause_for(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        let mut state = self.lock_state();
+        if state.paused_until.is_none_or(|current| current < until) {
+            state.paused_until = Some(until);
+        }
+    }
+
+    /// Requests granted since the limiter was made.
+    pub fn granted(&self) -> u64 {
+        self.lock_state().granted
+    }
+
+    fn capacity(&self) -> usize {
+        usize::try_from(self.limit.max_requests).unwrap_or(usize::MAX).max(1)
+    }
+
+    fn ready_at(&self, state: &WindowState, now: Instant) -> Instant {
+        let mut ready = now;
+        if let Some(paused) = state.paused_until {
+            ready = ready.max(paused);
+        }
+        if state.recent.len() >= self.capacity()
+            && let Some(oldest) = state.recent.front()
+        {
+            ready = ready.max(*oldest + self.limit.window + self.limit.margin);
+        }
+        ready
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, WindowState> {
+        // The state stays consistent even if a holder panicked: every update is one push/pop.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// The most starts inside any half-open window of length `window`.
+    fn max_in_window(starts: &[Instant], window: Duration) -> usize {
+        let mut sorted = starts.to_vec();
+        sorted.sort();
+        (0..sorted.len())
+            .map(|i| sorted[i..].iter().take_while(|t| **t - sorted[i] < window).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_window_holds_more_than_the_limit() {
+        let limiter = Arc::new(RateLimiter::new(RateLimit::per_second(2)));
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let (limiter, starts) = (limiter.clone(), starts.clone());
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire().await;
+                starts.lock().unwrap().push(Instant::now());
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let starts = starts.lock().unwrap().clone();
+        assert_eq!(starts.len(), 40);
+        // Any 1.05 s window (the window plus the margin) holds at most 2.
+        assert_eq!(max_in_window(&starts, Duration::from_millis(1050)), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_within_budget_is_not_delayed() {
+        let limiter = RateLimiter::new(RateLimit::per_second(2));
+        let start = Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(Instant::now(), start);
+        limiter.acquire().await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(1050));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_everyone() {
+        let limiter = RateLimiter::new(RateLimit::per_second(5));
+        let start = Instant::now();
+        limiter.pause_for(Duration::from_secs(3));
+        limiter.acquire().await;
+        assert!(Instant::now() - start >= Duration::from_secs(3));
+        assert_eq!(limiter.granted(), 1);
+    }
+}
