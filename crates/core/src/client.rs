@@ -132,7 +132,14 @@ impl Client {
         let task_id = created
             .task_id
             .filter(|id| !id.trim().is_empty())
-            .ok_or_else(|| invalid(Call::Create, 200, "no data.task_id in a successful answer", &body))?;
+            .ok_or_else(|| {
+                invalid(
+                    Call::Create,
+                    200,
+                    "no data.task_id in a successful answer",
+                    &body,
+                )
+            })?;
         tracing::info!(task_id = %task_id, "task created");
         Ok(task_id)
     }
@@ -210,10 +217,13 @@ impl Client {
             match status {
                 spec::STATUS_OK => return Ok(body),
                 429 => {
-                    let wait = retry_after
-                        .unwrap_or_default()
-                        .max(retry.backoff(attempt));
-                    tracing::warn!(call = call.name(), attempt, wait_ms = wait.as_millis() as u64, "rate limited (429)");
+                    let wait = retry_after.unwrap_or_default().max(retry.backoff(attempt));
+                    tracing::warn!(
+                        call = call.name(),
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited (429)"
+                    );
                     self.inner.limiter.pause_for(wait);
                     if last {
                         return Err(Error::RateLimited {
@@ -227,7 +237,12 @@ impl Client {
                 // second task. 504 is different: a gateway gave up waiting for a backend that may
                 // have accepted the create.
                 500 | 502 | 503 | 504 if !last && (status != 504 || call == Call::Query) => {
-                    tracing::warn!(call = call.name(), attempt, status, "server error, retrying");
+                    tracing::warn!(
+                        call = call.name(),
+                        attempt,
+                        status,
+                        "server error, retrying"
+                    );
                     tokio::time::sleep(retry.backoff(attempt)).await;
                 }
                 _ => return Err(status_error(status, message, attempt)),
@@ -293,12 +308,15 @@ fn form(request: &GenerateRequest, image: &LoadedImage) -> Form {
     let mut form = Form::new();
     form = match image {
         LoadedImage::File { data, file_name } => {
-            let part = Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
-                .file_name(file_name.clone());
+            let part =
+                Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
+                    .file_name(file_name.clone());
             let part = match part.mime_str("image/png") {
                 Ok(part) => part,
-                Err(_) => Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
-                    .file_name(file_name.clone()),
+                Err(_) => {
+                    Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
+                        .file_name(file_name.clone())
+                }
             };
             form.part(field::IMAGE_FILE, part)
         }
@@ -353,8 +371,8 @@ fn status_error(status: u16, message: String, attempts: u32) -> Error {
 }
 
 fn parse_data<T: DeserializeOwned>(call: Call, body: &[u8]) -> Result<T> {
-    let envelope: Envelope<T> = serde_json::from_slice(body)
-        .map_err(|e| invalid(call, 200, &e.to_string(), body))?;
+    let envelope: Envelope<T> =
+        serde_json::from_slice(body).map_err(|e| invalid(call, 200, &e.to_string(), body))?;
     envelope
         .data
         .ok_or_else(|| invalid(call, 200, "a successful answer without data", body))
@@ -444,7 +462,10 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3600)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&headers), None);
     }
 }

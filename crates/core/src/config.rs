@@ -73,14 +73,18 @@ impl RateLimit {
     pub fn per_second(qps: u32) -> Self {
         RateLimit {
             max_requests: qps.max(1),
-            window: Duration::from_secs(1),
+            window: spec::QPS_WINDOW,
             margin: Duration::from_millis(50),
         }
     }
 
     /// The same budget with every duration divided by `factor` (for emulated, sped-up time).
     pub fn scaled(self, factor: f64) -> Self {
-        let factor = if factor.is_finite() && factor > 0.0 { factor } else { 1.0 };
+        let factor = if factor.is_finite() && factor > 0.0 {
+            factor
+        } else {
+            1.0
+        };
         RateLimit {
             window: self.window.div_f64(factor),
             margin: self.margin.div_f64(factor),
@@ -172,7 +176,9 @@ impl ClientConfig {
         }
         if let Ok(qps) = std::env::var(ENV_QPS) {
             let qps: u32 = qps.trim().parse().map_err(|_| {
-                Error::Config(format!("{ENV_QPS}={qps:?} is not a whole number of requests per second"))
+                Error::Config(format!(
+                    "{ENV_QPS}={qps:?} is not a whole number of requests per second"
+                ))
             })?;
             builder = builder.rate_limit(RateLimit::per_second(qps));
         }
@@ -285,7 +291,9 @@ impl ClientConfigBuilder {
             )));
         }
         if self.rate_limit.window.is_zero() || self.rate_limit.max_requests == 0 {
-            return Err(Error::Config("the rate limit must allow at least one request per non-zero window".into()));
+            return Err(Error::Config(
+                "the rate limit must allow at least one request per non-zero window".into(),
+            ));
         }
         Ok(ClientConfig {
             api_key,
@@ -319,8 +327,14 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_advice() {
-        assert!(matches!(ClientConfig::builder("  ").build(), Err(Error::Config(_))));
-        let err = ClientConfig::builder("k").base_url("ftp://x").build().unwrap_err();
+        assert!(matches!(
+            ClientConfig::builder("  ").build(),
+            Err(Error::Config(_))
+        ));
+        let err = ClientConfig::builder("k")
+            .base_url("ftp://x")
+            .build()
+            .unwrap_err();
         assert!(err.to_string().contains("http(s)"), "{err}");
         assert!(ClientConfig::builder("k").base_url("nope").build().is_err());
     }
@@ -331,7 +345,10 @@ mod tests {
         for attempt in 1..20 {
             let d = policy.backoff(attempt);
             assert!(d <= policy.max_backoff);
-            let full = policy.initial_backoff.saturating_mul(1 << (attempt - 1).min(16)).min(policy.max_backoff);
+            let full = policy
+                .initial_backoff
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(policy.max_backoff);
             assert!(d >= full / 2, "attempt {attempt}: {d:?}");
         }
     }

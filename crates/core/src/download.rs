@@ -34,7 +34,12 @@ impl Client {
     }
 
     /// Downloads (or decodes) one result field (`image_1` is index 1).
-    pub async fn fetch_result(&self, task_id: &str, index: u8, field: &str) -> Result<GeneratedImage> {
+    pub async fn fetch_result(
+        &self,
+        task_id: &str,
+        index: u8,
+        field: &str,
+    ) -> Result<GeneratedImage> {
         let unusable = |reason: String| Error::ResultInvalid {
             task_id: task_id.to_owned(),
             index,
@@ -115,7 +120,13 @@ impl Client {
                     });
                 }
             }
-            tracing::warn!(task_id, index, attempt, status, "result download failed, retrying");
+            tracing::warn!(
+                task_id,
+                index,
+                attempt,
+                status,
+                "result download failed, retrying"
+            );
             tokio::time::sleep(config.retry.backoff(attempt)).await;
         }
     }

@@ -33,14 +33,18 @@ pub enum Error {
     Config(String),
 
     /// HTTP 400: a parameter is missing or has an incorrect value.
-    #[error("the service rejected the parameters (HTTP 400): {message}; check the prompt, scene type, batch size and image source")]
+    #[error(
+        "the service rejected the parameters (HTTP 400): {message}; check the prompt, scene type, batch size and image source"
+    )]
     BadRequest {
         /// The server's message.
         message: String,
     },
 
     /// HTTP 401: the API key was refused.
-    #[error("the service refused the API key (HTTP 401): {message}; check PICWISH_API_KEY and that the service is enabled for it")]
+    #[error(
+        "the service refused the API key (HTTP 401): {message}; check PICWISH_API_KEY and that the service is enabled for it"
+    )]
     Unauthorized {
         /// The server's message.
         message: String,
@@ -54,14 +58,18 @@ pub enum Error {
     },
 
     /// HTTP 413: the uploaded file is too large.
-    #[error("the service refused the upload as too large (HTTP 413): {message}; PNG files must be at most 20 MiB")]
+    #[error(
+        "the service refused the upload as too large (HTTP 413): {message}; PNG files must be at most 20 MiB"
+    )]
     PayloadTooLarge {
         /// The server's message.
         message: String,
     },
 
     /// HTTP 429: the key's QPS limit was exceeded, and retries did not get through.
-    #[error("rate limited by the service (HTTP 429) after {attempts} attempts: {message}; lower the configured QPS or ask PicWish to raise the key's limit")]
+    #[error(
+        "rate limited by the service (HTTP 429) after {attempts} attempts: {message}; lower the configured QPS or ask PicWish to raise the key's limit"
+    )]
     RateLimited {
         /// The server's message.
         message: String,
@@ -72,7 +80,9 @@ pub enum Error {
     },
 
     /// HTTP 5xx: the service failed, and retries did not get through.
-    #[error("the service failed (HTTP {status}) after {attempts} attempts: {message}; try again later")]
+    #[error(
+        "the service failed (HTTP {status}) after {attempts} attempts: {message}; try again later"
+    )]
     Server {
         /// The HTTP status.
         status: u16,
@@ -92,7 +102,9 @@ pub enum Error {
     },
 
     /// The service answered, but not with the documented JSON.
-    #[error("the service's answer to {during} is not the documented JSON (HTTP {status}): {reason}; body starts with {body_start:?}")]
+    #[error(
+        "the service's answer to {during} is not the documented JSON (HTTP {status}): {reason}; body starts with {body_start:?}"
+    )]
     InvalidResponse {
         /// Which call ("create", "query").
         during: &'static str,
@@ -144,7 +156,9 @@ pub enum Error {
     },
 
     /// Waiting was cancelled by the caller.
-    #[error("waiting for task {task_id} was cancelled; the task may still finish: resume with its id")]
+    #[error(
+        "waiting for task {task_id} was cancelled; the task may still finish: resume with its id"
+    )]
     Cancelled {
         /// The task id, to resume with.
         task_id: String,
@@ -160,7 +174,9 @@ pub enum Error {
     },
 
     /// A result URL answered 403, 404 or 410: it expired (URLs live 1 hour) or never existed.
-    #[error("result image {index} of task {task_id} is no longer available (HTTP {status}); result URLs expire 1 hour after the task finishes — generate again")]
+    #[error(
+        "result image {index} of task {task_id} is no longer available (HTTP {status}); result URLs expire 1 hour after the task finishes — generate again"
+    )]
     ResultExpired {
         /// The task id.
         task_id: String,
@@ -215,7 +231,10 @@ impl Error {
     /// The task state behind the error, for failed tasks and timeouts.
     pub fn task_state(&self) -> Option<TaskState> {
         match self {
-            Error::TaskFailed { state, .. } | Error::Timeout { last_state: state, .. } => Some(*state),
+            Error::TaskFailed { state, .. }
+            | Error::Timeout {
+                last_state: state, ..
+            } => Some(*state),
             _ => None,
         }
     }
@@ -236,7 +255,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             action,
             path: path.into(),

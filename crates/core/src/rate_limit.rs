@@ -84,7 +84,9 @@ impl RateLimiter {
     }
 
     fn capacity(&self) -> usize {
-        usize::try_from(self.limit.max_requests).unwrap_or(usize::MAX).max(1)
+        usize::try_from(self.limit.max_requests)
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
 
     fn ready_at(&self, state: &WindowState, now: Instant) -> Instant {
@@ -102,7 +104,9 @@ impl RateLimiter {
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, WindowState> {
         // The state stays consistent even if a holder panicked: every update is one push/pop.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -117,7 +121,12 @@ mod tests {
         let mut sorted = starts.to_vec();
         sorted.sort();
         (0..sorted.len())
-            .map(|i| sorted[i..].iter().take_while(|t| **t - sorted[i] < window).count())
+            .map(|i| {
+                sorted[i..]
+                    .iter()
+                    .take_while(|t| **t - sorted[i] < window)
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     }

@@ -40,10 +40,7 @@ impl fmt::Debug for ImageSource {
                 .field("file_name", file_name)
                 .finish(),
             // Presigned URLs carry credentials in their query: show the origin and path only.
-            ImageSource::Url(url) => f
-                .debug_tuple("Url")
-                .field(&redact_query(url))
-                .finish(),
+            ImageSource::Url(url) => f.debug_tuple("Url").field(&redact_query(url)).finish(),
         }
     }
 }
@@ -213,7 +210,11 @@ impl GenerateRequestBuilder {
         }
         let mut images = self.images;
         let image = match (images.pop(), images.is_empty()) {
-            (None, _) => return Err(ValidationError::ImageSource { found: "no source image given" }),
+            (None, _) => {
+                return Err(ValidationError::ImageSource {
+                    found: "no source image given",
+                });
+            }
             (Some(_), false) => {
                 return Err(ValidationError::ImageSource {
                     found: "two source images given",
@@ -268,7 +269,10 @@ pub fn parse_image_url(raw: &str) -> Result<Url, ValidationError> {
     };
     let url = Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(&format!("the scheme is {:?}, not http or https", url.scheme())));
+        return Err(invalid(&format!(
+            "the scheme is {:?}, not http or https",
+            url.scheme()
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("it has no host"));
@@ -318,7 +322,10 @@ mod tests {
             assert_eq!(result, Err(ValidationError::BatchSize { value: bad }));
         }
         assert!(matches!(
-            GenerateRequest::builder().image_path("a").scene_type(0).build(),
+            GenerateRequest::builder()
+                .image_path("a")
+                .scene_type(0)
+                .build(),
             Err(ValidationError::SceneType { value: 0 })
         ));
     }

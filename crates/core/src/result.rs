@@ -27,8 +27,13 @@ impl ResultLocation {
             let (meta, data) = rest
                 .split_once(',')
                 .ok_or_else(|| ResultFieldError("a data: URI without a comma".into()))?;
-            if !meta.split(';').any(|part| part.eq_ignore_ascii_case("base64")) {
-                return Err(ResultFieldError(format!("a data: URI that is not base64 ({meta})")));
+            if !meta
+                .split(';')
+                .any(|part| part.eq_ignore_ascii_case("base64"))
+            {
+                return Err(ResultFieldError(format!(
+                    "a data: URI that is not base64 ({meta})"
+                )));
             }
             return decode_base64(data).map(ResultLocation::Inline);
         }
@@ -138,7 +143,10 @@ mod tests {
             Ok(ResultLocation::Inline(Bytes::from_static(JPEG)))
         );
         let wrapped = format!("{}\n{}", &raw[..4], &raw[4..]);
-        assert!(matches!(ResultLocation::parse(&wrapped), Ok(ResultLocation::Inline(_))));
+        assert!(matches!(
+            ResultLocation::parse(&wrapped),
+            Ok(ResultLocation::Inline(_))
+        ));
     }
 
     #[test]
@@ -152,6 +160,9 @@ mod tests {
     fn sniffing() {
         assert_eq!(ImageFormat::sniff(JPEG), Some(ImageFormat::Jpeg));
         assert_eq!(ImageFormat::sniff(b"<!doctype html>"), None);
-        assert_eq!(ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::Webp));
+        assert_eq!(
+            ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some(ImageFormat::Webp)
+        );
     }
 }

@@ -158,7 +158,15 @@ impl HttpStatus {
             HttpStatus::TooManyRequests => {
                 "request frequency exceeds the key's QPS limit (default 2): slow down or ask PicWish to raise it"
             }
-            HttpStatus::InternalServerError => "server-side exception: try again later or contact support",
+            HttpStatus::InternalServerError => {
+                "server-side exception: try again later or contact support"
+            }
         }
     }
 }
+
+/// The `message` of a successful answer, as in the spec's examples.
+pub const SUCCESS_MESSAGE: &str = "success";
+
+/// The window the QPS limit counts requests in ("requests per second").
+pub const QPS_WINDOW: Duration = Duration::from_secs(1);

@@ -189,7 +189,9 @@ impl TaskState {
             TaskState::ProcessingTimedOut => {
                 "processing timed out (the maximum processing time is 180 seconds)"
             }
-            TaskState::InvalidImageFile => "invalid image file (e.g. corrupted image or incorrect format)",
+            TaskState::InvalidImageFile => {
+                "invalid image file (e.g. corrupted image or incorrect format)"
+            }
             TaskState::ImageUrlTooLarge => "the image_url image exceeds the size limit (30MB)",
             TaskState::ImageUrlDownloadFailed => {
                 "the server failed to download your file: check that the source image URL is available"

@@ -32,7 +32,9 @@ const MAX_CHUNKS_BEFORE_IMAGE_DATA: u32 = 4096;
 #[non_exhaustive]
 pub enum ValidationError {
     /// The file is empty.
-    #[error("the image file is empty (0 bytes); the service needs a transparent PNG of 256-4096 px")]
+    #[error(
+        "the image file is empty (0 bytes); the service needs a transparent PNG of 256-4096 px"
+    )]
     EmptyFile,
     /// The file does not start with the PNG signature.
     #[error(
@@ -110,7 +112,9 @@ pub enum ValidationError {
     )]
     EmptyPrompt,
     /// The prompt is longer than the service accepts.
-    #[error("the prompt is {chars} characters long, over the limit of {max} characters; shorten it")]
+    #[error(
+        "the prompt is {chars} characters long, over the limit of {max} characters; shorten it"
+    )]
     PromptTooLong {
         /// Characters in the prompt.
         chars: usize,
@@ -124,13 +128,17 @@ pub enum ValidationError {
         value: i64,
     },
     /// `scene_type` is not a positive template id.
-    #[error("scene type {value} is not a template id; use a positive id from PicWish's scene_type list")]
+    #[error(
+        "scene type {value} is not a template id; use a positive id from PicWish's scene_type list"
+    )]
     SceneType {
         /// The value given.
         value: i64,
     },
     /// The image URL cannot be fetched by the service.
-    #[error("image URL {url:?} is not usable: {reason}; give an absolute http(s) URL the service can reach")]
+    #[error(
+        "image URL {url:?} is not usable: {reason}; give an absolute http(s) URL the service can reach"
+    )]
     ImageUrl {
         /// The URL given.
         url: String,
@@ -370,7 +378,9 @@ pub fn inspect_png_bytes(bytes: &[u8]) -> Result<PngInfo, ValidationError> {
         match step {
             PngStep::Done(info) => return Ok(info),
             PngStep::Need { offset, len } => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
                 let end = start.saturating_add(len).min(bytes.len());
                 step = reader.feed(&bytes[start..end])?;
             }
@@ -510,7 +520,12 @@ mod tests {
 
     /// A minimal PNG: signature, IHDR, optional extra chunks, IDAT and IEND (CRCs zeroed; the
     /// validator does not read them).
-    pub(crate) fn png(width: u32, height: u32, color_type: u8, extra: &[(&[u8; 4], usize)]) -> Vec<u8> {
+    pub(crate) fn png(
+        width: u32,
+        height: u32,
+        color_type: u8,
+        extra: &[(&[u8; 4], usize)],
+    ) -> Vec<u8> {
         let mut out = PNG_SIGNATURE.to_vec();
         let mut chunk = |kind: &[u8; 4], data: &[u8]| {
             out.extend_from_slice(&(data.len() as u32).to_be_bytes());

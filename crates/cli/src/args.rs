@@ -1,0 +1,134 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Generate AI backgrounds for transparent product PNGs with PicWish's Generate Background API.
+///
+/// With neither PICWISH_API_KEY nor PICWISH_BASE_URL set, `generate` runs against a local
+/// emulator started in-process: no key, no network, no credits, stand-in images.
+#[derive(Debug, Parser)]
+#[command(name = "backdrop", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate backgrounds for PNG files, folders of PNGs, or image URLs.
+    Generate(GenerateArgs),
+    /// Check PNG files against the service's rules without sending anything.
+    Validate(ValidateArgs),
+    /// Show the state of a task (and download its results with --out).
+    Status(StatusArgs),
+    /// Serve the local emulator of the API.
+    Emulator(backdrop_emulator::cli::EmulatorArgs),
+}
+
+/// Where the service is and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// PicWish API key.
+    #[arg(long, env = "PICWISH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Base URL of the API (default https://techhk.aoscdn.com).
+    #[arg(long, env = "PICWISH_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// The key's requests-per-second limit; every request of this run shares it.
+    #[arg(long, env = "PICWISH_QPS", default_value_t = backdrop_core::spec::DEFAULT_QPS)]
+    pub qps: u32,
+}
+
+/// `backdrop generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// PNG files, folders (searched for *.png) or http(s) image URLs.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Describe the background (at most 1024 characters).
+    #[arg(
+        long,
+        short,
+        conflicts_with = "scene",
+        required_unless_present = "scene"
+    )]
+    pub prompt: Option<String>,
+
+    /// Use a background template id instead of a prompt.
+    #[arg(long, short, value_name = "ID", allow_negative_numbers = true)]
+    pub scene: Option<i64>,
+
+    /// What the background should not contain.
+    #[arg(long, short)]
+    pub negative: Option<String>,
+
+    /// Images per input: 1 (3 credits) or 2 (6 credits).
+    #[arg(long, short, default_value_t = 2, allow_negative_numbers = true)]
+    pub batch: i64,
+
+    /// Folder the generated images go to.
+    #[arg(long, short, default_value = "backdrop-out")]
+    pub out: PathBuf,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Inputs in flight at once (all share the key's rate limit).
+    #[arg(long, short, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+
+    /// Give up waiting for a task after this many seconds (at most 300, the spec's limit).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout: u64,
+
+    /// How to reach the service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// `backdrop validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// PNG files or folders.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Also check this prompt.
+    #[arg(long, short)]
+    pub prompt: Option<String>,
+
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `backdrop status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The task id `generate` printed.
+    pub task_id: String,
+
+    /// Download the task's results into this folder.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+
+    /// Print the task as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// How to reach the service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}

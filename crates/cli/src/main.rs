@@ -1,0 +1,70 @@
+//! `backdrop`: generate AI backgrounds for transparent product PNGs from the terminal.
+
+mod args;
+mod error;
+mod generate;
+mod inputs;
+mod output;
+mod progress;
+mod service;
+mod status;
+mod summary;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::error::{CliError, EXIT_OK};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli.command).await {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("backdrop: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<u8, CliError> {
+    match command {
+        Command::Generate(args) => {
+            let json = args.json;
+            let summary = generate::run(args).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).unwrap_or_default()
+                );
+            } else {
+                print!("{}", summary.to_table());
+            }
+            Ok(summary.exit_code())
+        }
+        Command::Validate(args) => validate::run(&args),
+        Command::Status(args) => status::run(&args).await.map(|()| EXIT_OK),
+        Command::Emulator(args) => backdrop_emulator::cli::serve(args)
+            .await
+            .map(|()| EXIT_OK)
+            .map_err(CliError::EmulatorServe),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

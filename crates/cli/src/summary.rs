@@ -1,0 +1,172 @@
+//! What happened to each input, and the totals: printed as a table or as JSON.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::{self, EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNAUTHORIZED};
+
+/// The end of one input.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputOutcome {
+    /// The input as given.
+    pub input: String,
+    /// `succeeded`, `failed` or `skipped` (not started because the run was interrupted).
+    pub status: OutcomeStatus,
+    /// The task id, once the service accepted the input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Files written.
+    pub outputs: Vec<PathBuf>,
+    /// Seconds from start to finish.
+    pub seconds: f64,
+    /// Credits charged, by the spec's price list.
+    pub credits: u32,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<FailureRecord>,
+}
+
+/// How an input ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Outputs written.
+    Succeeded,
+    /// See the failure record.
+    Failed,
+    /// Never started (interrupted).
+    Skipped,
+}
+
+/// A readable failure.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureRecord {
+    /// The full message, with what to do.
+    pub message: String,
+    /// The HTTP status, when the service answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The task state, when the task failed or timed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_state: Option<i32>,
+    /// True when trying again later may succeed.
+    pub transient: bool,
+    /// True when the input was refused locally: nothing was sent, nothing spent.
+    pub refused_locally: bool,
+    /// The exit code this failure alone would give.
+    pub exit_code: u8,
+}
+
+impl FailureRecord {
+    /// The record of a core error.
+    pub fn from_error(error: &backdrop_core::Error) -> Self {
+        FailureRecord {
+            message: error.to_string(),
+            http_status: error.http_status(),
+            task_state: error.task_state().map(|s| s.code()),
+            transient: error.is_transient(),
+            refused_locally: matches!(
+                error,
+                backdrop_core::Error::Invalid(_) | backdrop_core::Error::Io { .. }
+            ),
+            exit_code: error::exit_code_for(error),
+        }
+    }
+
+    /// The record of a local failure that is not a core error (e.g. writing an output).
+    pub fn local(message: String) -> Self {
+        FailureRecord {
+            message,
+            http_status: None,
+            task_state: None,
+            transient: true,
+            refused_locally: false,
+            exit_code: EXIT_FAILED,
+        }
+    }
+}
+
+/// Every input's outcome and the totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// One entry per input, in input order.
+    pub inputs: Vec<InputOutcome>,
+    /// Inputs.
+    pub total: usize,
+    /// Inputs that succeeded.
+    pub succeeded: usize,
+    /// Inputs that failed.
+    pub failed: usize,
+    /// Inputs never started.
+    pub skipped: usize,
+    /// Credits charged in all.
+    pub credits: u32,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+}
+
+impl Summary {
+    /// Totals over `inputs`.
+    pub fn new(inputs: Vec<InputOutcome>, seconds: f64) -> Self {
+        let count = |status| inputs.iter().filter(|i| i.status == status).count();
+        Summary {
+            total: inputs.len(),
+            succeeded: count(OutcomeStatus::Succeeded),
+            failed: count(OutcomeStatus::Failed),
+            skipped: count(OutcomeStatus::Skipped),
+            credits: inputs.iter().map(|i| i.credits).sum(),
+            seconds,
+            inputs,
+        }
+    }
+
+    /// 0 when all succeeded; 4 when the key was refused; 3 when every failure was refused
+    /// locally; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        let failures: Vec<&FailureRecord> = self
+            .inputs
+            .iter()
+            .filter_map(|i| i.error.as_ref())
+            .collect();
+        if failures.is_empty() {
+            EXIT_OK
+        } else if failures.iter().any(|f| f.exit_code == EXIT_UNAUTHORIZED) {
+            EXIT_UNAUTHORIZED
+        } else if failures.iter().all(|f| f.refused_locally) {
+            EXIT_INVALID_INPUT
+        } else {
+            EXIT_FAILED
+        }
+    }
+
+    /// A table for people.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        for input in &self.inputs {
+            let mark = match input.status {
+                OutcomeStatus::Succeeded => "ok  ",
+                OutcomeStatus::Failed => "FAIL",
+                OutcomeStatus::Skipped => "skip",
+            };
+            out.push_str(&format!(
+                "{mark} {}  task {}  {:.1} s  {} credits\n",
+                input.input,
+                input.task_id.as_deref().unwrap_or("-"),
+                input.seconds,
+                input.credits
+            ));
+            for output in &input.outputs {
+                out.push_str(&format!("       -> {}\n", output.display()));
+            }
+            if let Some(error) = &input.error {
+                out.push_str(&format!("       {}\n", error.message));
+            }
+        }
+        out.push_str(&format!(
+            "{} inputs: {} succeeded, {} failed, {} skipped; {} credits; {:.1} s\n",
+            self.total, self.succeeded, self.failed, self.skipped, self.credits, self.seconds
+        ));
+        out
+    }
+}

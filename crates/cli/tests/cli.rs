@@ -1,0 +1,281 @@
+//! The `backdrop` binary, run as a user runs it, against the emulator.
+
+// Test code: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use backdrop_emulator::EmulatorConfig;
+use backdrop_tests::{TIME_SCALE, fast_emulator, fixture, opaque_png};
+
+fn backdrop(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_backdrop"));
+    command
+        .args(args)
+        .env_remove("PICWISH_API_KEY")
+        .env_remove("PICWISH_BASE_URL")
+        .env_remove("PICWISH_QPS")
+        .env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the backdrop binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("backdrop-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn is_jpeg(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.starts_with(&[0xFF, 0xD8, 0xFF]))
+}
+
+#[test]
+fn without_configuration_it_runs_on_the_built_in_emulator() {
+    let out = temp_dir("embedded");
+    let bottle = fixture("bottle.png");
+    let output = backdrop(
+        &[
+            "generate",
+            bottle.to_str().unwrap(),
+            "--prompt",
+            "a marble countertop",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {stderr}\nstdout: {}",
+        text(&output.stdout)
+    );
+    assert!(stderr.contains("built-in emulator"), "{stderr}");
+    assert!(is_jpeg(&out.join("bottle-1.jpg")) && is_jpeg(&out.join("bottle-2.jpg")));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("1 succeeded") && stdout.contains("6 credits"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_runs_concurrently_and_bad_files_are_refused_locally() {
+    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let inputs = temp_dir("folder-in");
+    std::fs::create_dir_all(inputs.join("shelf")).unwrap();
+    std::fs::copy(fixture("bottle.png"), inputs.join("bottle.png")).unwrap();
+    std::fs::copy(fixture("mug.png"), inputs.join("shelf/mug one.png")).unwrap();
+    std::fs::write(inputs.join("opaque.png"), opaque_png(300, 300)).unwrap();
+    let out = temp_dir("folder-out");
+    let qps = (2.0 * TIME_SCALE).to_string();
+    let base = emulator.base_url();
+    let (input_arg, out_arg) = (
+        inputs.to_str().unwrap().to_owned(),
+        out.to_str().unwrap().to_owned(),
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        backdrop(
+            &[
+                "generate",
+                &input_arg,
+                "--prompt",
+                "forest",
+                "--batch",
+                "1",
+                "--out",
+                &out_arg,
+                "--json",
+                "--timeout",
+                "60",
+            ],
+            &[
+                ("PICWISH_API_KEY", "emulator-key"),
+                ("PICWISH_BASE_URL", &base),
+                ("PICWISH_QPS", &qps),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    // The only failure was refused locally: exit code 3.
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["succeeded"], 2);
+    assert_eq!(summary["failed"], 1);
+    assert_eq!(summary["credits"], 6);
+    let failed = summary["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["status"] == "failed")
+        .unwrap();
+    assert!(failed["input"].as_str().unwrap().ends_with("opaque.png"));
+    assert_eq!(failed["error"]["refused_locally"], true);
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no transparency")
+    );
+    assert!(is_jpeg(&out.join("bottle-1.jpg")));
+    assert!(is_jpeg(&out.join("shelf/mug one-1.jpg")));
+    assert_eq!(emulator.counters().tasks_created, 2);
+    std::fs::remove_dir_all(inputs).unwrap();
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn validate_names_the_rule_and_sends_nothing() {
+    let dir = temp_dir("validate");
+    let opaque = dir.join("opaque.png");
+    std::fs::write(&opaque, opaque_png(300, 300)).unwrap();
+    let bottle = fixture("bottle.png");
+    let output = backdrop(
+        &[
+            "validate",
+            bottle.to_str().unwrap(),
+            opaque.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("ok   ") && stdout.contains("480x640"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("no transparency"),
+        "{stdout}"
+    );
+    let output = backdrop(&["validate", bottle.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_options_fail_before_anything_starts() {
+    let bottle = fixture("bottle.png");
+    let long = "x".repeat(1025);
+    let output = backdrop(
+        &["generate", bottle.to_str().unwrap(), "--prompt", &long],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        text(&output.stderr).contains("1025 characters"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !text(&output.stderr).contains("emulator"),
+        "nothing may start for a bad prompt"
+    );
+
+    let output = backdrop(
+        &[
+            "generate",
+            bottle.to_str().unwrap(),
+            "--prompt",
+            "x",
+            "--scene",
+            "3",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let output = backdrop(
+        &[
+            "generate",
+            bottle.to_str().unwrap(),
+            "--prompt",
+            "x",
+            "--batch",
+            "3",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(text(&output.stderr).contains("must be 1 or 2"));
+    let output = backdrop(&["generate", "/no/such.png", "--prompt", "x"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("/no/such.png"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_key_exits_4_and_status_reads_a_task() {
+    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let base = emulator.base_url();
+    let bottle = fixture("bottle.png").display().to_string();
+    let out = temp_dir("wrong-key");
+    let (b, o, url) = (bottle.clone(), out.display().to_string(), base.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        backdrop(
+            &["generate", &b, "--prompt", "x", "--out", &o],
+            &[
+                ("PICWISH_API_KEY", "not-the-key"),
+                ("PICWISH_BASE_URL", &url),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("HTTP 401"));
+    assert!(
+        !text(&output.stdout).contains("not-the-key")
+            && !text(&output.stderr).contains("not-the-key")
+    );
+
+    let client = backdrop_tests::client_for(&emulator, 2);
+    let request = backdrop_core::GenerateRequest::builder()
+        .image_path(fixture("mug.png"))
+        .scene_type(7)
+        .batch_size(1)
+        .build()
+        .unwrap();
+    let task_id = client.create_task(&request).await.unwrap();
+    client
+        .wait_for_task_with(&task_id, backdrop_tests::scaled_wait(), |_| {
+            backdrop_core::WaitControl::Continue
+        })
+        .await
+        .unwrap();
+    let (id, o) = (task_id.clone(), out.display().to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        backdrop(
+            &["status", &id, "--out", &o],
+            &[
+                ("PICWISH_API_KEY", "emulator-key"),
+                ("PICWISH_BASE_URL", &base),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("completed") && stdout.contains("credits   3"),
+        "{stdout}"
+    );
+    assert!(is_jpeg(&out.join(format!("{task_id}-1.jpg"))));
+    std::fs::remove_dir_all(out).unwrap();
+}

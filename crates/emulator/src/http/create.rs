@@ -1,0 +1,471 @@
+//! `POST /api/tasks/visual/background`: read the multipart form, check every parameter like the
+//! service does, create the task.
+//!
+//! Parameter rules (400 with a message naming the problem, in this order): exactly one of
+//! `image_url` / `image_file`; exactly one of `prompt` / `scene_type`; a prompt that is not blank
+//! and at most 1024 characters; a positive integer `scene_type`; `batch_size` 1 or 2 (default 2);
+//! an absolute http(s) `image_url`. Then 413 when `image_file` is over the file limit.
+//!
+//! A field sent with an empty value counts as absent (the spec: "the other image source parameter
+//! must be empty"); a prompt of white space only is present and refused as blank. Unknown fields
+//! are read and ignored; a known field sent twice is refused.
+
+use std::sync::Arc;
+
+use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use backdrop_core::request::{check_scene_type, parse_image_url};
+use backdrop_core::spec::{self, HttpStatus, field};
+use backdrop_core::validate::{self, ValidationError};
+use backdrop_core::{BatchSize, spec::MAX_IMAGE_FILE_BYTES};
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::app::{App, NewTask};
+use crate::http::{SUCCESS_MESSAGE, api_error, drain, envelope};
+use crate::job::Source;
+use crate::render::Backdrop;
+
+/// Longest accepted text field, in bytes (far above the prompt limit, so that an overlong prompt
+/// is still counted in characters and refused with its length).
+const MAX_TEXT_FIELD_BYTES: usize = 1024 * 1024;
+
+/// The fields of a create request, as sent.
+#[derive(Debug, Default)]
+pub(crate) struct Form {
+    pub(crate) image_url: Option<String>,
+    pub(crate) image_file: Option<Upload>,
+    pub(crate) batch_size: Option<String>,
+    pub(crate) prompt: Option<String>,
+    pub(crate) scene_type: Option<String>,
+    pub(crate) negative_prompt: Option<String>,
+}
+
+/// An uploaded file: its bytes unless it is over the limit.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    pub(crate) data: Bytes,
+    pub(crate) size: u64,
+}
+
+impl Upload {
+    fn too_large(&self) -> bool {
+        self.size > MAX_IMAGE_FILE_BYTES
+    }
+}
+
+/// Why a create request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: HttpStatus,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    fn bad(message: impl Into<String>) -> Self {
+        Refusal {
+            status: HttpStatus::BadRequest,
+            message: message.into(),
+        }
+    }
+
+    fn too_large(message: impl Into<String>) -> Self {
+        Refusal {
+            status: HttpStatus::PayloadTooLarge,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ValidationError> for Refusal {
+    fn from(error: ValidationError) -> Self {
+        Refusal::bad(error.to_string())
+    }
+}
+
+/// The create handler (after the gate).
+pub(crate) async fn create(State(app): State<Arc<App>>, request: Request) -> Response {
+    let limit = app.config.max_body_bytes;
+    let is_multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if !is_multipart {
+        drain(request.into_body(), limit).await;
+        return refuse(&Refusal::bad(
+            "the body must be multipart/form-data with the fields image_url or image_file, and \
+             prompt or scene_type",
+        ));
+    }
+    let multipart = match Multipart::from_request(request, &()).await {
+        Ok(multipart) => multipart,
+        Err(rejection) => {
+            return refuse(&Refusal::bad(format!(
+                "malformed multipart/form-data request: {rejection}"
+            )));
+        }
+    };
+    let form = match read_form(multipart, limit).await {
+        Ok(form) => form,
+        Err(refusal) => return refuse(&refusal),
+    };
+    match check_form(form) {
+        Ok(new) => {
+            let task_id = app.create_task(new);
+            envelope(
+                StatusCode::OK,
+                SUCCESS_MESSAGE,
+                json!({ "task_id": task_id }),
+            )
+        }
+        Err(refusal) => refuse(&refusal),
+    }
+}
+
+fn refuse(refusal: &Refusal) -> Response {
+    api_error(refusal.status, Some(&refusal.message))
+}
+
+/// Reads every field of the form.
+async fn read_form(mut multipart: Multipart, body_limit: usize) -> Result<Form, Refusal> {
+    let mut form = Form::default();
+    let body_error = |error: MultipartError| {
+        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal::too_large(format!(
+                "the request body exceeds {body_limit} bytes; the image file may be at most \
+                 {MAX_IMAGE_FILE_BYTES} bytes (20MB)"
+            ))
+        } else {
+            Refusal::bad(format!("malformed multipart/form-data body: {error}"))
+        }
+    };
+    while let Some(mut part) = multipart.next_field().await.map_err(body_error)? {
+        let name = part.name().unwrap_or_default().to_owned();
+        let slot = match name.as_str() {
+            field::IMAGE_FILE => {
+                let upload = read_upload(&mut part).await.map_err(body_error)?;
+                if form.image_file.replace(upload).is_some() {
+                    return Err(repeated(&name));
+                }
+                continue;
+            }
+            field::IMAGE_URL => &mut form.image_url,
+            field::BATCH_SIZE => &mut form.batch_size,
+            field::PROMPT => &mut form.prompt,
+            field::SCENE_TYPE => &mut form.scene_type,
+            field::NEGATIVE_PROMPT => &mut form.negative_prompt,
+            _ => {
+                // Unknown field: read and ignore.
+                while part.chunk().await.map_err(body_error)?.is_some() {}
+                continue;
+            }
+        };
+        let text = read_text(&mut part, &name).await.map_err(|e| match e {
+            TextError::Body(error) => body_error(error),
+            TextError::Invalid(refusal) => refusal,
+        })?;
+        if slot.replace(text).is_some() {
+            return Err(repeated(&name));
+        }
+    }
+    Ok(form)
+}
+
+fn repeated(name: &str) -> Refusal {
+    Refusal::bad(format!("the field {name} is given more than once"))
+}
+
+/// Reads an uploaded file, keeping its bytes only while they are within the file limit.
+async fn read_upload(part: &mut Field<'_>) -> Result<Upload, MultipartError> {
+    let mut data = Vec::new();
+    let mut size = 0u64;
+    while let Some(chunk) = part.chunk().await? {
+        size += chunk.len() as u64;
+        if size <= MAX_IMAGE_FILE_BYTES {
+            data.extend_from_slice(&chunk);
+        } else if !data.is_empty() {
+            data = Vec::new();
+        }
+    }
+    Ok(Upload {
+        data: Bytes::from(data),
+        size,
+    })
+}
+
+enum TextError {
+    Body(MultipartError),
+    Invalid(Refusal),
+}
+
+/// Reads a text field (UTF-8, at most [`MAX_TEXT_FIELD_BYTES`]).
+async fn read_text(part: &mut Field<'_>, name: &str) -> Result<String, TextError> {
+    let mut bytes = Vec::new();
+    let mut too_long = false;
+    while let Some(chunk) = part.chunk().await.map_err(TextError::Body)? {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
+            too_long = true;
+        } else {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if too_long {
+        return Err(TextError::Invalid(Refusal::bad(format!(
+            "the field {name} is longer than {MAX_TEXT_FIELD_BYTES} bytes"
+        ))));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        TextError::Invalid(Refusal::bad(format!(
+            "the field {name} is not valid UTF-8 text"
+        )))
+    })
+}
+
+/// Checks the parameters in the service's order and builds the task.
+pub(crate) fn check_form(form: Form) -> Result<NewTask, Refusal> {
+    let image_url = form.image_url.filter(|url| !url.is_empty());
+    let empty_file = form.image_file.as_ref().is_some_and(|file| file.size == 0);
+    let image_file = form.image_file.filter(|file| file.size > 0);
+    match (&image_url, &image_file) {
+        (Some(_), Some(_)) => {
+            return Err(ValidationError::ImageSource {
+                found: "both image_url and image_file given",
+            }
+            .into());
+        }
+        (None, None) if empty_file => return Err(ValidationError::EmptyFile.into()),
+        (None, None) => {
+            return Err(ValidationError::ImageSource {
+                found: "neither image_url nor image_file given",
+            }
+            .into());
+        }
+        _ => {}
+    }
+
+    let prompt = form.prompt.filter(|prompt| !prompt.is_empty());
+    let scene_type = form.scene_type.filter(|scene| !scene.is_empty());
+    let backdrop = match (prompt, scene_type) {
+        (Some(_), Some(_)) => {
+            return Err(ValidationError::Background {
+                found: "both prompt and scene_type given",
+            }
+            .into());
+        }
+        (None, None) => {
+            return Err(ValidationError::Background {
+                found: "neither prompt nor scene_type given",
+            }
+            .into());
+        }
+        (Some(prompt), None) => {
+            validate::check_prompt(&prompt)?;
+            Backdrop::Prompt {
+                prompt,
+                negative: form.negative_prompt.filter(|n| !n.trim().is_empty()),
+            }
+        }
+        (None, Some(raw)) => {
+            let value = parse_integer(field::SCENE_TYPE, &raw)?;
+            Backdrop::Scene(check_scene_type(value)?)
+        }
+    };
+
+    let batch_size = match form.batch_size.filter(|b| !b.is_empty()) {
+        None => BatchSize::try_from(i64::from(spec::DEFAULT_BATCH_SIZE))?,
+        Some(raw) => BatchSize::try_from(parse_integer(field::BATCH_SIZE, &raw)?)?,
+    };
+
+    let source = match (image_url, image_file) {
+        (Some(url), _) => {
+            parse_image_url(&url)?;
+            Source::Url(url.trim().to_owned())
+        }
+        (None, Some(file)) if file.too_large() => {
+            return Err(Refusal::too_large(
+                ValidationError::FileTooLarge {
+                    bytes: file.size,
+                    max: MAX_IMAGE_FILE_BYTES,
+                }
+                .to_string(),
+            ));
+        }
+        (None, Some(file)) => Source::File(file.data),
+        (None, None) => {
+            return Err(ValidationError::ImageSource {
+                found: "no source image given",
+            }
+            .into());
+        }
+    };
+    Ok(NewTask {
+        source,
+        backdrop,
+        batch_size,
+    })
+}
+
+fn parse_integer(name: &str, raw: &str) -> Result<i64, Refusal> {
+    raw.trim().parse::<i64>().map_err(|_| {
+        let shown: String = raw.chars().take(40).collect();
+        Refusal::bad(format!("the field {name} is {shown:?}, not an integer"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(size: usize) -> Option<Upload> {
+        Some(Upload {
+            data: Bytes::from(vec![0u8; size.min(16)]),
+            size: size as u64,
+        })
+    }
+
+    fn base() -> Form {
+        Form {
+            image_file: file(10),
+            prompt: Some("a beach".to_owned()),
+            ..Form::default()
+        }
+    }
+
+    fn refused(form: Form) -> Refusal {
+        check_form(form).unwrap_err()
+    }
+
+    #[test]
+    fn a_valid_form_makes_a_task() {
+        let new = check_form(base()).unwrap();
+        assert_eq!(new.batch_size, BatchSize::Two);
+        assert!(matches!(new.source, Source::File(_)));
+        let new = check_form(Form {
+            image_file: None,
+            image_url: Some(" https://example.com/a.png ".to_owned()),
+            prompt: None,
+            scene_type: Some("105".to_owned()),
+            batch_size: Some("1".to_owned()),
+            ..Form::default()
+        })
+        .unwrap();
+        assert_eq!(new.batch_size, BatchSize::One);
+        assert_eq!(new.backdrop, Backdrop::Scene(105));
+        assert!(matches!(new.source, Source::Url(url) if url == "https://example.com/a.png"));
+    }
+
+    #[test]
+    fn each_rule_names_its_problem() {
+        let both_images = refused(Form {
+            image_url: Some("https://x/a.png".to_owned()),
+            ..base()
+        });
+        assert_eq!(both_images.status, HttpStatus::BadRequest);
+        assert!(
+            both_images
+                .message
+                .contains("both image_url and image_file")
+        );
+        let no_image = refused(Form {
+            image_file: None,
+            ..base()
+        });
+        assert!(
+            no_image
+                .message
+                .contains("neither image_url nor image_file")
+        );
+        let empty_file = refused(Form {
+            image_file: file(0),
+            ..base()
+        });
+        assert!(empty_file.message.contains("empty"));
+        let both_backgrounds = refused(Form {
+            scene_type: Some("3".to_owned()),
+            ..base()
+        });
+        assert!(
+            both_backgrounds
+                .message
+                .contains("both prompt and scene_type")
+        );
+        let no_background = refused(Form {
+            prompt: Some(String::new()),
+            ..base()
+        });
+        assert!(
+            no_background
+                .message
+                .contains("neither prompt nor scene_type")
+        );
+        let blank = refused(Form {
+            prompt: Some("   ".to_owned()),
+            ..base()
+        });
+        assert!(blank.message.contains("prompt is empty"));
+        let long = refused(Form {
+            prompt: Some("é".repeat(1025)),
+            ..base()
+        });
+        assert!(long.message.contains("1025 characters"), "{}", long.message);
+        assert!(
+            check_form(Form {
+                prompt: Some("é".repeat(1024)),
+                ..base()
+            })
+            .is_ok()
+        );
+        for bad in ["0", "-4", "abc", "1.5"] {
+            let scene = refused(Form {
+                prompt: None,
+                scene_type: Some(bad.to_owned()),
+                ..base()
+            });
+            assert!(scene.message.contains("scene"), "{bad}: {}", scene.message);
+        }
+        for bad in ["0", "3", "two"] {
+            let batch = refused(Form {
+                batch_size: Some(bad.to_owned()),
+                ..base()
+            });
+            assert!(batch.message.contains("batch"), "{bad}: {}", batch.message);
+        }
+        let url = refused(Form {
+            image_file: None,
+            image_url: Some("ftp://x/a.png".to_owned()),
+            ..base()
+        });
+        assert!(url.message.contains("http"), "{}", url.message);
+    }
+
+    #[test]
+    fn oversized_files_are_413_after_the_parameter_checks() {
+        let big = file(MAX_IMAGE_FILE_BYTES as usize + 1);
+        let refusal = refused(Form {
+            image_file: big,
+            ..base()
+        });
+        assert_eq!(refusal.status, HttpStatus::PayloadTooLarge);
+        let big = file(MAX_IMAGE_FILE_BYTES as usize + 1);
+        let refusal = refused(Form {
+            image_file: big,
+            batch_size: Some("7".to_owned()),
+            ..base()
+        });
+        assert_eq!(refusal.status, HttpStatus::BadRequest);
+        assert!(
+            check_form(Form {
+                image_file: file(MAX_IMAGE_FILE_BYTES as usize),
+                ..base()
+            })
+            .is_ok()
+        );
+    }
+}
