@@ -12,7 +12,8 @@ use backdrop_core::{
 };
 use backdrop_emulator::{EmulatorConfig, Faults, ProcessingTime, ResultFormat};
 use backdrop_tests::{
-    client_for, client_with, fast_emulator, fixture, opaque_png, scaled_wait, transparent_png,
+    client_for, client_with, fast_config, fast_emulator, fixture, opaque_png, scaled_wait,
+    transparent_png,
 };
 
 fn prompt_request(prompt: &str, batch: i64) -> GenerateRequest {
@@ -26,7 +27,7 @@ fn prompt_request(prompt: &str, batch: i64) -> GenerateRequest {
 
 #[tokio::test]
 async fn a_prompt_flow_yields_two_jpegs_and_costs_six_credits() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let client = client_for(&emulator, 2);
     let mut states = Vec::new();
     let generation = client
@@ -57,7 +58,7 @@ async fn a_prompt_flow_yields_two_jpegs_and_costs_six_credits() {
 
 #[tokio::test]
 async fn scene_type_with_one_image_costs_three_credits() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let client = client_for(&emulator, 2);
     let request = GenerateRequest::builder()
         .image_bytes(transparent_png(300, 300), "disc.png")
@@ -78,7 +79,7 @@ async fn scene_type_with_one_image_costs_three_credits() {
 async fn every_documented_failure_state_is_reported_with_its_meaning() {
     let emulator = fast_emulator(EmulatorConfig {
         qps: 20,
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = Arc::new(client_for(&emulator, 20));
@@ -133,7 +134,7 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
 
 #[tokio::test]
 async fn invalid_input_is_refused_before_any_request() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let client = client_for(&emulator, 2);
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (opaque_png(400, 400), "no transparency"),
@@ -173,7 +174,7 @@ async fn invalid_input_is_refused_before_any_request() {
 
 #[tokio::test]
 async fn a_wrong_key_is_401_and_not_retried() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let client = backdrop_core::Client::new(
         backdrop_core::ClientConfig::builder("wrong-key-123")
             .base_url(emulator.base_url())
@@ -193,7 +194,7 @@ async fn a_wrong_key_is_401_and_not_retried() {
 
 #[tokio::test]
 async fn an_unknown_task_is_404() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let client = client_for(&emulator, 2);
     let error = client.get_task("no-such-task").await.unwrap_err();
     assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
@@ -205,7 +206,7 @@ async fn inline_base64_and_data_uri_results_are_decoded() {
     for format in [ResultFormat::Base64, ResultFormat::DataUri] {
         let emulator = fast_emulator(EmulatorConfig {
             result_format: format,
-            ..EmulatorConfig::default()
+            ..fast_config()
         })
         .await;
         let client = client_for(&emulator, 2);
@@ -237,7 +238,7 @@ async fn an_expired_result_url_is_its_own_error() {
             expire_results: true,
             ..Faults::default()
         },
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_for(&emulator, 2);
@@ -271,7 +272,7 @@ async fn server_errors_are_retried_without_creating_twice() {
             error_500_rate: 0.4,
             ..Faults::default()
         },
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_for(&emulator, 2);
@@ -295,7 +296,7 @@ async fn a_create_whose_answer_never_comes_is_not_sent_again() {
             drop_rate: 1.0,
             ..Faults::default()
         },
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_for(&emulator, 2);
@@ -328,7 +329,7 @@ async fn a_slow_create_times_out_once_and_is_not_repeated() {
             slow_delay: Duration::from_secs(2),
             ..Faults::default()
         },
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_with(&emulator, 2, |b| {
@@ -353,7 +354,7 @@ async fn a_slow_create_times_out_once_and_is_not_repeated() {
 
 #[tokio::test]
 async fn polls_survive_dropped_connections() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let client = client_for(&emulator, 2);
     let task_id = client
         .create_task(&prompt_request("beach", 1))
@@ -378,7 +379,7 @@ async fn a_task_that_never_finishes_times_out_with_its_id() {
             never_finish_rate: 1.0,
             ..Faults::default()
         },
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_for(&emulator, 2);
@@ -409,7 +410,7 @@ async fn a_task_that_never_finishes_times_out_with_its_id() {
 
 #[tokio::test]
 async fn the_observer_sees_progress_and_can_cancel() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let client = client_for(&emulator, 2);
     let task_id = client
         .create_task(&prompt_request("beach", 1))
@@ -439,7 +440,7 @@ async fn a_server_with_a_lower_limit_gets_honoured_after_429s() {
     // (with Retry-After) must slow it down until everything gets through.
     let emulator = fast_emulator(EmulatorConfig {
         qps: 1,
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_with(&emulator, 4, |b| {
@@ -468,7 +469,7 @@ async fn twenty_concurrent_tasks_share_the_limit_with_zero_429s() {
             min: Duration::from_secs(1),
             max: Duration::from_secs(4),
         },
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_for(&emulator, 2);
@@ -505,7 +506,7 @@ async fn twenty_concurrent_tasks_share_the_limit_with_zero_429s() {
 async fn the_key_never_appears_in_errors_or_debug_output() {
     let emulator = fast_emulator(EmulatorConfig {
         api_keys: vec!["sk-live-SECRET-4242".into()],
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await;
     let client = client_for(&emulator, 2);

@@ -52,19 +52,24 @@ fn encode(image: image::DynamicImage) -> Vec<u8> {
     out.into_inner()
 }
 
-/// An emulator sped up by [`TIME_SCALE`] with short, fixed processing, over `config`'s other
-/// settings.
-pub async fn fast_emulator(config: EmulatorConfig) -> Emulator {
-    Emulator::start(EmulatorConfig {
+/// The emulator settings most tests start from: [`TIME_SCALE`], short queue and preparing
+/// phases, 2 s of (emulated) processing, a fixed seed.
+pub fn fast_config() -> EmulatorConfig {
+    EmulatorConfig {
         time_scale: TIME_SCALE,
         queue_time: Duration::from_millis(300),
         prepare_time: Duration::from_millis(200),
         processing: ProcessingTime::Fixed(Duration::from_secs(2)),
         seed: Some(7),
-        ..config
-    })
-    .await
-    .expect("the emulator starts on 127.0.0.1:0")
+        ..EmulatorConfig::default()
+    }
+}
+
+/// Starts an emulator on 127.0.0.1 with `config` (usually built over [`fast_config`]).
+pub async fn fast_emulator(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config)
+        .await
+        .expect("the emulator starts on 127.0.0.1:0")
 }
 
 /// A client of `emulator` whose rate limit is the emulator's QPS on the same scaled clock, with

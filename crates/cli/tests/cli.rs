@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use backdrop_emulator::EmulatorConfig;
-use backdrop_tests::{TIME_SCALE, fast_emulator, fixture, opaque_png};
+use backdrop_tests::{TIME_SCALE, fast_config, fast_emulator, fixture, opaque_png};
 
 fn backdrop(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_backdrop"));
@@ -72,7 +71,7 @@ fn without_configuration_it_runs_on_the_built_in_emulator() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_folder_runs_concurrently_and_bad_files_are_refused_locally() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let inputs = temp_dir("folder-in");
     std::fs::create_dir_all(inputs.join("shelf")).unwrap();
     std::fs::copy(fixture("bottle.png"), inputs.join("bottle.png")).unwrap();
@@ -221,7 +220,7 @@ fn bad_options_fail_before_anything_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_key_exits_4_and_status_reads_a_task() {
-    let emulator = fast_emulator(EmulatorConfig::default()).await;
+    let emulator = fast_emulator(fast_config()).await;
     let base = emulator.base_url();
     let bottle = fixture("bottle.png").display().to_string();
     let out = temp_dir("wrong-key");

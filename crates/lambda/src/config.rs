@@ -1,0 +1,247 @@
+//! The function's configuration, read once from the environment.
+
+use std::time::Duration;
+
+use backdrop_core::{BatchSize, RateLimit, spec};
+
+use crate::error::LambdaError;
+
+/// How the source image reaches the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitMode {
+    /// A short-lived presigned GET URL (`image_url`): the function never holds the image.
+    Url,
+    /// The object's bytes, uploaded as `image_file`.
+    Upload,
+}
+
+/// Background defaults applied when an object's metadata names none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Defaults {
+    /// `DEFAULT_PROMPT`.
+    pub prompt: Option<String>,
+    /// `DEFAULT_NEGATIVE_PROMPT`.
+    pub negative_prompt: Option<String>,
+    /// `DEFAULT_SCENE_TYPE`.
+    pub scene_type: Option<i64>,
+    /// `DEFAULT_BATCH_SIZE` (default 2).
+    pub batch_size: BatchSize,
+}
+
+/// Everything the handler needs to know besides its clients.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Only keys under this prefix are processed (`INPUT_PREFIX`, default `incoming/`).
+    pub input_prefix: String,
+    /// Generated images and manifests go here (`OUTPUT_PREFIX`, default `generated/`).
+    pub output_prefix: String,
+    /// Failure records go here (`FAILED_PREFIX`, default `failed/`).
+    pub failed_prefix: String,
+    /// Claim objects go here (`STATE_PREFIX`, default `state/`).
+    pub state_prefix: String,
+    /// Where outputs are written (`OUTPUT_BUCKET`; default: the source object's bucket).
+    pub output_bucket: Option<String>,
+    /// Background defaults.
+    pub defaults: Defaults,
+    /// `SUBMIT_MODE`: `url` (default) or `upload`.
+    pub submit_mode: SubmitMode,
+    /// Lifetime of the presigned URL given to the service (`PRESIGN_SECONDS`, default 600).
+    pub presign_ttl: Duration,
+    /// This instance's share of the key's budget: `KEY_QPS / MAX_INSTANCES`.
+    pub rate_limit: RateLimit,
+    /// Tasks tried for one object version before it gets a failure record (`MAX_TASK_ATTEMPTS`,
+    /// default 3); only service-side task failures start another attempt.
+    pub max_task_attempts: u32,
+    /// Time kept free before the invocation's deadline for writing results (`DEADLINE_MARGIN_SECONDS`,
+    /// default 10).
+    pub deadline_margin: Duration,
+    /// A claim without a task id older than this belongs to an invocation that died
+    /// (`STALE_CLAIM_SECONDS`, default 180).
+    pub stale_claim: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            input_prefix: "incoming/".into(),
+            output_prefix: "generated/".into(),
+            failed_prefix: "failed/".into(),
+            state_prefix: "state/".into(),
+            output_bucket: None,
+            defaults: Defaults::default(),
+            submit_mode: SubmitMode::Url,
+            presign_ttl: Duration::from_secs(600),
+            rate_limit: RateLimit::per_second(spec::DEFAULT_QPS),
+            max_task_attempts: 3,
+            deadline_margin: Duration::from_secs(10),
+            stale_claim: Duration::from_secs(180),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, LambdaError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, LambdaError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str| -> Result<Option<i64>, LambdaError> {
+            get(name)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        LambdaError::Config(format!("{name}={v:?} is not a whole number"))
+                    })
+                })
+                .transpose()
+        };
+        let prefix = |name: &str, default: &str| {
+            let mut value = get(name).unwrap_or_else(|| default.to_owned());
+            if !value.is_empty() && !value.ends_with('/') {
+                value.push('/');
+            }
+            value
+        };
+        let mut config = Config {
+            input_prefix: prefix("INPUT_PREFIX", "incoming/"),
+            output_prefix: prefix("OUTPUT_PREFIX", "generated/"),
+            failed_prefix: prefix("FAILED_PREFIX", "failed/"),
+            state_prefix: prefix("STATE_PREFIX", "state/"),
+            output_bucket: get("OUTPUT_BUCKET"),
+            ..Config::default()
+        };
+        config.defaults = Defaults {
+            prompt: get("DEFAULT_PROMPT"),
+            negative_prompt: get("DEFAULT_NEGATIVE_PROMPT"),
+            scene_type: number("DEFAULT_SCENE_TYPE")?,
+            batch_size: match number("DEFAULT_BATCH_SIZE")? {
+                Some(value) => BatchSize::try_from(value)
+                    .map_err(|e| LambdaError::Config(format!("DEFAULT_BATCH_SIZE: {e}")))?,
+                None => BatchSize::default(),
+            },
+        };
+        if config.defaults.prompt.is_some() && config.defaults.scene_type.is_some() {
+            return Err(LambdaError::Config(
+                "DEFAULT_PROMPT and DEFAULT_SCENE_TYPE are both set; set one of them".into(),
+            ));
+        }
+        config.submit_mode = match get("SUBMIT_MODE")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("url") => SubmitMode::Url,
+            Some("upload") => SubmitMode::Upload,
+            Some(other) => {
+                return Err(LambdaError::Config(format!(
+                    "SUBMIT_MODE={other:?}: use \"url\" or \"upload\""
+                )));
+            }
+        };
+        let seconds = |name: &str, default: u64| -> Result<Duration, LambdaError> {
+            Ok(match number(name)? {
+                Some(v) if v > 0 => Duration::from_secs(v.unsigned_abs()),
+                Some(v) => return Err(LambdaError::Config(format!("{name}={v} must be above 0"))),
+                None => Duration::from_secs(default),
+            })
+        };
+        config.presign_ttl = seconds("PRESIGN_SECONDS", 600)?;
+        config.deadline_margin = seconds("DEADLINE_MARGIN_SECONDS", 10)?;
+        config.stale_claim = seconds("STALE_CLAIM_SECONDS", 180)?;
+        config.max_task_attempts = match number("MAX_TASK_ATTEMPTS")? {
+            Some(v) if v >= 1 => u32::try_from(v).unwrap_or(u32::MAX),
+            Some(v) => {
+                return Err(LambdaError::Config(format!(
+                    "MAX_TASK_ATTEMPTS={v} must be at least 1"
+                )));
+            }
+            None => 3,
+        };
+        let key_qps = number("KEY_QPS")?.unwrap_or(i64::from(spec::DEFAULT_QPS));
+        let instances = number("MAX_INSTANCES")?.unwrap_or(1);
+        config.rate_limit = instance_share(key_qps, instances)?;
+        Ok(config)
+    }
+
+    /// The bucket outputs of an object in `source_bucket` go to.
+    pub fn output_bucket_for<'a>(&'a self, source_bucket: &'a str) -> &'a str {
+        self.output_bucket.as_deref().unwrap_or(source_bucket)
+    }
+}
+
+/// One instance's share of the key's budget, so that `instances` instances together stay within
+/// `key_qps`: `floor(key_qps / instances)` requests per second, or, when that is below one,
+/// one request per `ceil(instances / key_qps)` seconds.
+pub fn instance_share(key_qps: i64, instances: i64) -> Result<RateLimit, LambdaError> {
+    let (Ok(qps), Ok(instances)) = (u32::try_from(key_qps), u32::try_from(instances)) else {
+        return Err(LambdaError::Config(format!(
+            "KEY_QPS={key_qps} and MAX_INSTANCES={instances} must be positive"
+        )));
+    };
+    if qps == 0 || instances == 0 {
+        return Err(LambdaError::Config(
+            "KEY_QPS and MAX_INSTANCES must be at least 1".into(),
+        ));
+    }
+    let per_second = qps / instances;
+    if per_second >= 1 {
+        return Ok(RateLimit::per_second(per_second));
+    }
+    let base = RateLimit::per_second(1);
+    Ok(RateLimit {
+        window: base.window * instances.div_ceil(qps),
+        ..base
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, LambdaError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_and_prefix_slashes() {
+        let c = config(&[("OUTPUT_PREFIX", "out"), ("DEFAULT_PROMPT", "a beach")]).unwrap();
+        assert_eq!(c.input_prefix, "incoming/");
+        assert_eq!(c.output_prefix, "out/");
+        assert_eq!(c.defaults.prompt.as_deref(), Some("a beach"));
+        assert_eq!(c.submit_mode, SubmitMode::Url);
+        assert_eq!(c.rate_limit, RateLimit::per_second(2));
+    }
+
+    #[test]
+    fn contradictions_and_bad_values_are_refused() {
+        assert!(config(&[("DEFAULT_PROMPT", "x"), ("DEFAULT_SCENE_TYPE", "3")]).is_err());
+        assert!(config(&[("DEFAULT_BATCH_SIZE", "3")]).is_err());
+        assert!(config(&[("SUBMIT_MODE", "carrier-pigeon")]).is_err());
+        assert!(config(&[("KEY_QPS", "0")]).is_err());
+        assert!(config(&[("MAX_TASK_ATTEMPTS", "zero")]).is_err());
+    }
+
+    #[test]
+    fn the_key_budget_is_shared_between_instances() {
+        assert_eq!(instance_share(2, 1).unwrap(), RateLimit::per_second(2));
+        assert_eq!(instance_share(2, 2).unwrap(), RateLimit::per_second(1));
+        assert_eq!(instance_share(5, 2).unwrap(), RateLimit::per_second(2));
+        let slow = instance_share(2, 5).unwrap();
+        assert_eq!(
+            (slow.max_requests, slow.window),
+            (1, Duration::from_secs(3))
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! The function's one error type.
+
+/// What can stop the function or one object's processing.
+#[derive(Debug, thiserror::Error)]
+pub enum LambdaError {
+    /// The environment configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The API key could not be read.
+    #[error(
+        "cannot read the API key: {0}; set PICWISH_API_KEY_SECRET_ID to a Secrets Manager secret holding the key (or PICWISH_API_KEY for local runs)"
+    )]
+    Secret(String),
+    /// An S3 call failed.
+    #[error("S3 {operation} s3://{bucket}/{key} failed: {message}")]
+    S3 {
+        /// The operation ("HeadObject", "PutObject", …).
+        operation: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The cause.
+        message: String,
+    },
+    /// The event is not one of the accepted shapes.
+    #[error("unrecognised event: {0}")]
+    Event(String),
+}

@@ -1,0 +1,47 @@
+//! The Lambda entry point: read the configuration, build the clients once, run the handler.
+
+use backdrop_core::{Client, ClientConfig};
+use backdrop_lambda::{Config, Deps, S3Store, handle, secrets};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let config = Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let force_path_style =
+        std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true" || v == "1");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(force_path_style)
+            .build(),
+    );
+    let mut client =
+        ClientConfig::builder(secrets::api_key(&aws).await?).rate_limit(config.rate_limit);
+    if let Ok(base_url) = std::env::var(backdrop_core::config::ENV_BASE_URL) {
+        client = client.base_url(base_url);
+    }
+    let deps = Deps {
+        store: S3Store::new(s3),
+        client: Client::new(client.build()?)?,
+        config,
+    };
+    let deps = &deps;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(deps, event).await.map_err(Error::from)
+    }))
+    .await
+}
+
+/// JSON lines on stdout (CloudWatch), level from `RUST_LOG` (default info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,272 @@
+//! The S3 operations the function needs, behind one narrow trait; the AWS SDK is called here and
+//! nowhere else.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use crate::error::LambdaError;
+use crate::event::unquote;
+
+/// What a HEAD of an object tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// User metadata (`x-amz-meta-*`), names lower-cased without the prefix.
+    pub metadata: HashMap<String, String>,
+}
+
+/// A condition on a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Write whatever is there.
+    Always,
+    /// Only if no object has the key (`If-None-Match: *`).
+    IfAbsent,
+    /// Only if the object still has this ETag (`If-Match`).
+    IfMatch(String),
+}
+
+/// The result of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Written; the new ETag.
+    Written(String),
+    /// The condition did not hold (HTTP 412 or 409): someone else wrote first.
+    ConditionFailed,
+}
+
+/// The S3 operations of the function.
+pub trait ObjectStore: Send + Sync {
+    /// HEAD an object; `None` when it does not exist.
+    fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectHead>, LambdaError>> + Send;
+
+    /// Bytes `offset..offset+len` of the object version with `etag` (fewer at its end).
+    fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        offset: u64,
+        len: usize,
+    ) -> impl Future<Output = Result<Bytes, LambdaError>> + Send;
+
+    /// The whole object with its ETag; `None` when it does not exist.
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Bytes, String)>, LambdaError>> + Send;
+
+    /// Writes an object whole.
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<WriteOutcome, LambdaError>> + Send;
+
+    /// A presigned GET URL of the object, valid for `ttl`. (No `If-Match`: the service would
+    /// have to send it for the signature to hold.)
+    fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<String, LambdaError>> + Send;
+}
+
+/// [`ObjectStore`] over the AWS SDK's S3 client.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    /// Wraps an SDK client.
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Store { client }
+    }
+}
+
+fn s3_error<E: ProvideErrorMetadata + std::fmt::Debug>(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    error: &SdkError<E>,
+) -> LambdaError {
+    let message = match error {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            format!(
+                "HTTP {}: {} {}",
+                service.raw().status().as_u16(),
+                inner.code().unwrap_or("error"),
+                inner.message().unwrap_or("")
+            )
+        }
+        other => format!("{other:?}").chars().take(300).collect(),
+    };
+    LambdaError::S3 {
+        operation,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        message,
+    }
+}
+
+fn status_of<E>(error: &SdkError<E>) -> Option<u16> {
+    match error {
+        SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
+        _ => None,
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, LambdaError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(ObjectHead {
+                size: head
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                etag: head.e_tag().map(unquote).unwrap_or_default(),
+                metadata: head
+                    .metadata()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })),
+            Err(error) if status_of(&error) == Some(404) => Ok(None),
+            Err(error) => Err(s3_error("HeadObject", bucket, key, &error)),
+        }
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Bytes, LambdaError> {
+        let last = offset + (len.max(1) as u64) - 1;
+        let output = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(format!("\"{etag}\""))
+            .range(format!("bytes={offset}-{last}"))
+            .send()
+            .await
+            .map_err(|e| s3_error("GetObject (range)", bucket, key, &e))?;
+        let body = output.body.collect().await.map_err(|e| LambdaError::S3 {
+            operation: "GetObject (range)",
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut bytes = body.into_bytes();
+        bytes.truncate(len);
+        Ok(bytes)
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<(Bytes, String)>, LambdaError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if status_of(&error) == Some(404) => return Ok(None),
+            Err(error) => return Err(s3_error("GetObject", bucket, key, &error)),
+        };
+        let etag = output.e_tag().map(unquote).unwrap_or_default();
+        let body = output.body.collect().await.map_err(|e| LambdaError::S3 {
+            operation: "GetObject",
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(Some((body.into_bytes(), etag)))
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<WriteOutcome, LambdaError> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        request = match condition {
+            WriteCondition::Always => request,
+            WriteCondition::IfAbsent => request.if_none_match("*"),
+            WriteCondition::IfMatch(etag) => request.if_match(format!("\"{etag}\"")),
+        };
+        match request.send().await {
+            Ok(output) => Ok(WriteOutcome::Written(
+                output.e_tag().map(unquote).unwrap_or_default(),
+            )),
+            // 412: the condition failed; 409: a concurrent conditional write is in progress.
+            Err(error) if matches!(status_of(&error), Some(412 | 409)) => {
+                Ok(WriteOutcome::ConditionFailed)
+            }
+            Err(error) => Err(s3_error("PutObject", bucket, key, &error)),
+        }
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<String, LambdaError> {
+        let presigning = PresigningConfig::expires_in(ttl)
+            .map_err(|e| LambdaError::Config(format!("presign: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(presigning)
+            .await
+            .map_err(|e| s3_error("GetObject (presign)", bucket, key, &e))?;
+        Ok(request.uri().to_owned())
+    }
+}
