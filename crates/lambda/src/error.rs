@@ -23,6 +23,9 @@ pub enum LambdaError {
         /// The cause.
         message: String,
     },
+    /// Some objects of a direct (non-SQS) event hit transient trouble: Lambda retries the event.
+    #[error("{0}")]
+    Retry(String),
     /// The event is not one of the accepted shapes.
     #[error("unrecognised event: {0}")]
     Event(String),

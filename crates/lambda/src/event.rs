@@ -236,4 +236,31 @@ mod tests {
         };
         assert_eq!(objects[0].key, "incoming/100% cotton+.png");
     }
+
+    #[test]
+    fn the_committed_fixtures_parse() {
+        let read = |bytes: &[u8]| parse(&serde_json::from_slice(bytes).unwrap()).unwrap();
+        let Invocation::Direct(direct) = read(include_bytes!("../tests/events/s3-direct.json"))
+        else {
+            panic!()
+        };
+        assert_eq!(direct[0].key, "incoming/fixtures/direct bottle.png");
+        let Invocation::Direct(bridge) = read(include_bytes!("../tests/events/eventbridge.json"))
+        else {
+            panic!()
+        };
+        assert_eq!(bridge[0].key, "incoming/fixtures/bridge bottle.png");
+        let Invocation::Sqs(sqs) = read(include_bytes!("../tests/events/sqs-s3.json")) else {
+            panic!()
+        };
+        let SqsBody::Objects(objects) = &sqs[0].body else {
+            panic!()
+        };
+        assert_eq!(objects[0].key, "incoming/fixtures/sqs bottle été.png");
+        let Invocation::Sqs(test) = read(include_bytes!("../tests/events/sqs-test-event.json"))
+        else {
+            panic!()
+        };
+        assert_eq!(test[0].body, SqsBody::TestEvent);
+    }
 }

@@ -24,6 +24,7 @@ pub async fn handle<S: ObjectStore>(
     event: LambdaEvent<Value>,
 ) -> Result<Value, LambdaError> {
     let deadline = deadline_of(&event.context);
+    tracing::debug!(deadline_ms = event.context.deadline, "invocation");
     match event::parse(&event.payload)? {
         Invocation::Sqs(items) => {
             let results = join_all(
@@ -52,7 +53,7 @@ pub async fn handle<S: ObjectStore>(
             .await;
             let retries: Vec<&Outcome> = outcomes.iter().filter(|o| o.needs_retry()).collect();
             if !retries.is_empty() {
-                return Err(LambdaError::Event(format!(
+                return Err(LambdaError::Retry(format!(
                     "{} of {} objects must be retried: {:?}",
                     retries.len(),
                     outcomes.len(),
@@ -110,16 +111,53 @@ fn describe(outcome: &Outcome) -> Value {
     }
 }
 
-/// The invocation's deadline as an [`Instant`] (15 minutes from now when the context has none).
+/// Unix milliseconds of 2001-09-09: no real deadline is earlier.
+const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// The invocation's deadline as an [`Instant`].
+///
+/// Lambda sends the deadline in Unix milliseconds. Some local runtimes (`cargo lambda watch`
+/// 1.9 sends `600000`) send the time left instead: a value below any real Unix time is read as
+/// milliseconds from now. No deadline at all means 15 minutes, Lambda's longest.
 pub fn deadline_of(context: &Context) -> Instant {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let left = if context.deadline > 0 {
-        Duration::from_millis(context.deadline.saturating_sub(now_ms))
-    } else {
-        Duration::from_secs(15 * 60)
+    let left = match context.deadline {
+        0 => Duration::from_secs(15 * 60),
+        relative if relative < EPOCH_MS_FLOOR => Duration::from_millis(relative),
+        absolute => Duration::from_millis(absolute.saturating_sub(now_ms)),
     };
     Instant::now() + left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(deadline: u64) -> Context {
+        let mut context = Context::default();
+        context.deadline = deadline;
+        context
+    }
+
+    #[test]
+    fn deadlines_absolute_relative_and_missing() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left =
+            |deadline| deadline_of(&context(deadline)).saturating_duration_since(Instant::now());
+        let absolute = left(now_ms + 30_000);
+        assert!(
+            absolute > Duration::from_secs(28) && absolute <= Duration::from_secs(30),
+            "{absolute:?}"
+        );
+        let relative = left(600_000);
+        assert!(relative > Duration::from_secs(598) && relative <= Duration::from_secs(600));
+        assert!(left(0) > Duration::from_secs(14 * 60));
+        assert_eq!(left(now_ms - 5_000), Duration::ZERO);
+    }
 }

@@ -117,10 +117,13 @@ pub async fn process_object<S: ObjectStore>(
             object.key, config.input_prefix
         ));
     }
-    if deadline.saturating_duration_since(Instant::now())
-        < config.deadline_margin + MIN_TIME_TO_START
-    {
-        return Outcome::Retry("too close to the invocation's deadline to start".into());
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < config.deadline_margin + MIN_TIME_TO_START {
+        return Outcome::Retry(format!(
+            "too close to the invocation's deadline to start ({:.1} s left, {} s needed)",
+            left.as_secs_f64(),
+            (config.deadline_margin + MIN_TIME_TO_START).as_secs()
+        ));
     }
     let head = match deps.store.head(&object.bucket, &object.key).await {
         Ok(Some(head)) => head,

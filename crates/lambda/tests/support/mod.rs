@@ -12,10 +12,13 @@ use backdrop_lambda::{Config, Deps, S3Store};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
-/// The moto server of this test binary: `BACKDROP_S3_ENDPOINT` when set (tests/run starts one),
+/// A server this process started: the `sh` that stops it when its stdin (held here) closes.
+type OwnedServer = Mutex<Option<(Child, ChildStdin)>>;
+
+/// The moto server of this test binary: `BACKDROP_S3_ENDPOINT` when set (to reuse a running one),
 /// else a `moto_server` started here, stopped when this process ends (its stdin closes).
 pub fn s3_endpoint() -> String {
-    static ENDPOINT: OnceLock<(String, Mutex<Option<(Child, ChildStdin)>>)> = OnceLock::new();
+    static ENDPOINT: OnceLock<(String, OwnedServer)> = OnceLock::new();
     ENDPOINT
         .get_or_init(|| {
             if let Ok(endpoint) = std::env::var("BACKDROP_S3_ENDPOINT") {
@@ -27,6 +30,8 @@ pub fn s3_endpoint() -> String {
                 .port();
             let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
             let script = format!("\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; read _; kill $m");
+            // The shell lives as long as this process holds its stdin; it is never waited on.
+            #[allow(clippy::zombie_processes)]
             let mut child = Command::new("sh")
                 .args(["-c", &script, &server])
                 .stdin(Stdio::piped())

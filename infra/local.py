@@ -1,0 +1,245 @@
+"""The whole pipeline on this machine, with real components: moto's S3 and SQS (server mode), the
+backdrop emulator for the PicWish API, and the function running under `cargo lambda watch`.
+
+    infra/local.sh [PNG ...]      upload PNGs (default: tests/fixtures/bottle.png), run them
+                                  through the function, copy the results to backdrop-out/lambda/
+    infra/local.sh --check        the same with the committed event fixtures too, asserting every
+                                  output (tests/run uses this)
+
+S3 sends its notification to an SQS queue in moto; the messages received from that queue are
+handed to the function as a Lambda SQS event through `cargo lambda invoke`. Everything listens on
+127.0.0.1 and stops when the script ends.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import boto3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVENTS = os.path.join(ROOT, "crates", "lambda", "tests", "events")
+BUCKET = "backdrop-local"
+QUEUE = "backdrop-uploads"
+BOTTLE = os.path.join(ROOT, "tests", "fixtures", "bottle.png")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/backdrop-target"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, what, seconds=120, process=None):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            sys.exit(f"{what} exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+class Services:
+    """Starts the processes and stops them all at the end."""
+
+    def __init__(self):
+        self.processes = []
+
+    def start(self, args, **kwargs):
+        process = subprocess.Popen(args, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def stop(self):
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def start_emulator(services):
+    subprocess.check_call(["cargo", "build", "-q", "-p", "backdrop-emulator"], cwd=ROOT)
+    binary = os.path.join(TARGET, "debug", "backdrop-emulator")
+    process = services.start(
+        [binary, "--bind", "127.0.0.1:0", "--processing-ms", "1500", "--queue-ms", "200", "--prepare-ms", "200"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline().strip()
+    if "listening on " not in line:
+        sys.exit(f"the emulator did not start: {line!r}")
+    return line.split("listening on ", 1)[1]
+
+
+def sqs_event(messages, queue_arn):
+    """The Lambda SQS event for messages received from the queue."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def invoke(port, payload_file):
+    output = subprocess.run(
+        ["cargo", "lambda", "invoke", "backdrop-lambda", "-A", "127.0.0.1", "-P", str(port),
+         "--data-file", payload_file, "--output-format", "json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    if output.returncode != 0:
+        sys.exit(f"cargo lambda invoke failed:\n{output.stdout}\n{output.stderr}")
+    return json.loads(output.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pngs", nargs="*", help="PNG files to upload (default: the bundled bottle)")
+    parser.add_argument("--check", action="store_true", help="also run the committed fixtures and assert every output")
+    parser.add_argument("--prompt", default="a marble countertop in soft morning light")
+    parser.add_argument("--out", default=os.path.join(ROOT, "backdrop-out", "lambda"))
+    args = parser.parse_args()
+    pngs = args.pngs or [BOTTLE]
+
+    services = Services()
+    try:
+        moto_port = free_port()
+        moto = services.start(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(moto_port, "moto_server", process=moto)
+        moto_url = f"http://127.0.0.1:{moto_port}"
+        emulator_url = start_emulator(services)
+        print(f"moto (S3, SQS) at {moto_url}; the PicWish emulator at {emulator_url}")
+
+        aws = dict(endpoint_url=moto_url, region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
+        s3.create_bucket(Bucket=BUCKET)
+        queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={
+            "QueueConfigurations": [{
+                "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"},
+                                                    {"Name": "suffix", "Value": ".png"}]}},
+            }]
+        })
+
+        lambda_port = free_port()
+        env = dict(os.environ,
+                   AWS_ENDPOINT_URL_S3=moto_url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_REGION="us-east-1", S3_FORCE_PATH_STYLE="true",
+                   PICWISH_API_KEY="emulator-key", PICWISH_BASE_URL=emulator_url,
+                   DEFAULT_PROMPT=args.prompt, RUST_LOG="info")
+        env.pop("PICWISH_API_KEY_SECRET_ID", None)
+        log_path = os.path.join(tempfile.gettempdir(), f"backdrop-lambda-watch-{os.getpid()}.log")
+        log = open(log_path, "w")
+        print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: {log_path})")
+        watch = services.start(["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(lambda_port),
+                                "-p", "backdrop-lambda", "--ignore-changes", "--timeout", "360"],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(lambda_port, "cargo lambda watch", seconds=300, process=watch)
+
+        # Uploads go through the real notification path: S3 -> SQS -> this event.
+        uploaded = []
+        for i, png in enumerate(pngs):
+            key = "incoming/" + ("local upload é/" if i == 0 else "") + os.path.basename(png)
+            with open(png, "rb") as body:
+                s3.put_object(Bucket=BUCKET, Key=key, Body=body.read(), ContentType="image/png",
+                              Metadata={"batch-size": "2"})
+            uploaded.append(key)
+        messages = []
+        deadline = time.time() + 30
+        while len([m for m in messages if "TestEvent" not in m["Body"]]) < len(uploaded) and time.time() < deadline:
+            got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            messages += got.get("Messages", [])
+        if not messages:
+            sys.exit("moto sent no S3 notification to the queue")
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as event:
+            json.dump(sqs_event(messages, queue_arn), event)
+        response = invoke(lambda_port, event.name)
+        os.unlink(event.name)
+        print("SQS batch (from moto's notifications):", json.dumps(response))
+        failures = response.get("batchItemFailures", [])
+        expected = {k: k[len("incoming/"):-len(".png")] for k in uploaded}
+
+        if args.check:
+            fixture_keys = {
+                "s3-direct.json": "incoming/fixtures/direct bottle.png",
+                "eventbridge.json": "incoming/fixtures/bridge bottle.png",
+                "sqs-s3.json": "incoming/fixtures/sqs bottle été.png",
+                "sqs-test-event.json": None,
+            }
+            for fixture, key in fixture_keys.items():
+                if key:
+                    with open(BOTTLE, "rb") as body:
+                        s3.put_object(Bucket=BUCKET, Key=key, Body=body.read(), Metadata={"batch-size": "1"})
+                    expected[key] = key[len("incoming/"):-len(".png")]
+                answer = invoke(lambda_port, os.path.join(EVENTS, fixture))
+                print(f"{fixture}:", json.dumps(answer)[:300])
+                failures += answer.get("batchItemFailures", [])
+                for item in answer.get("objects", []):
+                    if item.get("status") != "done":
+                        sys.exit(f"{fixture}: {item}")
+            # A duplicate delivery of the same batch creates nothing more.
+            counters_before = json.load(urllib.request.urlopen(f"{emulator_url}/__emulator/counters"))
+            answer = invoke(lambda_port, os.path.join(EVENTS, "sqs-s3.json"))
+            counters_after = json.load(urllib.request.urlopen(f"{emulator_url}/__emulator/counters"))
+            if counters_after["tasks_created"] != counters_before["tasks_created"]:
+                sys.exit("a duplicate event created a second task")
+
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+        shutil.rmtree(args.out, ignore_errors=True)
+        missing = []
+        for source, stem in expected.items():
+            for name in ("1.jpg", "manifest.json"):
+                key = f"generated/{stem}/{name}"
+                if key not in keys:
+                    missing.append(key)
+                    continue
+                path = os.path.join(args.out, stem, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                s3.download_file(BUCKET, key, path)
+        counters = json.load(urllib.request.urlopen(f"{emulator_url}/__emulator/counters"))
+        print(f"objects in s3://{BUCKET}:")
+        for key in keys:
+            print("  ", key)
+        print(f"emulator: {counters['tasks_created']} tasks, {counters['responses_429']} x 429, "
+              f"{counters['credits_charged']} credits (emulated)")
+        print(f"results copied to {args.out}")
+        if failures or missing or counters["responses_429"]:
+            sys.exit(f"FAILED: batch failures {failures}, missing outputs {missing}, 429s {counters['responses_429']}")
+        if args.check and counters["tasks_created"] != len(expected):
+            sys.exit(f"FAILED: {counters['tasks_created']} tasks for {len(expected)} objects")
+        print("local pipeline: ok")
+    finally:
+        services.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates (once) the Python tools the tests and the local pipeline use, in a venv outside the
+# clone, and prints its bin folder. Pinned versions: moto (S3/SQS server), cargo-lambda,
+# cfn-lint and aws-sam-translator.
+set -euo pipefail
+venv="${BACKDROP_VENV:-$HOME/.cache/backdrop-venv}"
+requirements=(
+  "moto[server,s3,sqs]==5.2.5"
+  "cargo-lambda==1.9.2"
+  "cfn-lint==1.58.0"
+  "aws-sam-translator==1.115.0"
+)
+stamp="$venv/.backdrop-requirements"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}" >&2
+  echo "${requirements[*]}" > "$stamp"
+fi
+echo "$venv/bin"
