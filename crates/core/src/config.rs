@@ -78,7 +78,8 @@ impl RateLimit {
         }
     }
 
-    /// The same budget with every duration divided by `factor` (for emulated, sped-up time).
+    /// The same budget with the window divided by `factor` (for emulated, sped-up time). The
+    /// margin stays as it is: it covers network and scheduling jitter, which real time governs.
     pub fn scaled(self, factor: f64) -> Self {
         let factor = if factor.is_finite() && factor > 0.0 {
             factor
@@ -87,7 +88,6 @@ impl RateLimit {
         };
         RateLimit {
             window: self.window.div_f64(factor),
-            margin: self.margin.div_f64(factor),
             ..self
         }
     }
