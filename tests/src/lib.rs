@@ -16,6 +16,9 @@ use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
 /// The speed-up used by most tests: emulated seconds pass ten times faster.
 pub const TIME_SCALE: f64 = 10.0;
 
+/// The jitter margin of test clients (see [`RateLimit::margin`]).
+pub const TEST_RATE_MARGIN: Duration = Duration::from_millis(250);
+
 /// The path of a committed fixture in `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -86,7 +89,12 @@ pub fn client_with(
 ) -> Client {
     let builder = ClientConfig::builder(emulator.api_key())
         .base_url(emulator.base_url())
-        .rate_limit(RateLimit::per_second(qps).scaled(TIME_SCALE))
+        .rate_limit(RateLimit {
+            // Tests run emulators, moto and the client on 2 busy cores: a request's arrival can
+            // lag its start by 100 ms and more, so the margin is wider than the default 50 ms.
+            margin: TEST_RATE_MARGIN,
+            ..RateLimit::per_second(qps).scaled(TIME_SCALE)
+        })
         .retry(RetryPolicy {
             max_attempts: 6,
             initial_backoff: Duration::from_millis(20),
