@@ -1,0 +1,31 @@
+//! The library's version.
+
+#![allow(unsafe_code)] // exports a #[no_mangle] function
+
+use std::ffi::{CStr, c_char};
+
+/// The version, from the workspace's one version number.
+const VERSION: &CStr =
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(version) => version,
+        Err(_) => c"unknown",
+    };
+
+/// The version of the library, such as `"0.1.0"` (semantic versioning; the shared library's
+/// SONAME carries the major number).
+///
+/// Returns a static NUL-terminated string that is never freed. Never NULL; thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn backdrop_version() -> *const c_char {
+    ffi_infallible!(c"unknown".as_ptr(), { VERSION.as_ptr() })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_is_the_crate_version() {
+        // SAFETY: a static NUL-terminated string.
+        let version = unsafe { std::ffi::CStr::from_ptr(super::backdrop_version()) };
+        assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+}

@@ -1,0 +1,97 @@
+//! The committed header `include/backdrop.h` must be exactly what the pinned cbindgen generates
+//! from this crate with `cbindgen.toml`.
+//!
+//! `BACKDROP_BLESS=1 cargo test -p backdrop-ffi --test header` rewrites the header.
+
+// Test code: a failed setup step is a failed test, so panicking on it is the point.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn header_path() -> PathBuf {
+    crate_dir().join("../../include/backdrop.h")
+}
+
+fn generate(crate_dir: &Path) -> String {
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("crates/ffi/cbindgen.toml is a valid cbindgen configuration");
+    let bindings = cbindgen::Builder::new()
+        .with_crate(crate_dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen generates the header");
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).expect("the header is UTF-8")
+}
+
+/// The first differences between two texts, line by line, for the failure message.
+fn describe_difference(committed: &str, generated: &str) -> String {
+    let old: Vec<&str> = committed.lines().collect();
+    let new: Vec<&str> = generated.lines().collect();
+    let first = old
+        .iter()
+        .zip(&new)
+        .position(|(a, b)| a != b)
+        .unwrap_or(old.len().min(new.len()));
+    let mut report = format!(
+        "committed: {} lines, generated: {} lines; first difference at line {}:\n",
+        old.len(),
+        new.len(),
+        first + 1
+    );
+    let start = first.saturating_sub(3);
+    for line in start..(first + 12).min(old.len().max(new.len())) {
+        let (a, b) = (old.get(line), new.get(line));
+        if a == b {
+            report.push_str(&format!("   {:5} | {}\n", line + 1, a.unwrap_or(&"")));
+        } else {
+            if let Some(a) = a {
+                report.push_str(&format!("-  {:5} | {a}\n", line + 1));
+            }
+            if let Some(b) = b {
+                report.push_str(&format!("+  {:5} | {b}\n", line + 1));
+            }
+        }
+    }
+    report
+}
+
+#[test]
+fn the_committed_header_is_what_cbindgen_generates() {
+    let generated = generate(&crate_dir());
+    let path = header_path();
+    if std::env::var_os("BACKDROP_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &generated).expect("include/backdrop.h is writable");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "include/backdrop.h is not what cbindgen generates from crates/ffi.\n{}\n\
+         Regenerate it with: BACKDROP_BLESS=1 cargo test -p backdrop-ffi --test header\n\
+         (and commit the new header together with the change of the Rust API).",
+        describe_difference(&committed, &generated)
+    );
+}
+
+#[test]
+fn the_header_is_a_c_header_with_cpp_guards_and_no_test_hooks() {
+    let generated = generate(&crate_dir());
+    for needed in [
+        "#ifndef BACKDROP_H",
+        "extern \"C\" {",
+        "typedef struct backdrop_client backdrop_client;",
+        "BACKDROP_ERR_PANIC = 7600",
+        "uint32_t backdrop_client_wait(",
+        "fork()",
+    ] {
+        assert!(generated.contains(needed), "the header lacks {needed:?}");
+    }
+    assert!(!generated.contains("backdrop_test_panic"));
+    assert!(!generated.contains("uintptr_t"), "usize must be size_t");
+}
