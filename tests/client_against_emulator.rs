@@ -515,3 +515,36 @@ async fn the_key_never_appears_in_errors_or_debug_output() {
     let error = client.get_task("missing").await.unwrap_err();
     assert!(!format!("{error} {error:?}").contains("SECRET-4242"));
 }
+
+#[tokio::test]
+async fn the_documented_policy_polls_every_interval_within_the_limit() {
+    let emulator = fast_emulator(fast_config()).await;
+    let client = client_for(&emulator, 2);
+    let options = WaitOptions {
+        policy: backdrop_core::PollPolicy::Documented,
+        ..scaled_wait()
+    };
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            client
+                .generate(&prompt_request("beach", 1), options, |_| {
+                    WaitControl::Continue
+                })
+                .await
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap().unwrap();
+    }
+    let counters = emulator.counters();
+    assert_eq!(counters.tasks_created, 6);
+    assert_eq!(counters.responses_429, 0, "{counters:?}");
+    assert!(counters.max_requests_in_window <= 2, "{counters:?}");
+    // Every task was polled at least once after it was created, and never after it was seen done.
+    for task in emulator.tasks() {
+        assert!(task.polls >= 1);
+        assert!(task.final_seen_at.is_some());
+    }
+}

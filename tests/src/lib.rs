@@ -88,6 +88,10 @@ pub fn client_with(
     configure: impl FnOnce(backdrop_core::ClientConfigBuilder) -> backdrop_core::ClientConfigBuilder,
 ) -> Client {
     let builder = ClientConfig::builder(emulator.api_key())
+        .expected_processing(
+            Duration::from_secs(10).div_f64(TIME_SCALE),
+            Duration::from_secs(30).div_f64(TIME_SCALE),
+        )
         .base_url(emulator.base_url())
         .rate_limit(RateLimit {
             // Tests run emulators, moto and the client on 2 busy cores: a request's arrival can
@@ -108,11 +112,12 @@ pub fn client_with(
     .expect("the client builds")
 }
 
-/// The spec's polling policy on the scaled clock.
+/// The default (adaptive) wait on the scaled clock; the documented policy's interval is scaled
+/// too.
 pub fn scaled_wait() -> WaitOptions {
-    let documented = WaitOptions::default();
+    let default = WaitOptions::default();
     WaitOptions {
-        poll_interval: documented.poll_interval.div_f64(TIME_SCALE),
-        max_wait: documented.max_wait,
+        poll_interval: default.poll_interval.div_f64(TIME_SCALE),
+        ..default
     }
 }

@@ -89,6 +89,10 @@ pub struct GenerateArgs {
     #[arg(long, short, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: u32,
 
+    /// How to plan polls: adaptive (from progress and observed times) or documented (every 1 s).
+    #[arg(long, value_enum, default_value_t = PollArg::Adaptive)]
+    pub poll: PollArg,
+
     /// Give up waiting for a task after this many seconds (at most 300, the spec's limit).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout: u64,
@@ -96,6 +100,24 @@ pub struct GenerateArgs {
     /// How to reach the service.
     #[command(flatten)]
     pub service: ServiceArgs,
+}
+
+/// The poll policies, as flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PollArg {
+    /// Planned from progress and the processing times seen so far.
+    Adaptive,
+    /// The spec's flow: every task every second.
+    Documented,
+}
+
+impl From<PollArg> for backdrop_core::PollPolicy {
+    fn from(arg: PollArg) -> Self {
+        match arg {
+            PollArg::Adaptive => backdrop_core::PollPolicy::Adaptive,
+            PollArg::Documented => backdrop_core::PollPolicy::Documented,
+        }
+    }
 }
 
 /// `backdrop validate`.

@@ -30,6 +30,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     let running = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let wait = WaitOptions {
+        policy: args.poll.into(),
         max_wait: Duration::from_secs(args.timeout),
         ..WaitOptions::default()
     };

@@ -14,9 +14,9 @@ use url::Url;
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
-use crate::rate_limit::RateLimiter;
 use crate::request::{Background, GenerateRequest, ImageSource};
 use crate::response::{CreatedTask, Envelope, TaskInfo};
+use crate::scheduler::{Scheduler, Want};
 use crate::spec::{self, HttpStatus, field};
 use crate::validate;
 
@@ -41,7 +41,7 @@ pub(crate) struct Inner {
     /// For result URLs: never carries the key (results live on another host).
     pub(crate) downloads: reqwest::Client,
     pub(crate) download_slots: Semaphore,
-    limiter: RateLimiter,
+    pub(crate) scheduler: Scheduler,
     create_url: Url,
 }
 
@@ -87,7 +87,11 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 download_slots: Semaphore::new(config.max_concurrent_downloads),
-                limiter: RateLimiter::new(config.rate_limit),
+                scheduler: Scheduler::new(
+                    config.rate_limit,
+                    config.max_in_flight,
+                    config.expected_processing,
+                ),
                 config,
                 api,
                 downloads,
@@ -108,7 +112,13 @@ impl Client {
 
     /// API requests sent so far by this client and its clones (retries included).
     pub fn requests_sent(&self) -> u64 {
-        self.inner.limiter.granted()
+        self.inner.scheduler.limiter().granted()
+    }
+
+    /// The median processing time the client expects now: its prior, moved by every task it
+    /// has seen finish.
+    pub fn expected_processing_median(&self) -> std::time::Duration {
+        self.inner.scheduler.median_processing()
     }
 
     /// Creates a task and returns its id.
@@ -120,8 +130,13 @@ impl Client {
     /// [`Error::Network`] with `maybe_accepted`, never sent again.
     pub async fn create_task(&self, request: &GenerateRequest) -> Result<String> {
         let image = load_image(request.image()).await?;
+        let mut answer = CreateAnswer {
+            scheduler: &self.inner.scheduler,
+            task_id: None,
+            granted: false,
+        };
         let body = self
-            .send(Call::Create, || {
+            .send(Call::Create, Want::Create, &mut answer.granted, || {
                 self.inner
                     .api
                     .post(self.inner.create_url.clone())
@@ -141,6 +156,7 @@ impl Client {
                 )
             })?;
         tracing::info!(task_id = %task_id, "task created");
+        answer.task_id = Some(task_id.clone());
         Ok(task_id)
     }
 
@@ -149,9 +165,17 @@ impl Client {
         if task_id.trim().is_empty() {
             return Err(Error::Config("the task id is empty".into()));
         }
+        self.query(task_id, Want::Query).await
+    }
+
+    /// Queries a task, the first attempt waiting in the scheduler as `want`.
+    pub(crate) async fn query(&self, task_id: &str, want: Want) -> Result<TaskInfo> {
         let url = endpoint(&self.inner.config.base_url, &[task_id])?;
+        let mut granted = false;
         let body = self
-            .send(Call::Query, || self.inner.api.get(url.clone()))
+            .send(Call::Query, want, &mut granted, || {
+                self.inner.api.get(url.clone())
+            })
             .await?;
         let info: TaskInfo = parse_data(Call::Query, &body)?;
         tracing::debug!(task_id = %info.task_id, state = info.state.code(), progress = info.progress, "task polled");
@@ -159,17 +183,25 @@ impl Client {
     }
 
     /// Sends one API call with rate limiting and retries; returns the body of a 200 answer.
+    ///
+    /// The first attempt waits in the scheduler as `first`, retries as one-off queries;
+    /// `granted` turns true once the first attempt got its share of the budget.
     async fn send(
         &self,
         call: Call,
+        first: Want,
+        granted: &mut bool,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Bytes> {
         let retry = self.inner.config.retry;
         let mut attempt = 0;
+        let mut first = Some(first);
         loop {
             attempt += 1;
             let last = attempt >= retry.max_attempts;
-            self.inner.limiter.acquire().await;
+            let want = first.take().unwrap_or(Want::Query);
+            self.inner.scheduler.turn(want).await;
+            *granted = true;
             let response = match request().send().await {
                 Ok(response) => response,
                 Err(source) => {
@@ -224,7 +256,7 @@ impl Client {
                         wait_ms = wait.as_millis() as u64,
                         "rate limited (429)"
                     );
-                    self.inner.limiter.pause_for(wait);
+                    self.inner.scheduler.limiter().pause_for(wait);
                     if last {
                         return Err(Error::RateLimited {
                             message,
@@ -247,6 +279,22 @@ impl Client {
                 }
                 _ => return Err(status_error(status, message, attempt)),
             }
+        }
+    }
+}
+
+/// Tells the scheduler how a granted create ended, however `create_task` returns (or is
+/// dropped): the task is in flight, or nothing is.
+struct CreateAnswer<'a> {
+    scheduler: &'a Scheduler,
+    task_id: Option<String>,
+    granted: bool,
+}
+
+impl Drop for CreateAnswer<'_> {
+    fn drop(&mut self) {
+        if self.granted {
+            self.scheduler.create_answered(self.task_id.as_deref());
         }
     }
 }

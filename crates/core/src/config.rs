@@ -145,6 +145,8 @@ pub struct ClientConfig {
     pub(crate) download_timeout: Duration,
     pub(crate) max_download_bytes: u64,
     pub(crate) max_concurrent_downloads: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) expected_processing: (Duration, Duration),
 }
 
 impl ClientConfig {
@@ -160,6 +162,8 @@ impl ClientConfig {
             download_timeout: Duration::from_secs(120),
             max_download_bytes: 50 * 1024 * 1024,
             max_concurrent_downloads: 4,
+            max_in_flight: 32,
+            expected_processing: (Duration::from_secs(10), Duration::from_secs(30)),
         }
     }
 
@@ -208,6 +212,8 @@ pub struct ClientConfigBuilder {
     download_timeout: Duration,
     max_download_bytes: u64,
     max_concurrent_downloads: usize,
+    max_in_flight: usize,
+    expected_processing: (Duration, Duration),
 }
 
 impl fmt::Debug for ClientConfigBuilder {
@@ -274,6 +280,19 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Tasks created and not yet finished, at most (default 32); further creates wait.
+    pub fn max_in_flight(mut self, tasks: usize) -> Self {
+        self.max_in_flight = tasks.max(1);
+        self
+    }
+
+    /// What processing times to expect before any was observed: their median and 95th
+    /// percentile (default 10 s and 30 s). The adaptive poll policy starts from it and learns.
+    pub fn expected_processing(mut self, median: Duration, p95: Duration) -> Self {
+        self.expected_processing = (median, p95.max(median));
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<ClientConfig> {
         let api_key = ApiKey::new(self.api_key)?;
@@ -308,6 +327,8 @@ impl ClientConfigBuilder {
             download_timeout: self.download_timeout,
             max_download_bytes: self.max_download_bytes,
             max_concurrent_downloads: self.max_concurrent_downloads,
+            max_in_flight: self.max_in_flight,
+            expected_processing: self.expected_processing,
         })
     }
 }

@@ -51,22 +51,33 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         let _turn = self.turnstile.lock().await;
         loop {
-            let now = Instant::now();
-            let ready_at = {
-                let mut state = self.lock_state();
-                let ready_at = self.ready_at(&state, now);
-                if ready_at <= now {
-                    state.recent.push_back(now);
-                    while state.recent.len() > self.capacity() {
-                        state.recent.pop_front();
-                    }
-                    state.granted += 1;
-                    return;
-                }
-                ready_at
-            };
-            tokio::time::sleep_until(ready_at).await;
+            match self.try_take(Instant::now()) {
+                Ok(()) => return,
+                Err(ready_at) => tokio::time::sleep_until(ready_at).await,
+            }
         }
+    }
+
+    /// Records a request sent at `now` if the budget allows it; otherwise returns the earliest
+    /// instant it will. For callers that choose among waiters themselves (the scheduler).
+    pub fn try_take(&self, now: Instant) -> Result<(), Instant> {
+        let mut state = self.lock_state();
+        let ready_at = self.ready_at(&state, now);
+        if ready_at > now {
+            return Err(ready_at);
+        }
+        state.recent.push_back(now);
+        while state.recent.len() > self.capacity() {
+            state.recent.pop_front();
+        }
+        state.granted += 1;
+        Ok(())
+    }
+
+    /// The earliest instant a request may start, from `now`.
+    pub fn next_ready(&self, now: Instant) -> Instant {
+        let state = self.lock_state();
+        self.ready_at(&state, now)
     }
 
     /// Holds every request back for `duration` from now (after a 429).

@@ -1,6 +1,8 @@
 //! Waiting for a task: poll until it succeeds, fails or runs out of time, reporting each state.
 //!
-//! The default policy is the spec's flow: poll every 1 s, give up after 300 s.
+//! Polls are planned by the client's scheduler ([`crate::scheduler`]) with the task's
+//! [`PollPolicy`]: adaptive by default, or the spec's flow (every 1 s). Either way a wait gives
+//! up after at most 300 s, the spec's limit.
 
 use std::time::Duration;
 
@@ -8,25 +10,46 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::forecast::TaskForecast;
 use crate::response::TaskInfo;
+pub use crate::scheduler::PollPolicy;
+use crate::scheduler::Want;
 use crate::spec;
-use crate::state::StateClass;
+use crate::state::{StateClass, TaskState};
 
 /// How to wait for a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitOptions {
-    /// Time between the starts of two polls (the spec: 1 s).
+    /// How polls are planned (default: adaptive).
+    pub policy: PollPolicy,
+    /// Time between two polls of the documented policy (the spec: 1 s).
     pub poll_interval: Duration,
     /// Give up after this long (the spec: at most 300 s; longer values are capped to it).
     pub max_wait: Duration,
 }
 
 impl Default for WaitOptions {
-    /// The spec's flow: every 1 s, at most 300 s.
+    /// The adaptive policy, capped at the spec's 300 s.
     fn default() -> Self {
         WaitOptions {
+            policy: PollPolicy::Adaptive,
             poll_interval: spec::POLL_INTERVAL,
             max_wait: spec::MAX_POLL_DURATION,
+        }
+    }
+}
+
+impl WaitOptions {
+    /// How long a wait may last: `max_wait`, never more than the spec's 300 s.
+    pub fn wait_limit(&self) -> Duration {
+        self.max_wait.min(spec::MAX_POLL_DURATION)
+    }
+
+    /// The spec's flow: poll every 1 s, give up after 300 s.
+    pub fn documented() -> Self {
+        WaitOptions {
+            policy: PollPolicy::Documented,
+            ..WaitOptions::default()
         }
     }
 }
@@ -59,37 +82,116 @@ impl Client {
         mut observe: impl FnMut(&TaskInfo) -> WaitControl + Send,
     ) -> Result<TaskInfo> {
         let started = Instant::now();
-        let max_wait = options.max_wait.min(spec::MAX_POLL_DURATION);
-        let interval = options.poll_interval.max(Duration::from_millis(1));
-        let mut next_poll = started;
-        loop {
-            tokio::time::sleep_until(next_poll).await;
-            next_poll = Instant::now() + interval;
-            let info = self.get_task(task_id).await?;
+        let deadline = started + options.wait_limit();
+        let scheduler = &self.inner.scheduler;
+        let known_creation = scheduler.created_at(task_id);
+        let mut forecast = TaskForecast::new(known_creation.unwrap_or(started));
+        let outcome = loop {
+            let want = Want::Poll {
+                forecast: forecast.clone(),
+                policy: options.policy,
+                interval: options.poll_interval.max(Duration::from_millis(1)),
+            };
+            let answer = tokio::select! {
+                answer = self.query(task_id, want) => answer,
+                _ = tokio::time::sleep_until(deadline) => {
+                    break Err(timeout(task_id, started, forecast.state));
+                }
+            };
+            let info = match answer {
+                Ok(info) => info,
+                Err(error) => break Err(error),
+            };
+            let now = Instant::now();
+            if forecast.last_poll.is_none()
+                && known_creation.is_none()
+                && let Some(age) = age_from_timestamp(info.created_at.as_deref())
+            {
+                // A resumed task: the service's creation time anchors the forecast.
+                forecast.created = now.checked_sub(age).unwrap_or(forecast.created);
+            }
+            forecast.observe(now, info.state, info.progress);
             if observe(&info) == WaitControl::Cancel {
-                return Err(Error::Cancelled {
+                break Err(Error::Cancelled {
                     task_id: task_id.to_owned(),
                 });
             }
             match info.class() {
-                StateClass::Succeeded => return Ok(info),
+                StateClass::Succeeded => break Ok(info),
                 StateClass::Failed => {
-                    return Err(Error::TaskFailed {
+                    break Err(Error::TaskFailed {
                         task_id: task_id.to_owned(),
                         state: info.state,
                         message: info.state_detail.clone(),
                     });
                 }
-                StateClass::Pending => {
-                    if next_poll.duration_since(started) > max_wait {
-                        return Err(Error::Timeout {
-                            task_id: task_id.to_owned(),
-                            waited: started.elapsed(),
-                            last_state: info.state,
-                        });
-                    }
+                StateClass::Pending if now >= deadline => {
+                    break Err(timeout(task_id, started, Some(info.state)));
                 }
+                StateClass::Pending => {}
             }
+        };
+        let processing = outcome
+            .as_ref()
+            .ok()
+            .map(|_| forecast.last_poll.unwrap_or(started) - forecast.created);
+        scheduler.task_ended(task_id, processing);
+        outcome
+    }
+}
+
+fn timeout(task_id: &str, started: Instant, last_state: Option<TaskState>) -> Error {
+    Error::Timeout {
+        task_id: task_id.to_owned(),
+        waited: started.elapsed(),
+        last_state: last_state.unwrap_or(TaskState::Queued),
+    }
+}
+
+/// How long ago a `created_at` unix-seconds timestamp was.
+fn age_from_timestamp(created_at: Option<&str>) -> Option<Duration> {
+    let created: f64 = created_at?.trim().parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Duration::try_from_secs_f64((now - created).clamp(0.0, 3600.0)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_policy_waits_past_the_spec_limit() {
+        for policy in [PollPolicy::Adaptive, PollPolicy::Documented] {
+            let options = WaitOptions {
+                policy,
+                max_wait: Duration::from_secs(3600),
+                ..WaitOptions::default()
+            };
+            assert_eq!(options.wait_limit(), Duration::from_secs(300));
         }
+        assert_eq!(
+            WaitOptions::documented().poll_interval,
+            Duration::from_secs(1)
+        );
+        let short = WaitOptions {
+            max_wait: Duration::from_secs(5),
+            ..WaitOptions::default()
+        };
+        assert_eq!(short.wait_limit(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn ages_come_from_unix_timestamps() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let age = age_from_timestamp(Some(&(now - 30).to_string())).unwrap();
+        assert!(age >= Duration::from_secs(29) && age <= Duration::from_secs(31));
+        assert_eq!(age_from_timestamp(Some("soon")), None);
+        assert_eq!(age_from_timestamp(None), None);
     }
 }

@@ -268,6 +268,7 @@ pub unsafe extern "C" fn backdrop_client_wait(
         let options = WaitOptions {
             poll_interval: client.poll_interval,
             max_wait,
+            ..WaitOptions::default()
         };
         let mut progress = callback.map(|callback| Progress {
             callback,

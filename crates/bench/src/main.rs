@@ -1,0 +1,308 @@
+//! `backdrop-bench`: how close the poll policies get to the key's physical limit.
+//!
+//! Runs N tasks against the emulator with log-normal processing times (median 10 s, p95 30 s)
+//! and the key's QPS, both sped up by one time factor, for the adaptive and the documented
+//! policy side by side, and prints in unscaled service time: tasks per minute (and their share of
+//! the QPS × 30 limit), requests per task, 429s received, detection delay p50/p95 (from the
+//! moment the emulator marks a task done to the poll that sees it), makespan, and peak RSS.
+//!
+//! ```sh
+//! cargo run --release -p backdrop-bench              # 200 tasks, scale 10: a few minutes
+//! cargo run --release -p backdrop-bench -- --tasks 50 --skip-documented
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backdrop_core::{
+    Client, ClientConfig, GenerateRequest, PollPolicy, RateLimit, WaitControl, WaitOptions,
+};
+use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime, ProgressMode};
+use clap::Parser;
+use tokio::time::Instant;
+
+/// The bundled sample product.
+const SAMPLE_PNG: &[u8] = include_bytes!("../../../tests/fixtures/bottle.png");
+
+/// Benchmark the poll policies against the emulator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Tasks per throughput run.
+    #[arg(long, default_value_t = 200)]
+    tasks: usize,
+    /// Time factor: every duration of the service and of the key's QPS window is divided by it.
+    #[arg(long, default_value_t = 10.0)]
+    scale: f64,
+    /// The key's requests per second.
+    #[arg(long, default_value_t = 2)]
+    qps: u32,
+    /// Median processing time, unscaled seconds.
+    #[arg(long, default_value_t = 10.0)]
+    median: f64,
+    /// 95th percentile of the processing time, unscaled seconds.
+    #[arg(long, default_value_t = 30.0)]
+    p95: f64,
+    /// Tasks in flight at once.
+    #[arg(long, default_value_t = 32)]
+    max_in_flight: usize,
+    /// Tasks run one at a time for the "alone" detection delay.
+    #[arg(long, default_value_t = 10)]
+    alone: usize,
+    /// Skip the documented policy's throughput run (the slow one).
+    #[arg(long)]
+    skip_documented: bool,
+    /// Seed of the emulator's processing times.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// What one run measured, in unscaled service time.
+struct Run {
+    label: String,
+    tasks: usize,
+    failed: usize,
+    makespan_s: f64,
+    requests: u64,
+    responses_429: u64,
+    delays: Vec<f64>,
+}
+
+impl Run {
+    fn tasks_per_minute(&self) -> f64 {
+        (self.tasks - self.failed) as f64 / (self.makespan_s / 60.0)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let limit = f64::from(args.qps) * 30.0;
+    println!(
+        "backdrop-bench: {} tasks, QPS {}, processing log-normal median {} s / p95 {} s, time x{} \
+         (limit: QPS x 30 = {limit:.0} tasks/min)",
+        args.tasks, args.qps, args.median, args.p95, args.scale
+    );
+    let mut runs = Vec::new();
+    for (policy, progress) in [
+        (PollPolicy::Adaptive, ProgressMode::GrowsWithTime),
+        (PollPolicy::Adaptive, ProgressMode::Withheld),
+        (PollPolicy::Documented, ProgressMode::GrowsWithTime),
+    ] {
+        if policy == PollPolicy::Documented && args.skip_documented {
+            continue;
+        }
+        let run = throughput(&args, policy, progress, args.tasks, args.max_in_flight).await?;
+        eprintln!("  done: {}", run.label);
+        runs.push(run);
+    }
+    for policy in [PollPolicy::Adaptive, PollPolicy::Documented] {
+        let run = alone(&args, policy).await?;
+        eprintln!("  done: {}", run.label);
+        runs.push(run);
+    }
+    println!();
+    println!(
+        "| run | tasks/min | of limit | requests/task | 429s | delay p50 | delay p95 | makespan | failed |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for run in &runs {
+        println!(
+            "| {} | {:.1} | {:.0}% | {:.2} | {} | {:.2} s | {:.2} s | {:.0} s | {} |",
+            run.label,
+            run.tasks_per_minute(),
+            100.0 * run.tasks_per_minute() / limit,
+            run.requests as f64 / run.tasks as f64,
+            run.responses_429,
+            percentile(&run.delays, 0.5),
+            percentile(&run.delays, 0.95),
+            run.makespan_s,
+            run.failed
+        );
+    }
+    println!();
+    println!(
+        "peak RSS of the process: {:.1} MiB",
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
+fn policy_name(policy: PollPolicy) -> &'static str {
+    match policy {
+        PollPolicy::Adaptive => "adaptive",
+        PollPolicy::Documented => "documented (1 s)",
+    }
+}
+
+async fn emulator(args: &Args, progress: ProgressMode) -> std::io::Result<Emulator> {
+    Emulator::start(EmulatorConfig {
+        qps: args.qps,
+        time_scale: args.scale,
+        processing: ProcessingTime::LogNormal {
+            median: Duration::from_secs_f64(args.median),
+            p95: Duration::from_secs_f64(args.p95),
+        },
+        progress,
+        seed: Some(args.seed),
+        ..EmulatorConfig::default()
+    })
+    .await
+}
+
+fn client(args: &Args, emulator: &Emulator, max_in_flight: usize) -> backdrop_core::Result<Client> {
+    let real = RateLimit::per_second(args.qps);
+    // Scale the jitter margin too, so it costs the same share of the budget as in real time.
+    let limit = RateLimit {
+        margin: real.margin.div_f64(args.scale),
+        ..real.scaled(args.scale)
+    };
+    Client::new(
+        ClientConfig::builder(emulator.api_key())
+            .base_url(emulator.base_url())
+            .rate_limit(limit)
+            .max_in_flight(max_in_flight)
+            .expected_processing(
+                Duration::from_secs_f64(10.0 / args.scale),
+                Duration::from_secs_f64(30.0 / args.scale),
+            )
+            .build()?,
+    )
+}
+
+fn wait_options(args: &Args, policy: PollPolicy) -> WaitOptions {
+    WaitOptions {
+        policy,
+        poll_interval: Duration::from_secs(1).div_f64(args.scale),
+        ..WaitOptions::default()
+    }
+}
+
+fn request() -> backdrop_core::Result<GenerateRequest> {
+    Ok(GenerateRequest::builder()
+        .image_bytes(SAMPLE_PNG, "bottle.png")
+        .prompt("a marble countertop in soft morning light")
+        .batch_size(1)
+        .build()?)
+}
+
+/// N tasks submitted at once; the scheduler keeps `max_in_flight` running.
+async fn throughput(
+    args: &Args,
+    policy: PollPolicy,
+    progress: ProgressMode,
+    tasks: usize,
+    max_in_flight: usize,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let emulator = emulator(args, progress).await?;
+    let client = client(args, &emulator, max_in_flight)?;
+    let request = Arc::new(request()?);
+    let options = wait_options(args, policy);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (client, request) = (client.clone(), request.clone());
+            tokio::spawn(async move {
+                client
+                    .generate(&request, options, |_| WaitControl::Continue)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for handle in handles {
+        if !handle.await.unwrap_or(false) {
+            failed += 1;
+        }
+    }
+    let run = measure(
+        args,
+        &emulator,
+        format!(
+            "{}, progress {}",
+            policy_name(policy),
+            match progress {
+                ProgressMode::GrowsWithTime => "grows",
+                ProgressMode::Withheld => "withheld",
+            }
+        ),
+        tasks,
+        failed,
+        started,
+    );
+    emulator.shutdown().await;
+    Ok(run)
+}
+
+/// Tasks one after the other: detection delay with the whole budget for one task.
+async fn alone(args: &Args, policy: PollPolicy) -> Result<Run, Box<dyn std::error::Error>> {
+    let emulator = emulator(args, ProgressMode::GrowsWithTime).await?;
+    let client = client(args, &emulator, args.max_in_flight)?;
+    let request = request()?;
+    let options = wait_options(args, policy);
+    let started = Instant::now();
+    let mut failed = 0;
+    for _ in 0..args.alone {
+        if client
+            .generate(&request, options, |_| WaitControl::Continue)
+            .await
+            .is_err()
+        {
+            failed += 1;
+        }
+    }
+    let run = measure(
+        args,
+        &emulator,
+        format!("{}, one task alone", policy_name(policy)),
+        args.alone,
+        failed,
+        started,
+    );
+    emulator.shutdown().await;
+    Ok(run)
+}
+
+fn measure(
+    args: &Args,
+    emulator: &Emulator,
+    label: String,
+    tasks: usize,
+    failed: usize,
+    started: Instant,
+) -> Run {
+    let counters = emulator.counters();
+    let delays = emulator
+        .tasks()
+        .iter()
+        .filter_map(|t| Some((t.final_seen_at? - t.became_final_at?) * args.scale))
+        .collect();
+    Run {
+        label,
+        tasks,
+        failed,
+        makespan_s: started.elapsed().as_secs_f64() * args.scale,
+        requests: counters.create_requests + counters.query_requests,
+        responses_429: counters.responses_429,
+        delays,
+    }
+}
+
+fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Peak resident set size (VmHWM) of this process, in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -1,0 +1,398 @@
+//! The request scheduler: every API request of a client — creates, polls, one-off queries and
+//! retries, from every task and thread — waits here for a share of the key's budget.
+//!
+//! Waiters do not sleep on timers of their own. Whenever the rate limiter has room, one waiter
+//! (the *arbiter*, whichever holds the turnstile) looks at everyone waiting and grants the
+//! request worth most now:
+//! - one-off queries and retries first;
+//! - creates while fewer than `max_in_flight` tasks are running;
+//! - polls by [`PollPolicy`]: the spec's fixed interval, or (adaptive) by the probability that
+//!   the task finished since its last poll ([`TaskForecast::poll_value`]), so polls land soon
+//!   after tasks are likely done and few are spent on tasks that surely still run. Budget nobody
+//!   else wants is spent on polls that are worth little, which lowers detection delay when the
+//!   client is not busy.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+use crate::config::RateLimit;
+use crate::forecast::{DurationModel, TaskForecast};
+use crate::rate_limit::RateLimiter;
+use crate::spec;
+
+/// How the polls of a waiting task are planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollPolicy {
+    /// From what is known: processing times seen so far, the task's state and progress.
+    #[default]
+    Adaptive,
+    /// The spec's flow: poll each task every `poll_interval` (1 s).
+    Documented,
+}
+
+/// What a waiter wants to send.
+#[derive(Debug, Clone)]
+pub(crate) enum Want {
+    /// A one-off query or a retry: first in line.
+    Query,
+    /// A create (bounded by the in-flight limit).
+    Create,
+    /// A poll of a task being waited on.
+    Poll {
+        forecast: TaskForecast,
+        policy: PollPolicy,
+        interval: Duration,
+    },
+}
+
+/// While creates wait for the budget, a poll forecast from progress must be worth this much…
+const BUSY_POLL_THRESHOLD: f64 = 0.1;
+/// …and one forecast from the duration model alone this much: polling a task around its
+/// conditional median finds it done half the time, so many tasks need no poll mid-way.
+const BUSY_BLIND_POLL_THRESHOLD: f64 = 0.35;
+/// Nor this low when nothing else waits.
+const IDLE_POLL_THRESHOLD: f64 = 0.01;
+/// What a create is worth next to a poll.
+const CREATE_VALUE: f64 = 0.3;
+/// How often an idle arbiter looks again (forecasts change with time).
+const TICK: Duration = Duration::from_millis(20);
+
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    want: Want,
+    since: Instant,
+    grant: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    next_id: u64,
+    waiters: Vec<Waiter>,
+    /// Creates granted and not yet answered.
+    creating: usize,
+    /// Tasks this client created, with when, until their wait ends.
+    created: HashMap<String, Instant>,
+    model: DurationModel,
+}
+
+/// The scheduler of one client.
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    limiter: RateLimiter,
+    turnstile: tokio::sync::Mutex<()>,
+    queue: Mutex<Queue>,
+    changed: Notify,
+    max_in_flight: usize,
+    /// The interval between two requests at the full rate.
+    token_interval: Duration,
+}
+
+impl Scheduler {
+    pub(crate) fn new(limit: RateLimit, max_in_flight: usize, prior: (Duration, Duration)) -> Self {
+        Scheduler {
+            token_interval: limit.window / limit.max_requests.max(1),
+            limiter: RateLimiter::new(limit),
+            turnstile: tokio::sync::Mutex::new(()),
+            queue: Mutex::new(Queue {
+                next_id: 0,
+                waiters: Vec::new(),
+                creating: 0,
+                created: HashMap::new(),
+                model: DurationModel::with_prior(prior.0, prior.1),
+            }),
+            changed: Notify::new(),
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    pub(crate) fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Waits until this request is granted a share of the budget (and records it as sent).
+    pub(crate) async fn turn(&self, want: Want) {
+        let (grant, mut granted) = oneshot::channel();
+        let id = {
+            let mut queue = self.lock();
+            let id = queue.next_id;
+            queue.next_id += 1;
+            queue.waiters.push(Waiter {
+                id,
+                want,
+                since: Instant::now(),
+                grant: Some(grant),
+            });
+            id
+        };
+        // Removes the waiter if this future is dropped before its grant.
+        let _registration = Registration {
+            scheduler: self,
+            id,
+        };
+        self.changed.notify_one();
+        tokio::select! {
+            biased;
+            _ = &mut granted => {}
+            _turn = self.turnstile.lock() => {
+                if granted.try_recv().is_err() {
+                    self.arbitrate(id).await;
+                }
+            }
+        }
+    }
+
+    /// Grants requests, one per budget slot, until this arbiter's own request is granted.
+    async fn arbitrate(&self, own: u64) {
+        loop {
+            let now = Instant::now();
+            let ready = self.limiter.next_ready(now);
+            if ready > now {
+                tokio::time::sleep_until(ready).await;
+                continue;
+            }
+            let chosen = self.pick(now);
+            match chosen {
+                Some(mut waiter) => {
+                    // The limiter said there is room: this cannot fail, and if it did the
+                    // request would merely wait for the next slot.
+                    if self.limiter.try_take(now).is_err() {
+                        self.lock().waiters.push(waiter);
+                        continue;
+                    }
+                    if matches!(waiter.want, Want::Create) {
+                        self.lock().creating += 1;
+                    }
+                    if waiter.id == own {
+                        return;
+                    }
+                    if let Some(grant) = waiter.grant.take() {
+                        let _ = grant.send(());
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = self.changed.notified() => {}
+                        _ = tokio::time::sleep(TICK) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the request worth most now, if any is worth a request.
+    fn pick(&self, now: Instant) -> Option<Waiter> {
+        let mut queue = self.lock();
+        let cutoff = now.checked_sub(spec::MAX_POLL_DURATION);
+        if let Some(cutoff) = cutoff {
+            queue.created.retain(|_, at| *at > cutoff);
+        }
+        let in_flight = queue.created.len() + queue.creating;
+        let creates_waiting = queue.waiters.iter().any(|w| matches!(w.want, Want::Create));
+        let mut best: Option<(usize, f64)> = None;
+        for (index, waiter) in queue.waiters.iter().enumerate() {
+            let waited = (now - waiter.since).as_secs_f64();
+            let value = match &waiter.want {
+                Want::Query => Some(10.0 + waited),
+                Want::Create if in_flight >= self.max_in_flight => None,
+                Want::Create => Some(CREATE_VALUE + waited * 1e-3),
+                Want::Poll {
+                    forecast,
+                    policy: PollPolicy::Documented,
+                    interval,
+                } => {
+                    let due = forecast.last_poll.map_or(now, |at| at + *interval);
+                    (due <= now).then(|| 1.0 + (now - due).as_secs_f64())
+                }
+                Want::Poll {
+                    forecast,
+                    policy: PollPolicy::Adaptive,
+                    ..
+                } => {
+                    let gap_ok = forecast
+                        .last_poll
+                        .is_none_or(|at| now >= at + self.token_interval);
+                    let value = forecast.poll_value(now, &queue.model);
+                    let threshold = match (creates_waiting, forecast.from_progress()) {
+                        (false, _) => IDLE_POLL_THRESHOLD,
+                        (true, true) => BUSY_POLL_THRESHOLD,
+                        (true, false) => BUSY_BLIND_POLL_THRESHOLD,
+                    };
+                    (gap_ok && value >= threshold).then_some(value)
+                }
+            };
+            if let Some(value) = value
+                && best.is_none_or(|(_, v)| value > v)
+            {
+                best = Some((index, value));
+            }
+        }
+        best.map(|(index, _)| queue.waiters.swap_remove(index))
+    }
+
+    /// A create's answer came: the task now counts as in flight (or, on failure, nothing does).
+    pub(crate) fn create_answered(&self, task_id: Option<&str>) {
+        let mut queue = self.lock();
+        queue.creating = queue.creating.saturating_sub(1);
+        if let Some(task_id) = task_id {
+            queue.created.insert(task_id.to_owned(), Instant::now());
+        }
+        drop(queue);
+        self.changed.notify_one();
+    }
+
+    /// When a task this client created was created (to forecast from).
+    pub(crate) fn created_at(&self, task_id: &str) -> Option<Instant> {
+        self.lock().created.get(task_id).copied()
+    }
+
+    /// The wait of a task ended; `duration` is its processing time when it succeeded.
+    pub(crate) fn task_ended(&self, task_id: &str, duration: Option<Duration>) {
+        let mut queue = self.lock();
+        queue.created.remove(task_id);
+        if let Some(duration) = duration {
+            queue.model.observe(duration);
+        }
+        drop(queue);
+        self.changed.notify_one();
+    }
+
+    /// The processing-time model (for diagnostics).
+    pub(crate) fn median_processing(&self) -> Duration {
+        self.lock().model.median()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+struct Registration<'a> {
+    scheduler: &'a Scheduler,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.scheduler.lock().waiters.retain(|w| w.id != self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::state::TaskState;
+
+    fn scheduler(qps: u32, max_in_flight: usize) -> Arc<Scheduler> {
+        Arc::new(Scheduler::new(
+            RateLimit::per_second(qps),
+            max_in_flight,
+            (Duration::from_secs(10), Duration::from_secs(30)),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_grant_respects_the_window() {
+        let scheduler = scheduler(2, 100);
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        for i in 0..30 {
+            let (scheduler, starts) = (scheduler.clone(), starts.clone());
+            handles.push(tokio::spawn(async move {
+                let want = if i % 2 == 0 {
+                    Want::Create
+                } else {
+                    Want::Query
+                };
+                scheduler.turn(want).await;
+                starts.lock().unwrap().push(Instant::now());
+            }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let mut starts = starts.lock().unwrap().clone();
+        starts.sort();
+        assert_eq!(starts.len(), 30);
+        for pair in starts.windows(3) {
+            assert!(pair[2] - pair[0] >= Duration::from_millis(1050), "{pair:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn creates_stop_at_the_in_flight_limit_and_polls_are_not_starved() {
+        let scheduler = scheduler(10, 2);
+        // Two creates fill the limit.
+        scheduler.turn(Want::Create).await;
+        scheduler.create_answered(Some("a"));
+        scheduler.turn(Want::Create).await;
+        scheduler.create_answered(Some("b"));
+        let third = {
+            let scheduler = scheduler.clone();
+            tokio::spawn(async move { scheduler.turn(Want::Create).await })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!third.is_finished(), "a third create must wait for a slot");
+        // A poll of a task due long ago still gets through while the create waits.
+        let mut forecast = TaskForecast::new(Instant::now() - Duration::from_secs(60));
+        forecast.observe(
+            Instant::now() - Duration::from_secs(30),
+            TaskState::Processing,
+            Some(90.0),
+        );
+        scheduler
+            .turn(Want::Poll {
+                forecast,
+                policy: PollPolicy::Adaptive,
+                interval: Duration::from_secs(1),
+            })
+            .await;
+        scheduler.task_ended("a", Some(Duration::from_secs(12)));
+        tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("the create goes once a task ended")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn documented_polls_wait_for_their_interval() {
+        let scheduler = scheduler(10, 10);
+        let mut forecast = TaskForecast::new(Instant::now());
+        forecast.observe(Instant::now(), TaskState::Queued, None);
+        let start = Instant::now();
+        scheduler
+            .turn(Want::Poll {
+                forecast,
+                policy: PollPolicy::Documented,
+                interval: Duration::from_secs(1),
+            })
+            .await;
+        let waited = Instant::now() - start;
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1100),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_leaves_no_trace() {
+        let scheduler = scheduler(1, 1);
+        scheduler.turn(Want::Query).await;
+        let pending =
+            tokio::time::timeout(Duration::from_millis(10), scheduler.turn(Want::Query)).await;
+        assert!(pending.is_err());
+        assert!(scheduler.lock().waiters.is_empty());
+        // The next request still gets the next slot.
+        tokio::time::timeout(Duration::from_secs(2), scheduler.turn(Want::Query))
+            .await
+            .expect("granted");
+    }
+}
