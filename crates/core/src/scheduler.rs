@@ -9,8 +9,8 @@
 //! - polls by [`PollPolicy`]: the spec's fixed interval, or (adaptive) by the probability that
 //!   the task finished since its last poll ([`TaskForecast::poll_value`]), so polls land soon
 //!   after tasks are likely done and few are spent on tasks that surely still run. Budget nobody
-//!   else wants is spent on polls that are worth little, which lowers detection delay when the
-//!   client is not busy.
+//!   else wants is spent on polls that are worth little (and no task then goes longer than the
+//!   documented interval unpolled), which lowers detection delay when the client is not busy.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -211,7 +211,7 @@ impl Scheduler {
                 Want::Poll {
                     forecast,
                     policy: PollPolicy::Adaptive,
-                    ..
+                    interval,
                 } => {
                     let gap_ok = forecast
                         .last_poll
@@ -222,7 +222,12 @@ impl Scheduler {
                         (true, true) => BUSY_POLL_THRESHOLD,
                         (true, false) => BUSY_BLIND_POLL_THRESHOLD,
                     };
-                    (gap_ok && value >= threshold).then_some(value)
+                    // With nothing else wanting the budget, no task waits longer than the
+                    // documented interval between polls.
+                    let idle_due = !creates_waiting
+                        && forecast.last_poll.is_none_or(|at| now >= at + *interval);
+                    let worth = value >= threshold || idle_due;
+                    (gap_ok && worth).then_some(value.max(IDLE_POLL_THRESHOLD))
                 }
             };
             if let Some(value) = value

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suites of libbackdrop, from a fresh clone: the Rust tests of the crate (the header
-# check among them), then the library installed into a temporary prefix (install.sh) and used
+# check among them), then the library installed into a prefix outside the clone (install.sh) and used
 # through pkg-config by real compilers, against emulators started here on 127.0.0.1:
 #
 #   - the header compiles cleanly as C11 and as C++17 (-Wall -Wextra -Werror -Wpedantic);
@@ -85,15 +85,22 @@ mkdir -p "$work/hooks"
 cp "$CARGO_TARGET_DIR/debug/libbackdrop.so" "$work/hooks/libbackdrop.so.0"
 emulator="$CARGO_TARGET_DIR/debug/backdrop-emulator"
 
-step "install the library (release) into a temporary prefix"
-"$ffi/install.sh" "$work/prefix"
-export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-export LD_LIBRARY_PATH="$work/prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+step "install the library (release) into a prefix outside the clone"
+# A stable prefix: Go's build cache keeps the -L path pkg-config gave it, so a fresh temporary
+# prefix per run would leave cached links pointing at a deleted folder.
+prefix="$CARGO_TARGET_DIR/backdrop-test-prefix"
+rm -rf "$prefix"
+"$ffi/install.sh" "$prefix"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Go keys its build cache on CGO_* variables but not on pkg-config's answer: name the prefix here
+# so a cached link never points at another prefix.
+export CGO_LDFLAGS="-L$prefix/lib" CGO_CFLAGS="-I$prefix/include"
 version="$(pkg-config --modversion backdrop)"
-soname="$(readelf -d "$work/prefix/lib/libbackdrop.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
+soname="$(readelf -d "$prefix/lib/libbackdrop.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
 echo "backdrop $version, SONAME $soname"
 [ "$soname" = "libbackdrop.so.${version%%.*}" ] || { echo "unexpected SONAME $soname"; exit 1; }
-if nm -D --defined-only "$work/prefix/lib/libbackdrop.so" | grep -q backdrop_test_panic; then
+if nm -D --defined-only "$prefix/lib/libbackdrop.so" | grep -q backdrop_test_panic; then
   echo "the installed library must not export the test hooks"
   exit 1
 fi
@@ -176,7 +183,7 @@ cc "${strict_c[@]}" "${backdrop_cflags[@]}" "$ffi/examples/c/generate.c" "${back
   -o "$work/generate_shared"
 read -r -a static_libs <<<"$(pkg-config --static --libs-only-l backdrop | sed 's/-lbackdrop//')"
 cc "${strict_c[@]}" "${backdrop_cflags[@]}" "$ffi/examples/c/generate.c" \
-  "$work/prefix/lib/libbackdrop.a" "${static_libs[@]}" -o "$work/generate_static"
+  "$prefix/lib/libbackdrop.a" "${static_libs[@]}" -o "$work/generate_static"
 if ldd "$work/generate_static" | grep -q libbackdrop; then
   echo "generate_static must not need libbackdrop.so"
   exit 1
