@@ -52,6 +52,9 @@ struct Args {
     /// Skip the documented policy's throughput run (the slow one).
     #[arg(long)]
     skip_documented: bool,
+    /// Also print, per run, how many tasks needed how many polls.
+    #[arg(long)]
+    verbose: bool,
     /// Seed of the emulator's processing times.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -273,6 +276,13 @@ fn measure(
     started: Instant,
 ) -> Run {
     let counters = emulator.counters();
+    if args.verbose {
+        let mut histogram = std::collections::BTreeMap::new();
+        for task in emulator.tasks() {
+            *histogram.entry(task.polls).or_insert(0u32) += 1;
+        }
+        eprintln!("  {label}: tasks by polls {histogram:?}");
+    }
     let delays = emulator
         .tasks()
         .iter()

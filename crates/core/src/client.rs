@@ -316,34 +316,40 @@ fn endpoint(base: &Url, extra: &[&str]) -> Result<Url> {
 
 /// The image as it will be sent, validated.
 enum LoadedImage {
-    File { data: Bytes, file_name: String },
+    /// A file, checked by its header; its bytes are streamed from disk only when the request
+    /// is sent, so waiting requests hold no image in memory.
+    Path {
+        path: std::path::PathBuf,
+        len: u64,
+        file_name: String,
+    },
+    /// Bytes in memory.
+    Bytes { data: Bytes, file_name: String },
+    /// A URL the service fetches.
     Url(String),
 }
 
 async fn load_image(source: &ImageSource) -> Result<LoadedImage> {
     match source {
         ImageSource::Path(path) => {
-            let metadata = tokio::fs::metadata(path)
-                .await
-                .map_err(|e| Error::io("read", path, e))?;
-            validate::check_file_size(metadata.len())?;
-            let data = tokio::fs::read(path)
-                .await
-                .map_err(|e| Error::io("read", path, e))?;
-            validate::inspect_png_bytes(&data)?;
+            let info = validate::inspect_png_file(path).map_err(|error| match error {
+                validate::InspectFileError::Invalid(rule) => Error::Invalid(rule),
+                validate::InspectFileError::Io(io) => Error::io("read", path, io),
+            })?;
             let file_name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("image.png")
                 .to_owned();
-            Ok(LoadedImage::File {
-                data: Bytes::from(data),
+            Ok(LoadedImage::Path {
+                path: path.clone(),
+                len: info.file_size,
                 file_name,
             })
         }
         ImageSource::Bytes { data, file_name } => {
             validate::inspect_png_bytes(data)?;
-            Ok(LoadedImage::File {
+            Ok(LoadedImage::Bytes {
                 data: data.clone(),
                 file_name: file_name.clone(),
             })
@@ -352,22 +358,40 @@ async fn load_image(source: &ImageSource) -> Result<LoadedImage> {
     }
 }
 
+/// The file's bytes as a stream, opened when the body is sent.
+fn file_body(path: std::path::PathBuf) -> reqwest::Body {
+    use futures_util::TryStreamExt;
+    let stream = futures_util::stream::once(tokio::fs::File::open(path))
+        .map_ok(tokio_util::io::ReaderStream::new)
+        .try_flatten();
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn png_part(body: impl Fn() -> reqwest::Body, len: u64, file_name: &str) -> Part {
+    let part = || Part::stream_with_length(body(), len).file_name(file_name.to_owned());
+    // "image/png" always parses; were it refused, the part would go without a type.
+    part().mime_str("image/png").unwrap_or_else(|_| part())
+}
+
 fn form(request: &GenerateRequest, image: &LoadedImage) -> Form {
     let mut form = Form::new();
     form = match image {
-        LoadedImage::File { data, file_name } => {
-            let part =
-                Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
-                    .file_name(file_name.clone());
-            let part = match part.mime_str("image/png") {
-                Ok(part) => part,
-                Err(_) => {
-                    Part::stream_with_length(reqwest::Body::from(data.clone()), data.len() as u64)
-                        .file_name(file_name.clone())
-                }
-            };
-            form.part(field::IMAGE_FILE, part)
-        }
+        LoadedImage::Path {
+            path,
+            len,
+            file_name,
+        } => form.part(
+            field::IMAGE_FILE,
+            png_part(|| file_body(path.clone()), *len, file_name),
+        ),
+        LoadedImage::Bytes { data, file_name } => form.part(
+            field::IMAGE_FILE,
+            png_part(
+                || reqwest::Body::from(data.clone()),
+                data.len() as u64,
+                file_name,
+            ),
+        ),
         LoadedImage::Url(url) => form.text(field::IMAGE_URL, url.clone()),
     };
     form = match request.background() {

@@ -30,6 +30,8 @@ pub struct DurationModel {
     mean: f64,
     /// Weighted sum of squared deviations of ln(seconds).
     m2: f64,
+    /// Seconds from creation until progress starts growing (queue and preparation), as seen.
+    start_offset: f64,
 }
 
 impl DurationModel {
@@ -41,6 +43,7 @@ impl DurationModel {
             weight: PRIOR_WEIGHT,
             mean: mu,
             m2: sigma * sigma * PRIOR_WEIGHT,
+            start_offset: 0.0,
         }
     }
 
@@ -51,6 +54,16 @@ impl DurationModel {
         let delta = x - self.mean;
         self.mean += delta / self.weight;
         self.m2 += delta * (x - self.mean);
+    }
+
+    /// Adds one observed delay between a task's creation and its progress starting to grow.
+    pub fn observe_start_offset(&mut self, offset: Duration) {
+        let x = offset.as_secs_f64();
+        self.start_offset = if self.start_offset == 0.0 {
+            x
+        } else {
+            0.8 * self.start_offset + 0.2 * x
+        };
     }
 
     /// Median processing time.
@@ -117,7 +130,7 @@ impl TaskForecast {
 
     /// P(the task is done by `at`).
     pub fn done_by(&self, at: Instant, model: &DurationModel) -> f64 {
-        match self.predicted_end() {
+        match self.predicted_end(model) {
             Some((end, sd)) => normal_cdf(signed_secs(at, end) / sd),
             None => model.cdf(signed_secs(at, self.created)),
         }
@@ -134,8 +147,19 @@ impl TaskForecast {
         ((by_now - before) / (1.0 - before).max(1e-9)).clamp(0.0, 1.0)
     }
 
+    /// With two progress readings: how long after creation progress started (rate
+    /// extrapolated back to 0 %).
+    pub fn implied_start_offset(&self) -> Option<Duration> {
+        let [(t1, p1), (t2, p2)] = self.progress.as_slice() else {
+            return None;
+        };
+        let rate = (p2 - p1) / signed_secs(*t2, *t1).max(1e-3);
+        let start = signed_secs(*t1, self.created) - p1 / rate.max(1e-6);
+        Duration::try_from_secs_f64(start.max(0.0)).ok()
+    }
+
     /// End and uncertainty (seconds) from the progress observations, if any.
-    fn predicted_end(&self) -> Option<(Instant, f64)> {
+    fn predicted_end(&self, model: &DurationModel) -> Option<(Instant, f64)> {
         match self.progress.as_slice() {
             [(t1, p1), (t2, p2)] => {
                 let rate = (p2 - p1) / signed_secs(*t2, *t1).max(1e-3);
@@ -143,10 +167,10 @@ impl TaskForecast {
                 Some((offset(*t2, left), 0.1 * left + 0.15))
             }
             [(t, p)] => {
-                // Progress counted from creation: an upper estimate of the rate's period.
-                let so_far = signed_secs(*t, self.created).max(1e-3);
+                // Progress counted from when it usually starts after creation.
+                let so_far = (signed_secs(*t, self.created) - model.start_offset).max(1e-3);
                 let left = so_far * (100.0 - p) / p;
-                Some((offset(*t, left), 0.6 * left + 0.3))
+                Some((offset(*t, left), 0.2 * left + 0.2))
             }
             _ => None,
         }

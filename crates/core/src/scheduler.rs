@@ -266,6 +266,11 @@ impl Scheduler {
         self.changed.notify_one();
     }
 
+    /// Progress was seen to start `offset` after a task's creation.
+    pub(crate) fn start_offset_seen(&self, offset: Duration) {
+        self.lock().model.observe_start_offset(offset);
+    }
+
     /// The processing-time model (for diagnostics).
     pub(crate) fn median_processing(&self) -> Duration {
         self.lock().model.median()

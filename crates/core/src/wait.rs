@@ -110,7 +110,11 @@ impl Client {
                 // A resumed task: the service's creation time anchors the forecast.
                 forecast.created = now.checked_sub(age).unwrap_or(forecast.created);
             }
+            let had_rate = forecast.implied_start_offset().is_some();
             forecast.observe(now, info.state, info.progress);
+            if !had_rate && let Some(offset) = forecast.implied_start_offset() {
+                scheduler.start_offset_seen(offset);
+            }
             if observe(&info) == WaitControl::Cancel {
                 break Err(Error::Cancelled {
                     task_id: task_id.to_owned(),
