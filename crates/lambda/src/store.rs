@@ -129,6 +129,22 @@ fn s3_error<E: ProvideErrorMetadata + std::fmt::Debug>(
     }
 }
 
+/// Reads a GetObject body whole.
+async fn read_body(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    body: ByteStream,
+) -> Result<Bytes, LambdaError> {
+    let collected = body.collect().await.map_err(|e| LambdaError::S3 {
+        operation,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(collected.into_bytes())
+}
+
 fn status_of<E>(error: &SdkError<E>) -> Option<u16> {
     match error {
         SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
@@ -185,13 +201,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| s3_error("GetObject (range)", bucket, key, &e))?;
-        let body = output.body.collect().await.map_err(|e| LambdaError::S3 {
-            operation: "GetObject (range)",
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message: e.to_string(),
-        })?;
-        let mut bytes = body.into_bytes();
+        let mut bytes = read_body("GetObject (range)", bucket, key, output.body).await?;
         bytes.truncate(len);
         Ok(bytes)
     }
@@ -210,13 +220,8 @@ impl ObjectStore for S3Store {
             Err(error) => return Err(s3_error("GetObject", bucket, key, &error)),
         };
         let etag = output.e_tag().map(unquote).unwrap_or_default();
-        let body = output.body.collect().await.map_err(|e| LambdaError::S3 {
-            operation: "GetObject",
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message: e.to_string(),
-        })?;
-        Ok(Some((body.into_bytes(), etag)))
+        let body = read_body("GetObject", bucket, key, output.body).await?;
+        Ok(Some((body, etag)))
     }
 
     async fn put(
