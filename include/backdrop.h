@@ -294,6 +294,34 @@ typedef uint32_t backdrop_progress_action;
 #endif // __cplusplus
 
 /**
+ * How `backdrop_client_wait` plans its polls.
+ */
+enum backdrop_poll_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The default: polls planned from what is known (processing times this client has seen, the
+     * task's state and progress), so that they land soon after a task is likely done and the
+     * key's budget goes further; spare budget is spent on latency, never less often than the
+     * poll interval.
+     */
+    BACKDROP_POLL_ADAPTIVE = 0,
+    /**
+     * The spec's flow: one poll every poll interval (1 s by default).
+     */
+    BACKDROP_POLL_DOCUMENTED = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum backdrop_poll_policy backdrop_poll_policy;
+#else
+typedef uint32_t backdrop_poll_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The bytes of one generated image (a JPEG, PNG or WebP file), from
  * `backdrop_client_download`.
  *
@@ -480,8 +508,9 @@ uint32_t backdrop_client_poll(const backdrop_client *client,
                               backdrop_error **error_out);
 
 /**
- * Waits until the task succeeds, fails or runs out of time, polling it at the client's poll
- * interval (every second by default) and calling `callback` after every poll.
+ * Waits until the task succeeds, fails or runs out of time, polling it by the client's poll
+ * policy (adaptive by default, see `backdrop_client_builder_set_poll_policy`) and calling
+ * `callback` after every poll.
  *
  * `timeout_ms` is the longest wait in milliseconds; 0 means the spec's limit of 300 000, and
  * longer values are capped to it. `callback` may be NULL; `userdata` is passed to it untouched
@@ -641,14 +670,25 @@ uint32_t backdrop_client_builder_set_retry(backdrop_client_builder *builder,
                                            uint32_t max_backoff_ms);
 
 /**
- * Sets the time between two polls of `backdrop_client_wait`, in milliseconds (default 1000,
- * the spec's interval; every poll counts against the rate limit).
+ * Sets the time between two polls of `backdrop_client_wait` under the documented policy, and
+ * the longest gap between polls under the adaptive one while the budget is idle, in
+ * milliseconds (default 1000, the spec's interval; every poll counts against the rate limit).
  *
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (0)
  * or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
 uint32_t backdrop_client_builder_set_poll_interval_ms(backdrop_client_builder *builder,
                                                       uint32_t interval_ms);
+
+/**
+ * Sets how `backdrop_client_wait` plans its polls: `BACKDROP_POLL_ADAPTIVE` (the default) or
+ * `BACKDROP_POLL_DOCUMENTED`. Either way every request of the client shares its rate limit and
+ * no wait goes past the spec's 300 s.
+ *
+ * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (not
+ * a `backdrop_poll_policy`) or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
+ */
+uint32_t backdrop_client_builder_set_poll_policy(backdrop_client_builder *builder, uint32_t policy);
 
 /**
  * Builds a client from the builder's settings: checks them, starts the client's own worker

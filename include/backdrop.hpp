@@ -458,10 +458,17 @@ class client_builder {
                                                         detail::millis(max_backoff)));
         return *this;
     }
-    /// Time between two polls of client::wait (default 1 s).
+    /// Time between two polls of client::wait under the documented policy, and the longest gap
+    /// between polls under the adaptive one while the budget is idle (default 1 s).
     client_builder &poll_interval(std::chrono::milliseconds interval) {
         detail::check(backdrop_client_builder_set_poll_interval_ms(handle_.get(),
                                                                    detail::millis(interval)));
+        return *this;
+    }
+    /// How client::wait plans its polls (default BACKDROP_POLL_ADAPTIVE).
+    client_builder &poll_policy(backdrop_poll_policy policy) {
+        detail::check(backdrop_client_builder_set_poll_policy(handle_.get(),
+                                                              static_cast<uint32_t>(policy)));
         return *this;
     }
 

@@ -43,6 +43,10 @@ struct Args {
     /// 95th percentile of the processing time, unscaled seconds.
     #[arg(long, default_value_t = 30.0)]
     p95: f64,
+    /// The client's safety margin on the QPS window, unscaled milliseconds (its default is 50: a
+    /// request is sent only when the last QPS requests are more than 1 s + margin ago).
+    #[arg(long, default_value_t = 50.0)]
+    margin_ms: f64,
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 32)]
     max_in_flight: usize,
@@ -52,6 +56,9 @@ struct Args {
     /// Skip the documented policy's throughput run (the slow one).
     #[arg(long)]
     skip_documented: bool,
+    /// Skip the throughput run with progress withheld.
+    #[arg(long)]
+    skip_withheld: bool,
     /// Also print, per run, how many tasks needed how many polls.
     #[arg(long)]
     verbose: bool,
@@ -82,9 +89,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let limit = f64::from(args.qps) * 30.0;
     println!(
-        "backdrop-bench: {} tasks, QPS {}, processing log-normal median {} s / p95 {} s, time x{} \
-         (limit: QPS x 30 = {limit:.0} tasks/min)",
-        args.tasks, args.qps, args.median, args.p95, args.scale
+        "backdrop-bench: {} tasks, QPS {} (margin {} ms), processing log-normal median {} s / \
+         p95 {} s, time x{} (limit: QPS x 30 = {limit:.0} tasks/min)",
+        args.tasks, args.qps, args.margin_ms, args.median, args.p95, args.scale
     );
     let mut runs = Vec::new();
     for (policy, progress) in [
@@ -92,7 +99,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (PollPolicy::Adaptive, ProgressMode::Withheld),
         (PollPolicy::Documented, ProgressMode::GrowsWithTime),
     ] {
-        if policy == PollPolicy::Documented && args.skip_documented {
+        if (policy == PollPolicy::Documented && args.skip_documented)
+            || (progress == ProgressMode::Withheld && args.skip_withheld)
+        {
             continue;
         }
         let run = throughput(&args, policy, progress, args.tasks, args.max_in_flight).await?;
@@ -100,6 +109,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         runs.push(run);
     }
     for policy in [PollPolicy::Adaptive, PollPolicy::Documented] {
+        if args.alone == 0 {
+            break;
+        }
         let run = alone(&args, policy).await?;
         eprintln!("  done: {}", run.label);
         runs.push(run);
@@ -154,11 +166,10 @@ async fn emulator(args: &Args, progress: ProgressMode) -> std::io::Result<Emulat
 }
 
 fn client(args: &Args, emulator: &Emulator, max_in_flight: usize) -> backdrop_core::Result<Client> {
-    let real = RateLimit::per_second(args.qps);
     // Scale the jitter margin too, so it costs the same share of the budget as in real time.
     let limit = RateLimit {
-        margin: real.margin.div_f64(args.scale),
-        ..real.scaled(args.scale)
+        margin: Duration::from_secs_f64(args.margin_ms.max(0.0) / 1000.0 / args.scale),
+        ..RateLimit::per_second(args.qps).scaled(args.scale)
     };
     Client::new(
         ClientConfig::builder(emulator.api_key())

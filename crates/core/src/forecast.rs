@@ -161,16 +161,19 @@ impl TaskForecast {
     /// End and uncertainty (seconds) from the progress observations, if any.
     fn predicted_end(&self, model: &DurationModel) -> Option<(Instant, f64)> {
         match self.progress.as_slice() {
+            // The uncertainty is relative to the task's own time scale (so the forecast means the
+            // same at any speed): a share of what is left plus a little of the whole.
             [(t1, p1), (t2, p2)] => {
                 let rate = (p2 - p1) / signed_secs(*t2, *t1).max(1e-3);
                 let left = (100.0 - p2) / rate.max(1e-6);
-                Some((offset(*t2, left), 0.1 * left + 0.15))
+                let age = signed_secs(*t2, self.created).max(1e-3);
+                Some((offset(*t2, left), (0.08 * left + 0.02 * age).max(1e-3)))
             }
             [(t, p)] => {
                 // Progress counted from when it usually starts after creation.
                 let so_far = (signed_secs(*t, self.created) - model.start_offset).max(1e-3);
                 let left = so_far * (100.0 - p) / p;
-                Some((offset(*t, left), 0.2 * left + 0.2))
+                Some((offset(*t, left), (0.15 * left + 0.04 * so_far).max(1e-3)))
             }
             _ => None,
         }

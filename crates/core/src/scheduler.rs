@@ -49,17 +49,22 @@ pub(crate) enum Want {
     },
 }
 
-/// While creates wait for the budget, a poll forecast from progress must be worth this much…
-const BUSY_POLL_THRESHOLD: f64 = 0.1;
-/// …and one forecast from the duration model alone this much: polling a task around its
-/// conditional median finds it done half the time, so many tasks need no poll mid-way.
-const BUSY_BLIND_POLL_THRESHOLD: f64 = 0.35;
+/// While creates wait for the budget, a poll forecast from progress must be this likely to find
+/// the task done: progress predicts the end closely, so the poll lands just after it and is
+/// rarely wasted…
+const BUSY_POLL_THRESHOLD: f64 = 0.7;
+/// …and one forecast from the duration model alone this likely: polling a task around its
+/// conditional median finds it done about half the time (one request saved), and otherwise reads
+/// the progress that places the next poll.
+const BUSY_BLIND_POLL_THRESHOLD: f64 = 0.4;
 /// Nor this low when nothing else waits.
 const IDLE_POLL_THRESHOLD: f64 = 0.01;
 /// What a create is worth next to a poll.
 const CREATE_VALUE: f64 = 0.3;
-/// How often an idle arbiter looks again (forecasts change with time).
-const TICK: Duration = Duration::from_millis(20);
+/// How often an idle arbiter looks again (forecasts change with time), in budget slots…
+const TICKS_PER_SLOT: u32 = 4;
+/// …and at most.
+const MAX_TICK: Duration = Duration::from_millis(20);
 
 #[derive(Debug)]
 struct Waiter {
@@ -90,12 +95,16 @@ pub(crate) struct Scheduler {
     max_in_flight: usize,
     /// The interval between two requests at the full rate.
     token_interval: Duration,
+    /// How long an arbiter with nothing worth a request waits before looking again.
+    tick: Duration,
 }
 
 impl Scheduler {
     pub(crate) fn new(limit: RateLimit, max_in_flight: usize, prior: (Duration, Duration)) -> Self {
+        let token_interval = limit.window / limit.max_requests.max(1);
         Scheduler {
-            token_interval: limit.window / limit.max_requests.max(1),
+            token_interval,
+            tick: (token_interval / TICKS_PER_SLOT).clamp(Duration::from_millis(1), MAX_TICK),
             limiter: RateLimiter::new(limit),
             turnstile: tokio::sync::Mutex::new(()),
             queue: Mutex::new(Queue {
@@ -177,7 +186,7 @@ impl Scheduler {
                 None => {
                     tokio::select! {
                         _ = self.changed.notified() => {}
-                        _ = tokio::time::sleep(TICK) => {}
+                        _ = tokio::time::sleep(self.tick) => {}
                     }
                 }
             }
@@ -192,7 +201,10 @@ impl Scheduler {
             queue.created.retain(|_, at| *at > cutoff);
         }
         let in_flight = queue.created.len() + queue.creating;
-        let creates_waiting = queue.waiters.iter().any(|w| matches!(w.want, Want::Create));
+        // Creates held back by the in-flight limit do not compete for the budget: until a task
+        // ends, spare budget is best spent finding out which one did.
+        let creates_waiting = in_flight < self.max_in_flight
+            && queue.waiters.iter().any(|w| matches!(w.want, Want::Create));
         let mut best: Option<(usize, f64)> = None;
         for (index, waiter) in queue.waiters.iter().enumerate() {
             let waited = (now - waiter.since).as_secs_f64();

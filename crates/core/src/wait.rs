@@ -86,6 +86,7 @@ impl Client {
         let scheduler = &self.inner.scheduler;
         let known_creation = scheduler.created_at(task_id);
         let mut forecast = TaskForecast::new(known_creation.unwrap_or(started));
+        let mut processing = None;
         let outcome = loop {
             let want = Want::Poll {
                 forecast: forecast.clone(),
@@ -111,6 +112,7 @@ impl Client {
                 forecast.created = now.checked_sub(age).unwrap_or(forecast.created);
             }
             let had_rate = forecast.implied_start_offset().is_some();
+            let previous_poll = forecast.last_poll;
             forecast.observe(now, info.state, info.progress);
             if !had_rate && let Some(offset) = forecast.implied_start_offset() {
                 scheduler.start_offset_seen(offset);
@@ -121,7 +123,10 @@ impl Client {
                 });
             }
             match info.class() {
-                StateClass::Succeeded => break Ok(info),
+                StateClass::Succeeded => {
+                    processing = Some(processing_time(&forecast, previous_poll, &info));
+                    break Ok(info);
+                }
                 StateClass::Failed => {
                     break Err(Error::TaskFailed {
                         task_id: task_id.to_owned(),
@@ -135,13 +140,29 @@ impl Client {
                 StateClass::Pending => {}
             }
         };
-        let processing = outcome
-            .as_ref()
-            .ok()
-            .map(|_| forecast.last_poll.unwrap_or(started) - forecast.created);
         scheduler.task_ended(task_id, processing);
         outcome
     }
+}
+
+/// How long a task that succeeded took from creation to completion, as well as the client can
+/// tell: it ended between the poll before last and the last one; the service's `time_elapsed`
+/// says where, when it fits in that interval.
+fn processing_time(
+    forecast: &TaskForecast,
+    previous_poll: Option<Instant>,
+    info: &TaskInfo,
+) -> Duration {
+    let latest = forecast.last_poll.map_or(Duration::ZERO, |at| {
+        at.saturating_duration_since(forecast.created)
+    });
+    let earliest = previous_poll.map_or(Duration::ZERO, |at| {
+        at.saturating_duration_since(forecast.created)
+    });
+    info.time_elapsed
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+        .map(|elapsed| elapsed.clamp(earliest, latest.max(earliest)))
+        .unwrap_or(latest)
 }
 
 fn timeout(task_id: &str, started: Instant, last_state: Option<TaskState>) -> Error {
@@ -185,6 +206,35 @@ mod tests {
             ..WaitOptions::default()
         };
         assert_eq!(short.wait_limit(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn processing_times_stay_between_the_last_two_polls() {
+        let created = Instant::now();
+        let mut forecast = TaskForecast::new(created);
+        let previous = created + Duration::from_secs(8);
+        forecast.observe(previous, TaskState::Processing, Some(70.0));
+        forecast.observe(
+            created + Duration::from_secs(12),
+            TaskState::Completed,
+            Some(100.0),
+        );
+        let answer = |elapsed: Option<f64>| {
+            let mut body = serde_json::json!({"task_id": "t", "state": 1, "progress": 100});
+            if let Some(ms) = elapsed {
+                body["time_elapsed"] = ms.into();
+            }
+            serde_json::from_value::<TaskInfo>(body).unwrap()
+        };
+        let time = |ms| processing_time(&forecast, Some(previous), &answer(ms));
+        // The service's figure, when it fits between the polls.
+        assert_eq!(time(Some(10_500.0)), Duration::from_millis(10_500));
+        // Clamped into the interval the polls prove, whatever the service says.
+        assert_eq!(time(Some(1_000.0)), Duration::from_secs(8));
+        assert_eq!(time(Some(1e30)), Duration::from_secs(12));
+        assert_eq!(time(Some(-5.0)), Duration::from_secs(12));
+        // Without one, the poll that saw it done bounds it.
+        assert_eq!(time(None), Duration::from_secs(12));
     }
 
     #[test]

@@ -48,9 +48,23 @@ type Config struct {
 	MaxAttempts    uint32
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
-	// PollInterval is the time between two polls of Wait (default 1 s).
+	// PollInterval is the time between two polls of Wait under PollDocumented, and the longest
+	// gap between polls under PollAdaptive while the budget is idle (default 1 s).
 	PollInterval time.Duration
+	// PollPolicy is how Wait plans its polls (default PollAdaptive).
+	PollPolicy PollPolicy
 }
+
+// PollPolicy is how Wait plans its polls.
+type PollPolicy uint32
+
+const (
+	// PollAdaptive plans polls from what is known (processing times seen, state, progress) so
+	// that they land soon after a task is likely done: the key's budget goes further.
+	PollAdaptive PollPolicy = C.BACKDROP_POLL_ADAPTIVE
+	// PollDocumented polls every PollInterval, as the spec's flow does.
+	PollDocumented PollPolicy = C.BACKDROP_POLL_DOCUMENTED
+)
 
 // ConfigFromEnv reads PICWISH_API_KEY (required), PICWISH_BASE_URL and PICWISH_QPS.
 func ConfigFromEnv() (Config, error) {
@@ -119,6 +133,9 @@ func NewClient(cfg Config) (*Client, error) {
 		}},
 		{cfg.PollInterval != 0, func() C.uint32_t {
 			return C.backdrop_client_builder_set_poll_interval_ms(builder, millis(cfg.PollInterval))
+		}},
+		{cfg.PollPolicy != PollAdaptive, func() C.uint32_t {
+			return C.backdrop_client_builder_set_poll_policy(builder, C.uint32_t(cfg.PollPolicy))
 		}},
 	}
 	for _, setting := range settings {

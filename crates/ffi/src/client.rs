@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use backdrop_core::{Client, GeneratedImage, TaskInfo, WaitControl, WaitOptions};
+use backdrop_core::{Client, GeneratedImage, PollPolicy, TaskInfo, WaitControl, WaitOptions};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::bytes::backdrop_bytes;
@@ -57,6 +57,7 @@ pub(crate) struct ClientState {
     runtime: Option<Runtime>,
     core: Client,
     poll_interval: Duration,
+    poll_policy: PollPolicy,
     api_key: String,
 }
 
@@ -83,6 +84,7 @@ impl ClientState {
             runtime: Some(runtime),
             core,
             poll_interval: settings.poll_interval,
+            poll_policy: settings.poll_policy,
             api_key: settings.api_key.clone(),
         })
     }
@@ -235,8 +237,9 @@ pub unsafe extern "C" fn backdrop_client_poll(
     })
 }
 
-/// Waits until the task succeeds, fails or runs out of time, polling it at the client's poll
-/// interval (every second by default) and calling `callback` after every poll.
+/// Waits until the task succeeds, fails or runs out of time, polling it by the client's poll
+/// policy (adaptive by default, see `backdrop_client_builder_set_poll_policy`) and calling
+/// `callback` after every poll.
 ///
 /// `timeout_ms` is the longest wait in milliseconds; 0 means the spec's limit of 300 000, and
 /// longer values are capped to it. `callback` may be NULL; `userdata` is passed to it untouched
@@ -266,9 +269,9 @@ pub unsafe extern "C" fn backdrop_client_wait(
             ms => Duration::from_millis(u64::from(ms)),
         };
         let options = WaitOptions {
+            policy: client.poll_policy,
             poll_interval: client.poll_interval,
             max_wait,
-            ..WaitOptions::default()
         };
         let mut progress = callback.map(|callback| Progress {
             callback,

@@ -6,7 +6,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use backdrop_core::{ClientConfig, RateLimit, RetryPolicy};
+use backdrop_core::{ClientConfig, PollPolicy, RateLimit, RetryPolicy};
 
 use crate::client::{ClientState, backdrop_client};
 use crate::error::{Failure, backdrop_error};
@@ -45,6 +45,7 @@ pub(crate) struct Settings {
     request_timeout: Option<Duration>,
     download_timeout: Option<Duration>,
     pub(crate) poll_interval: Duration,
+    pub(crate) poll_policy: PollPolicy,
 }
 
 impl std::fmt::Debug for Settings {
@@ -128,6 +129,7 @@ pub unsafe extern "C" fn backdrop_client_builder_new(
             request_timeout: None,
             download_timeout: None,
             poll_interval: backdrop_core::spec::POLL_INTERVAL,
+            poll_policy: PollPolicy::default(),
         };
         write_out!(
             builder_out,
@@ -291,8 +293,9 @@ pub unsafe extern "C" fn backdrop_client_builder_set_retry(
     })
 }
 
-/// Sets the time between two polls of `backdrop_client_wait`, in milliseconds (default 1000,
-/// the spec's interval; every poll counts against the rate limit).
+/// Sets the time between two polls of `backdrop_client_wait` under the documented policy, and
+/// the longest gap between polls under the adaptive one while the budget is idle, in
+/// milliseconds (default 1000, the spec's interval; every poll counts against the rate limit).
 ///
 /// Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (0)
 /// or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
@@ -305,6 +308,49 @@ pub unsafe extern "C" fn backdrop_client_builder_set_poll_interval_ms(
         let builder = arg_mut!(builder);
         let interval = millis(interval_ms, "the poll interval")?;
         builder.settings()?.poll_interval = interval;
+        Ok(())
+    })
+}
+
+/// How `backdrop_client_wait` plans its polls.
+#[repr(u32)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum backdrop_poll_policy {
+    /// The default: polls planned from what is known (processing times this client has seen, the
+    /// task's state and progress), so that they land soon after a task is likely done and the
+    /// key's budget goes further; spare budget is spent on latency, never less often than the
+    /// poll interval.
+    BACKDROP_POLL_ADAPTIVE = 0,
+    /// The spec's flow: one poll every poll interval (1 s by default).
+    BACKDROP_POLL_DOCUMENTED = 1,
+}
+
+/// Sets how `backdrop_client_wait` plans its polls: `BACKDROP_POLL_ADAPTIVE` (the default) or
+/// `BACKDROP_POLL_DOCUMENTED`. Either way every request of the client shares its rate limit and
+/// no wait goes past the spec's 300 s.
+///
+/// Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (not
+/// a `backdrop_poll_policy`) or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn backdrop_client_builder_set_poll_policy(
+    builder: *mut backdrop_client_builder,
+    policy: u32,
+) -> u32 {
+    ffi_boundary!({
+        let builder = arg_mut!(builder);
+        let policy = match policy {
+            p if p == backdrop_poll_policy::BACKDROP_POLL_ADAPTIVE as u32 => PollPolicy::Adaptive,
+            p if p == backdrop_poll_policy::BACKDROP_POLL_DOCUMENTED as u32 => {
+                PollPolicy::Documented
+            }
+            _ => {
+                return Err(Failure::invalid_argument(
+                    "policy must be BACKDROP_POLL_ADAPTIVE (0) or BACKDROP_POLL_DOCUMENTED (1)",
+                ));
+            }
+        };
+        builder.settings()?.poll_policy = policy;
         Ok(())
     })
 }

@@ -720,6 +720,11 @@ static void test_builder_rules(void) {
                BACKDROP_ERR_INVALID_ARGUMENT);
     CHECK_CODE(backdrop_client_builder_set_poll_interval_ms(builder, 0),
                BACKDROP_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(backdrop_client_builder_set_poll_policy(builder, 2), BACKDROP_ERR_INVALID_ARGUMENT);
+    CHECK_CODE(backdrop_client_builder_set_poll_policy(builder, BACKDROP_POLL_DOCUMENTED),
+               BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_poll_policy(builder, BACKDROP_POLL_ADAPTIVE),
+               BACKDROP_OK);
     CHECK_CODE(backdrop_client_builder_set_retry(builder, 0, 10, 10),
                BACKDROP_ERR_INVALID_ARGUMENT);
     CHECK_CODE(backdrop_client_builder_set_retry(builder, 2, 100, 10),
@@ -798,6 +803,7 @@ static void test_null_parameters(void) {
     CHECK_CODE(backdrop_client_builder_set_download_timeout_ms(NULL, 1), null);
     CHECK_CODE(backdrop_client_builder_set_retry(NULL, 1, 1, 1), null);
     CHECK_CODE(backdrop_client_builder_set_poll_interval_ms(NULL, 1), null);
+    CHECK_CODE(backdrop_client_builder_set_poll_policy(NULL, BACKDROP_POLL_ADAPTIVE), null);
     CHECK_ERR(backdrop_client_builder_build(NULL, &built, &err), null, err);
     /* A NULL output does not use up the builder. */
     CHECK_ERR(backdrop_client_builder_build(builder, NULL, &err), null, err);
