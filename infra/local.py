@@ -4,7 +4,9 @@ backdrop emulator for the PicWish API, and the function running under `cargo lam
     infra/local.sh [PNG ...]      upload PNGs (default: tests/fixtures/bottle.png), run them
                                   through the function, copy the results to backdrop-out/lambda/
     infra/local.sh --check        the same with the committed event fixtures too, asserting every
-                                  output (tests/run uses this)
+                                  output, then a crash: `cargo lambda watch` killed mid-task and
+                                  the event delivered again resumes the recorded task (tests/run
+                                  uses this)
 
 S3 sends its notification to an SQS queue in moto; the messages received from that queue are
 handed to the function as a Lambda SQS event through `cargo lambda invoke`. Everything listens on
@@ -15,11 +17,13 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -72,11 +76,12 @@ class Services:
                     process.kill()
 
 
-def start_emulator(services):
+def start_emulator(services, processing_ms=1500):
     subprocess.check_call(["cargo", "build", "-q", "-p", "backdrop-emulator"], cwd=ROOT)
     binary = os.path.join(TARGET, "debug", "backdrop-emulator")
     process = services.start(
-        [binary, "--bind", "127.0.0.1:0", "--processing-ms", "1500", "--queue-ms", "200", "--prepare-ms", "200"],
+        [binary, "--bind", "127.0.0.1:0", "--processing-ms", str(processing_ms), "--queue-ms", "200",
+         "--prepare-ms", "200"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -84,6 +89,141 @@ def start_emulator(services):
     if "listening on " not in line:
         sys.exit(f"the emulator did not start: {line!r}")
     return line.split("listening on ", 1)[1]
+
+
+def start_watch(services, port, env, log):
+    """`cargo lambda watch` serving the function on 127.0.0.1:port."""
+    watch = services.start(["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port),
+                            "-p", "backdrop-lambda", "--ignore-changes", "--timeout", "360"],
+                           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(port, "cargo lambda watch", seconds=300, process=watch)
+    return watch
+
+
+def descendants(pid):
+    """Every process below pid (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(process):
+    """SIGKILL a process this script started and every process below it, like a crash."""
+    tree = [process.pid] + descendants(process.pid)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=30)
+    return tree
+
+
+def notified_keys(message):
+    """The object keys an S3 notification message names (decoded)."""
+    try:
+        records = json.loads(message["Body"]).get("Records", [])
+    except ValueError:
+        return []
+    return [urllib.parse.unquote_plus(r.get("s3", {}).get("object", {}).get("key", "")) for r in records]
+
+
+def receive(sqs, queue_url, key, seconds=30):
+    """The S3 notification messages of key from the queue (others are left for their visibility
+    timeout)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        mine = [m for m in got.get("Messages", []) if key in notified_keys(m)]
+        if mine:
+            return mine
+    sys.exit(f"moto sent no S3 notification of {key} to the queue within {seconds} s")
+
+
+def claim_of(s3, key):
+    """The claim object of the input key, if any."""
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="state/").get("Contents", []):
+        claim = json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
+        if claim.get("source", {}).get("key") == key:
+            return claim
+    return None
+
+
+def check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log):
+    """Kills `cargo lambda watch` (and the function under it) mid-task, starts it again and delivers
+    the same event: the task id in the claim object is resumed, the outputs appear, and the service
+    saw exactly one create."""
+    slow_url = start_emulator(services, processing_ms=8000)
+    env = dict(env, PICWISH_BASE_URL=slow_url)
+    key = "incoming/crash/bottle.png"
+    with open(BOTTLE, "rb") as body:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body.read(), ContentType="image/png",
+                      Metadata={"batch-size": "1"})
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as event:
+        json.dump(sqs_event(receive(sqs, queue_url, key), queue_arn), event)
+    try:
+        port = free_port()
+        watch = start_watch(services, port, env, log)
+        first = services.start(
+            ["cargo", "lambda", "invoke", "backdrop-lambda", "-A", "127.0.0.1", "-P", str(port),
+             "--data-file", event.name, "--output-format", "json"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Mid-task: the service has the task, the claim records its id, the task is not final.
+        deadline = time.time() + 300
+        while True:
+            tasks = json.load(urllib.request.urlopen(f"{slow_url}/__emulator/tasks"))
+            claim = claim_of(s3, key)
+            if tasks and claim and claim.get("status") == "submitted" and claim.get("task_id"):
+                break
+            if first.poll() is not None:
+                sys.exit(f"crash check: the invocation ended (exit {first.returncode}) before the task was recorded")
+            if time.time() > deadline:
+                sys.exit("crash check: no task created within 300 s")
+            time.sleep(0.1)
+        state = tasks[0]["state"]
+        if len(tasks) != 1 or tasks[0]["task_id"] != claim["task_id"] or state < 0 or state == 1:
+            sys.exit(f"crash check: not mid-task: tasks {tasks}, claim {claim}")
+        killed = kill_tree(watch)
+        first.wait(timeout=60)
+        print(f"crash check: killed cargo lambda watch ({len(killed)} processes) with task "
+              f"{claim['task_id']} in state {state}")
+
+        port = free_port()
+        watch = start_watch(services, port, env, log)
+        answer = invoke(port, event.name)
+        print("crash check, the same event again:", json.dumps(answer))
+    finally:
+        os.unlink(event.name)
+    counters = json.load(urllib.request.urlopen(f"{slow_url}/__emulator/counters"))
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="generated/crash/").get("Contents", [])}
+    manifest = None
+    if "generated/crash/bottle/manifest.json" in keys:
+        manifest = json.loads(s3.get_object(Bucket=BUCKET, Key="generated/crash/bottle/manifest.json")["Body"].read())
+    problems = []
+    if answer.get("batchItemFailures"):
+        problems.append(f"batch failures {answer['batchItemFailures']}")
+    if "generated/crash/bottle/1.jpg" not in keys or manifest is None:
+        problems.append(f"outputs missing: {sorted(keys)}")
+    elif manifest["task_id"] != claim["task_id"]:
+        problems.append(f"the manifest names task {manifest['task_id']}, not the claimed {claim['task_id']}")
+    if counters["create_requests"] != 1 or counters["tasks_created"] != 1:
+        problems.append(f"{counters['create_requests']} creates sent, {counters['tasks_created']} tasks")
+    if problems:
+        sys.exit("FAILED crash check: " + "; ".join(problems))
+    print(f"crash check: task {claim['task_id']} resumed after the crash, 1 create; ok")
 
 
 def sqs_event(messages, queue_arn):
@@ -160,10 +300,7 @@ def main():
         log_path = os.path.join(tempfile.gettempdir(), f"backdrop-lambda-watch-{os.getpid()}.log")
         log = open(log_path, "w")
         print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: {log_path})")
-        watch = services.start(["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(lambda_port),
-                                "-p", "backdrop-lambda", "--ignore-changes", "--timeout", "360"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(lambda_port, "cargo lambda watch", seconds=300, process=watch)
+        start_watch(services, lambda_port, env, log)
 
         # Uploads go through the real notification path: S3 -> SQS -> this event.
         uploaded = []
@@ -212,6 +349,7 @@ def main():
             counters_after = json.load(urllib.request.urlopen(f"{emulator_url}/__emulator/counters"))
             if counters_after["tasks_created"] != counters_before["tasks_created"]:
                 sys.exit("a duplicate event created a second task")
+            check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log)
 
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
         shutil.rmtree(args.out, ignore_errors=True)

@@ -118,10 +118,11 @@ impl App {
     pub(crate) fn create_task(self: &Arc<Self>, new: NewTask) -> String {
         self.purge_now_and_then();
         let faults = self.faults();
-        let trigger = match &new.backdrop {
-            Backdrop::Prompt { prompt, .. } => fail_trigger(prompt),
+        let prompt = match &new.backdrop {
+            Backdrop::Prompt { prompt, .. } => Some(prompt.clone()),
             Backdrop::Scene(_) => None,
         };
+        let trigger = prompt.as_deref().and_then(fail_trigger);
         let (id, processing, failure, never_finish) = {
             let mut rng = lock(&self.rng);
             let id = format!("{:032x}", rng.random::<u128>());
@@ -152,6 +153,8 @@ impl App {
                 Source::File(_) => "file",
                 Source::Url(_) => "url",
             },
+            prompt,
+            answer_lost: false,
             never_finish,
             outcome: None,
             polls: 0,
@@ -178,6 +181,12 @@ impl App {
             }
         });
         id
+    }
+
+    /// Records that the create answer of task `id` was lost (the connection is being cut).
+    pub(crate) fn answer_lost(&self, id: &str) {
+        self.tasks.with(id, |task| task.answer_lost = true);
+        self.counters.update(|c| c.create_answers_lost += 1);
     }
 
     fn purge_now_and_then(&self) {

@@ -65,6 +65,9 @@ pub struct EmulatorArgs {
     /// Delay of slow answers, in milliseconds.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub slow_delay_ms: u64,
+    /// Share of accepted creates whose answer is lost (task created, connection then closed).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
+    pub lost_answer_rate: f64,
     /// Negative state that --fail-rate tasks end in.
     #[arg(long, allow_negative_numbers = true, value_name = "STATE", default_value_t = -1)]
     pub fail_state: i32,
@@ -141,6 +144,7 @@ impl EmulatorArgs {
                 drop_rate: self.drop_rate,
                 slow_rate: self.slow_rate,
                 slow_delay: ms(self.slow_delay_ms),
+                lost_answer_rate: self.lost_answer_rate,
                 fail_state: Some(self.fail_state),
                 fail_rate: self.fail_rate,
                 never_finish_rate: self.never_finish_rate,
@@ -264,6 +268,8 @@ mod tests {
             "0.5",
             "--drop-rate",
             "0.1",
+            "--lost-answer-rate",
+            "0.25",
             "--expire-results",
         ])
         .unwrap();
@@ -277,6 +283,7 @@ mod tests {
         assert_eq!(config.progress, ProgressMode::Withheld);
         assert_eq!(config.result_format, ResultFormat::DataUri);
         assert_eq!(config.faults.fail_state, Some(-15));
+        assert_eq!(config.faults.lost_answer_rate, 0.25);
         assert!(config.faults.expire_results);
         let config = parse(&["--median-ms", "2000", "--p95-ms", "4000"]).unwrap();
         assert_eq!(
@@ -292,6 +299,7 @@ mod tests {
     fn invalid_values() {
         assert!(parse(&["--time-scale", "0"]).is_err());
         assert!(parse(&["--drop-rate", "2"]).is_err());
+        assert!(parse(&["--lost-answer-rate", "1.5"]).is_err());
         assert!(parse(&["--fail-rate", "0.5", "--fail-state", "3"]).is_err());
         assert!(parse(&["--processing-ms", "5", "--median-ms", "7"]).is_err());
     }

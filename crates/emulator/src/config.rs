@@ -202,7 +202,8 @@ impl ResultFormat {
 ///
 /// Request faults (`drop_rate`, `error_500_rate`, `slow_rate`) apply to the two API endpoints only,
 /// before anything else (key check, rate limit), in that order; admin routes and result downloads
-/// are never affected by them.
+/// are never affected by them. [`lost_answer_rate`](Self::lost_answer_rate) applies after
+/// everything else, to creates that were accepted.
 ///
 /// Besides these, a prompt containing `emulator:fail=<state>` (e.g. `emulator:fail=-17`) makes
 /// that task end in `<state>` (a negative code) instead of succeeding.
@@ -217,6 +218,11 @@ pub struct Faults {
     pub slow_rate: f64,
     /// Delay of slow answers (not scaled by the time scale).
     pub slow_delay: Duration,
+    /// Share of accepted create requests whose answer is lost: the task is created, runs and is
+    /// charged like any other, but the connection is closed without an answer, so the client
+    /// never learns the task id. Counted in
+    /// [`Counters::create_answers_lost`](crate::Counters::create_answers_lost).
+    pub lost_answer_rate: f64,
     /// State that failing tasks end in (a negative code such as -1 or -15); `None` or a code that
     /// is not negative disables [`fail_rate`](Self::fail_rate).
     pub fail_state: Option<i32>,
@@ -235,6 +241,7 @@ impl Faults {
             ("error_500_rate", self.error_500_rate),
             ("drop_rate", self.drop_rate),
             ("slow_rate", self.slow_rate),
+            ("lost_answer_rate", self.lost_answer_rate),
             ("fail_rate", self.fail_rate),
             ("never_finish_rate", self.never_finish_rate),
         ] {
@@ -291,6 +298,11 @@ mod tests {
             ..EmulatorConfig::default()
         };
         assert!(config.validate().is_err());
+        let lost = Faults {
+            lost_answer_rate: -0.1,
+            ..Faults::default()
+        };
+        assert!(lost.validate().is_err());
         let config = EmulatorConfig {
             processing: ProcessingTime::Uniform {
                 min: Duration::from_secs(2),

@@ -15,16 +15,29 @@ pub struct Counters {
     pub query_requests: u64,
     /// Result images served successfully (`GET /results/...` answered 200).
     pub result_downloads: u64,
-    /// Answers of the two API endpoints by HTTP status (dropped connections are not answers).
+    /// Answers of the two API endpoints by HTTP status (dropped connections and lost create
+    /// answers are not answers).
     pub responses_by_status: BTreeMap<u16, u64>,
     /// API requests answered 429 because the key exceeded its QPS.
     pub responses_429: u64,
     /// API requests answered 500 by fault injection.
     pub responses_500_injected: u64,
-    /// API requests whose connection was closed without an answer by fault injection.
+    /// API requests whose connection was closed without an answer by fault injection, before
+    /// anything was done with them ([`Faults::drop_rate`](crate::Faults::drop_rate)): a dropped
+    /// create created no task.
     pub dropped_connections: u64,
-    /// Tasks created (create requests answered 200).
+    /// API requests with a valid key that arrived in the second half of a `Retry-After` period
+    /// the key was last given with a 429 (from half of it to its end). Requests already on their
+    /// way when the 429 was sent arrive at its very start; only a client that does not honour
+    /// `Retry-After` sends these.
+    pub retry_after_ignored: u64,
+    /// Tasks created: create requests accepted, whether answered 200 or with their answer lost
+    /// (`create_answers_lost` of them).
     pub tasks_created: u64,
+    /// Accepted creates whose connection was then closed without an answer
+    /// ([`Faults::lost_answer_rate`](crate::Faults::lost_answer_rate)): the task exists and runs,
+    /// but the client never got its id. Included in `tasks_created`.
+    pub create_answers_lost: u64,
     /// Tasks that ended in state 1.
     pub tasks_succeeded: u64,
     /// Tasks that ended in a negative state.

@@ -38,8 +38,9 @@
 //!
 //! * API answers are JSON `{"status", "message", "data"}` with the HTTP status equal to `status`.
 //! * Checks, in order: injected faults; `X-API-KEY` (401); the key's QPS (429 with
-//!   `Retry-After`); parameters (400, message naming the problem); file size (413); then a task
-//!   is created (200, `data.task_id`, 32 hex characters).
+//!   `Retry-After`, whole seconds, at least 1); parameters (400, message naming the problem);
+//!   file size (413); then a task is created (200, `data.task_id`, 32 hex characters) — or, with
+//!   [`Faults::lost_answer_rate`], created and its answer lost (the connection is closed).
 //! * Tasks go 0 (queued) → 2 (preparing) → 4 (processing) → 5 (publishing, while the result
 //!   renders) → 1, or to a failure: -3 / -5 / -7 / -14 for source image problems (below), or a
 //!   planned failure state (prompt trigger [`FAIL_TRIGGER`], or [`Faults::fail_rate`]) once the

@@ -16,6 +16,8 @@ pub(crate) struct RateWindows {
 struct KeyWindows {
     accepted: VecDeque<Instant>,
     seen: VecDeque<Instant>,
+    /// The last `Retry-After` the key was given: when, and how long.
+    retry_after: Option<(Instant, Duration)>,
 }
 
 impl RateWindows {
@@ -54,6 +56,26 @@ impl RateWindows {
         }
         entry.accepted.push_back(now);
         Ok(())
+    }
+}
+
+impl RateWindows {
+    /// Records that `key` was answered 429 at `now` with a `Retry-After` of `wait`.
+    pub(crate) fn told_to_wait(&mut self, key: &str, now: Instant, wait: Duration) {
+        self.keys.entry(key.to_owned()).or_default().retry_after = Some((now, wait));
+    }
+
+    /// True when a request from `key` arriving at `now` falls in the second half of the last
+    /// `Retry-After` period the key was given: too late to have been on its way when the 429 was
+    /// sent, too early for a client honouring the header.
+    pub(crate) fn ignores_retry_after(&self, key: &str, now: Instant) -> bool {
+        self.keys
+            .get(key)
+            .and_then(|windows| windows.retry_after)
+            .is_some_and(|(at, wait)| {
+                let since = now.saturating_duration_since(at);
+                since >= wait / 2 && since < wait
+            })
     }
 }
 
@@ -120,6 +142,22 @@ mod tests {
         assert_eq!(windows.arrive("k", start + Duration::from_millis(500)), 2);
         assert_eq!(windows.arrive("k", start + Duration::from_millis(900)), 3);
         assert_eq!(windows.arrive("k", start + Duration::from_millis(1600)), 2);
+    }
+
+    #[test]
+    fn requests_late_in_a_retry_after_period_ignore_it() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut windows = RateWindows::new(Duration::from_secs(1), 2);
+        assert!(!windows.ignores_retry_after("k", start));
+        windows.told_to_wait("k", start, Duration::from_secs(1));
+        // In flight when the 429 left: not counted.
+        assert!(!windows.ignores_retry_after("k", start + ms(30)));
+        assert!(windows.ignores_retry_after("k", start + ms(500)));
+        assert!(windows.ignores_retry_after("k", start + ms(999)));
+        // After the period: honoured.
+        assert!(!windows.ignores_retry_after("k", start + ms(1000)));
+        assert!(!windows.ignores_retry_after("other", start + ms(700)));
     }
 
     #[test]

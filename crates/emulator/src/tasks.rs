@@ -54,6 +54,10 @@ pub(crate) struct Task {
     pub(crate) batch_size: u8,
     /// `"file"` or `"url"`.
     pub(crate) source: &'static str,
+    /// The prompt it was created with (`None` for a scene_type).
+    pub(crate) prompt: Option<String>,
+    /// Its create answer was lost (fault injection).
+    pub(crate) answer_lost: bool,
     /// Stays in state 4 forever (fault injection).
     pub(crate) never_finish: bool,
     pub(crate) outcome: Option<Outcome>,
@@ -91,6 +95,14 @@ pub struct TaskInfo {
     pub batch_size: u8,
     /// `"file"` (image_file) or `"url"` (image_url).
     pub source: String,
+    /// The prompt it was created with; `None` for a scene_type task. Tells tests which input a
+    /// task belongs to, also when the client never learnt its id.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Its create request was accepted but the answer was lost
+    /// ([`Faults::lost_answer_rate`](crate::Faults::lost_answer_rate)).
+    #[serde(default)]
+    pub answer_lost: bool,
     /// Creation time, unix seconds with sub-second precision.
     pub created_at: f64,
     /// When processing (state 4) started or will start, unix seconds.
@@ -166,6 +178,8 @@ impl Task {
             state: self.state_at(now, progress_mode).0.code(),
             batch_size: self.batch_size,
             source: self.source.to_owned(),
+            prompt: self.prompt.clone(),
+            answer_lost: self.answer_lost,
             created_at: unix_secs(self.created_wall),
             processing_starts_at: unix_secs(self.created_wall + self.timeline.prepared),
             became_final_at: self.outcome.as_ref().map(|o| unix_secs(o.wall)),
@@ -268,6 +282,8 @@ mod tests {
             },
             batch_size: 2,
             source: "file",
+            prompt: None,
+            answer_lost: false,
             never_finish,
             outcome: None,
             polls: 0,

@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use axum::extract::multipart::{Field, MultipartError};
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use backdrop_core::request::{check_scene_type, parse_image_url};
 use backdrop_core::spec::{self, HttpStatus, field};
 use backdrop_core::validate::{self, ValidationError};
@@ -23,7 +23,9 @@ use backdrop_core::{BatchSize, spec::MAX_IMAGE_FILE_BYTES};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::app::{App, NewTask};
+use crate::app::{App, NewTask, chance, lock};
+use crate::conn::ConnHandle;
+use crate::http::gate::AnswerLost;
 use crate::http::{SUCCESS_MESSAGE, api_error, drain, envelope};
 use crate::job::Source;
 use crate::render::Backdrop;
@@ -86,8 +88,15 @@ impl From<ValidationError> for Refusal {
 }
 
 /// The create handler (after the gate).
+///
+/// An accepted create may lose its answer ([`Faults::lost_answer_rate`](crate::Faults)): the
+/// task is created, then the connection is cut before a byte of the answer is written.
 pub(crate) async fn create(State(app): State<Arc<App>>, request: Request) -> Response {
     let limit = app.config.max_body_bytes;
+    let connection = request
+        .extensions()
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|ConnectInfo(connection)| connection.clone());
     let is_multipart = request
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -119,6 +128,18 @@ pub(crate) async fn create(State(app): State<Arc<App>>, request: Request) -> Res
     match check_form(form) {
         Ok(new) => {
             let task_id = app.create_task(new);
+            let lost_answer_rate = app.faults().lost_answer_rate;
+            if chance(&mut lock(&app.rng), lost_answer_rate)
+                && let Some(connection) = connection
+            {
+                app.answer_lost(&task_id);
+                connection.kill();
+                tracing::debug!(%task_id, "fault: the create answer is lost");
+                // Never written: the connection fails on the first write.
+                let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                response.extensions_mut().insert(AnswerLost);
+                return response;
+            }
             envelope(
                 StatusCode::OK,
                 SUCCESS_MESSAGE,

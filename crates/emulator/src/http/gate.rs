@@ -5,10 +5,11 @@
 //! 3. the API key (401);
 //! 4. the key's QPS limit (429 with `Retry-After`);
 //!
-//! and, after the handler, counting the answer's status.
+//! and, after the handler, counting the answer's status (unless the create handler cut the
+//! connection to lose the answer: [`AnswerLost`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -20,6 +21,11 @@ use crate::app::{App, chance, lock};
 use crate::conn::ConnHandle;
 use crate::http::{api_error, drain};
 use crate::rate::retry_after_secs;
+
+/// Marks a response that is never sent: the handler cut the connection after accepting the
+/// request (a lost create answer). It is not counted as an answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnswerLost;
 
 /// The middleware of the two API routes.
 pub(crate) async fn gate(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
@@ -38,9 +44,15 @@ pub(crate) async fn gate(State(app): State<Arc<App>>, request: Request, next: Ne
         .filter(|key| app.config.api_keys.iter().any(|known| known == key))
         .map(str::to_owned);
     if let Some(key) = &key {
-        let seen = lock(&app.rate).arrive(key, Instant::now());
-        app.counters
-            .update(|c| c.max_requests_in_window = c.max_requests_in_window.max(seen));
+        let (seen, early) = {
+            let mut rate = lock(&app.rate);
+            let now = Instant::now();
+            (rate.arrive(key, now), rate.ignores_retry_after(key, now))
+        };
+        app.counters.update(|c| {
+            c.max_requests_in_window = c.max_requests_in_window.max(seen);
+            c.retry_after_ignored += u64::from(early);
+        });
     }
 
     let faults = app.faults();
@@ -78,15 +90,20 @@ pub(crate) async fn gate(State(app): State<Arc<App>>, request: Request, next: Ne
     if let Err(wait) = admitted {
         drain(request.into_body(), app.config.max_body_bytes).await;
         app.counters.update(|c| c.responses_429 += 1);
+        let seconds = retry_after_secs(wait);
         let mut response = api_error(HttpStatus::TooManyRequests, None);
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs(wait)),
-        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        // From now: the answer is about to be written.
+        lock(&app.rate).told_to_wait(&key, Instant::now(), Duration::from_secs(seconds));
         return counted(&app, response);
     }
 
     let response = next.run(request).await;
+    if response.extensions().get::<AnswerLost>().is_some() {
+        return response;
+    }
     counted(&app, response)
 }
 
