@@ -132,6 +132,23 @@ def kill_tree(process):
     return tree
 
 
+def report_memory(watch):
+    """Prints the peak RSS of the function process(es) that `cargo lambda watch` runs."""
+    found = False
+    for pid in descendants(watch.pid):
+        try:
+            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+            with open(f"/proc/{pid}/status") as status:
+                peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            continue
+        if exe == "backdrop-lambda":
+            found = True
+            print(f"peak RSS of the function process (pid {pid}): {int(peak) / 1024:.1f} MiB")
+    if not found:
+        sys.exit("no backdrop-lambda process found under cargo lambda watch")
+
+
 def notified_keys(message):
     """The object keys an S3 notification message names (decoded)."""
     try:
@@ -263,6 +280,8 @@ def main():
     parser.add_argument("--check", action="store_true", help="also run the committed fixtures and assert every output")
     parser.add_argument("--prompt", default="a marble countertop in soft morning light")
     parser.add_argument("--out", default=os.path.join(ROOT, "backdrop-out", "lambda"))
+    parser.add_argument("--report-memory", action="store_true",
+                        help="print the function process's peak RSS after the uploads (VmHWM)")
     args = parser.parse_args()
     pngs = args.pngs or [BOTTLE]
 
@@ -300,7 +319,7 @@ def main():
         log_path = os.path.join(tempfile.gettempdir(), f"backdrop-lambda-watch-{os.getpid()}.log")
         log = open(log_path, "w")
         print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: {log_path})")
-        start_watch(services, lambda_port, env, log)
+        watch = start_watch(services, lambda_port, env, log)
 
         # Uploads go through the real notification path: S3 -> SQS -> this event.
         uploaded = []
@@ -322,6 +341,8 @@ def main():
         response = invoke(lambda_port, event.name)
         os.unlink(event.name)
         print("SQS batch (from moto's notifications):", json.dumps(response))
+        if args.report_memory:
+            report_memory(watch)
         failures = response.get("batchItemFailures", [])
         expected = {k: k[len("incoming/"):-len(".png")] for k in uploaded}
 

@@ -50,9 +50,14 @@ pub fn expand(arguments: &[String]) -> Result<Vec<Input>, CliError> {
         let path = PathBuf::from(argument);
         let metadata = std::fs::metadata(&path).map_err(|source| CliError::Input {
             input: argument.clone(),
-            reason: format!(
-                "cannot read it ({source}); give a PNG file, a folder or an http(s) URL"
-            ),
+            reason: match url_scheme(argument) {
+                Some(scheme) => format!(
+                    "a URL with the scheme {scheme:?} cannot be used: only http(s) URLs are sent (as image_url) — give an http(s) URL, a PNG file or a folder"
+                ),
+                None => format!(
+                    "cannot read it ({source}); give a PNG file, a folder or an http(s) URL"
+                ),
+            },
         })?;
         if metadata.is_dir() {
             let mut found = Vec::new();
@@ -64,7 +69,7 @@ pub fn expand(arguments: &[String]) -> Result<Vec<Input>, CliError> {
             if found.is_empty() {
                 return Err(CliError::Input {
                     input: argument.clone(),
-                    reason: "the folder holds no .png file".into(),
+                    reason: "the folder holds no .png file (searched with its subfolders); give a folder of PNG files, a PNG file or an http(s) URL".into(),
                 });
             }
             for file in found {
@@ -92,6 +97,15 @@ pub fn expand(arguments: &[String]) -> Result<Vec<Input>, CliError> {
 fn is_url(argument: &str) -> bool {
     let lower = argument.get(..8).unwrap_or(argument).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// The scheme of an argument that looks like a URL (`ftp://…`, `file:///…`), lower-cased.
+fn url_scheme(argument: &str) -> Option<String> {
+    let (scheme, _) = argument.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
 }
 
 fn url_stem(url: &str) -> String {
@@ -179,6 +193,18 @@ mod tests {
             ]
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn other_url_schemes_are_named() {
+        let err = expand(&["ftp://x.test/a.png".into()]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the scheme \"ftp\" cannot be used"),
+            "{err}"
+        );
+        assert_eq!(url_scheme("file:///etc/x.png").as_deref(), Some("file"));
+        assert_eq!(url_scheme("./a://b.png"), None);
     }
 
     #[test]

@@ -20,8 +20,10 @@ use crate::scheduler::{Scheduler, Want};
 use crate::spec::{self, HttpStatus, field};
 use crate::validate;
 
-/// The largest API answer read; the documented answers are a few hundred bytes.
-const MAX_API_BODY_BYTES: usize = 1024 * 1024;
+/// The largest API answer read (1 MiB); the documented answers are a few hundred bytes. A longer
+/// answer is read chunk by chunk only up to this size, then refused with
+/// [`Error::InvalidResponse`], so a hostile or broken server cannot make the client buffer more.
+pub const MAX_API_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// A client of the Generate Background API.
 ///
@@ -221,13 +223,13 @@ impl Client {
             };
             let http_status = response.status().as_u16();
             let retry_after = retry_after(response.headers());
-            let body = match read_capped(response, MAX_API_BODY_BYTES).await {
+            let body = match read_capped(response, MAX_API_ANSWER_BYTES).await {
                 Ok(body) => body,
                 Err(ReadError::TooLarge) => {
                     return Err(Error::InvalidResponse {
                         during: call.name(),
                         status: http_status,
-                        reason: format!("the answer is larger than {MAX_API_BODY_BYTES} bytes"),
+                        reason: format!("the answer is larger than {MAX_API_ANSWER_BYTES} bytes"),
                         body_start: String::new(),
                     });
                 }
@@ -443,11 +445,35 @@ fn status_error(status: u16, message: String, attempts: u32) -> Error {
 }
 
 fn parse_data<T: DeserializeOwned>(call: Call, body: &[u8]) -> Result<T> {
-    let envelope: Envelope<T> =
+    let answer: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| invalid(call, 200, &e.to_string(), body))?;
-    envelope
+    // Objects only: serde would also read a struct from an array, by field order.
+    if !answer.is_object() {
+        return Err(invalid(call, 200, "the answer is not a JSON object", body));
+    }
+    let envelope: Envelope<serde_json::Value> =
+        serde_json::from_value(answer).map_err(|e| invalid(call, 200, &e.to_string(), body))?;
+    // A status field that is not an HTTP status (negative, too large) is not a success either.
+    if let Some(status) = envelope.status
+        && status != i64::from(spec::STATUS_OK)
+    {
+        return Err(invalid(
+            call,
+            200,
+            &format!(
+                "the body's status field is {status}, not {}",
+                spec::STATUS_OK
+            ),
+            body,
+        ));
+    }
+    let data = envelope
         .data
-        .ok_or_else(|| invalid(call, 200, "a successful answer without data", body))
+        .ok_or_else(|| invalid(call, 200, "a successful answer without data", body))?;
+    if !data.is_object() {
+        return Err(invalid(call, 200, "data is not a JSON object", body));
+    }
+    serde_json::from_value(data).map_err(|e| invalid(call, 200, &e.to_string(), body))
 }
 
 fn invalid(call: Call, status: u16, reason: &str, body: &[u8]) -> Error {

@@ -17,7 +17,9 @@ pub enum Error {
     Invalid(#[from] ValidationError),
 
     /// A local file could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error(
+        "cannot {action} {path}: {source}; check that the path exists and that this user may {action} it"
+    )]
     Io {
         /// What was attempted ("read", "write").
         action: &'static str,
@@ -103,7 +105,7 @@ pub enum Error {
 
     /// The service answered, but not with the documented JSON.
     #[error(
-        "the service's answer to {during} is not the documented JSON (HTTP {status}): {reason}; body starts with {body_start:?}"
+        "the service's answer to {during} is not the documented JSON (HTTP {status}): {reason}; body starts with {body_start:?}; check that the base URL points at the Generate Background API (a proxy or a captive portal may be answering instead)"
     )]
     InvalidResponse {
         /// Which call ("create", "query").
@@ -187,7 +189,9 @@ pub enum Error {
     },
 
     /// A result could not be downloaded or decoded.
-    #[error("result image {index} of task {task_id} is unusable: {reason}")]
+    #[error(
+        "result image {index} of task {task_id} is unusable: {reason}; query the task again for its result (URLs live 1 hour) or generate again"
+    )]
     ResultInvalid {
         /// The task id.
         task_id: String,

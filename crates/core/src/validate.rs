@@ -33,7 +33,8 @@ const MAX_CHUNKS_BEFORE_IMAGE_DATA: u32 = 4096;
 pub enum ValidationError {
     /// The file is empty.
     #[error(
-        "the image file is empty (0 bytes); the service needs a transparent PNG of 256-4096 px"
+        "the image file is empty (0 bytes); the service needs a transparent PNG of 256-4096 px — \
+         export the image again and check that it was saved completely"
     )]
     EmptyFile,
     /// The file does not start with the PNG signature.
