@@ -243,6 +243,23 @@ impl Error {
         }
     }
 
+    /// True when this error, returned by a create, leaves open whether the service accepted the
+    /// task (and charged it): the request was sent and no answer said no — a lost or cut answer,
+    /// a timeout, a gateway timeout, an HTTP 200 answer that could not be read. Creating again
+    /// could pay twice; resume or ask the user instead.
+    pub fn may_have_created_task(&self) -> bool {
+        match self {
+            Error::Network { maybe_accepted, .. } => *maybe_accepted,
+            Error::Server { status: 504, .. } => true,
+            Error::InvalidResponse {
+                during: "create",
+                status,
+                ..
+            } => *status == crate::spec::STATUS_OK,
+            _ => false,
+        }
+    }
+
     /// True when the same input may succeed if tried again later (service trouble, network,
     /// rate limiting, timeouts); false when it would fail the same way (bad input, bad key,
     /// a verdict on the content).
@@ -274,3 +291,39 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(during: &'static str, status: u16) -> Error {
+        Error::InvalidResponse {
+            during,
+            status,
+            reason: "not JSON".into(),
+            body_start: "<html>".into(),
+        }
+    }
+
+    #[test]
+    fn only_answers_that_leave_a_create_open_may_have_created_a_task() {
+        assert!(invalid("create", 200).may_have_created_task());
+        assert!(!invalid("create", 502).may_have_created_task());
+        assert!(!invalid("query", 200).may_have_created_task());
+        let server = |status| Error::Server {
+            status,
+            message: String::new(),
+            attempts: 1,
+        };
+        assert!(server(504).may_have_created_task());
+        assert!(!server(503).may_have_created_task());
+        assert!(
+            !Error::RateLimited {
+                message: String::new(),
+                retry_after: None,
+                attempts: 1
+            }
+            .may_have_created_task()
+        );
+    }
+}

@@ -389,12 +389,7 @@ impl<S: ObjectStore> Job<'_, S> {
                 tracing::info!(key = %self.source.key, task_id = %task_id, attempt = claim.record.attempts, "task created");
                 Ok(task_id)
             }
-            Err(
-                error @ ApiError::Network {
-                    maybe_accepted: true,
-                    ..
-                },
-            ) => {
+            Err(error) if error.may_have_created_task() => {
                 let reason = format!(
                     "{error}. A task may have been created and charged; check the PicWish account, then upload \
                      the object again to retry"
