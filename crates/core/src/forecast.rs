@@ -128,6 +128,11 @@ impl TaskForecast {
         !self.progress.is_empty()
     }
 
+    /// True when two progress readings give the rate, and so the end, closely.
+    pub fn from_progress_rate(&self) -> bool {
+        self.progress.len() == 2
+    }
+
     /// P(the task is done by `at`).
     pub fn done_by(&self, at: Instant, model: &DurationModel) -> f64 {
         match self.predicted_end(model) {

@@ -40,6 +40,8 @@ pub mod request;
 pub mod response;
 pub mod result;
 pub mod scheduler;
+#[cfg(test)]
+mod simulation;
 pub mod spec;
 pub mod state;
 pub mod validate;

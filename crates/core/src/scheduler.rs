@@ -50,14 +50,19 @@ pub(crate) enum Want {
 }
 
 /// While creates wait for the budget, a poll forecast from progress must be this likely to find
-/// the task done: progress predicts the end closely, so the poll lands just after it and is
-/// rarely wasted…
-const BUSY_POLL_THRESHOLD: f64 = 0.7;
-/// …and one forecast from the duration model alone this likely: polling a task around its
-/// conditional median finds it done about half the time (one request saved), and otherwise reads
-/// the progress that places the next poll.
+/// the task done: progress predicts the end closely, so the poll lands just after it.
+const BUSY_POLL_THRESHOLD: f64 = 0.5;
+/// The first poll of a task forecast from the duration model alone, this likely: polled around
+/// the model's 40th percentile, a task is found done (one request saved) a little less than half
+/// the time, and otherwise shows the progress that places its next poll.
 const BUSY_BLIND_POLL_THRESHOLD: f64 = 0.4;
-/// Nor this low when nothing else waits.
+/// A later poll of a task that shows no progress (a service that withholds it), this likely:
+/// each such poll only learns "not yet", so they are spaced further apart.
+const BUSY_BLIND_REPOLL_THRESHOLD: f64 = 0.6;
+/// With nothing else waiting, a poll of a task whose end progress predicts must be this likely
+/// to find it done (spare budget buys latency, not polls that surely find it running)…
+const IDLE_PROGRESS_POLL_THRESHOLD: f64 = 0.2;
+/// …and any other poll this likely (and then at least every `poll_interval`).
 const IDLE_POLL_THRESHOLD: f64 = 0.01;
 /// What a create is worth next to a poll.
 const CREATE_VALUE: f64 = 0.3;
@@ -230,13 +235,18 @@ impl Scheduler {
                         .is_none_or(|at| now >= at + self.token_interval);
                     let value = forecast.poll_value(now, &queue.model);
                     let threshold = match (creates_waiting, forecast.from_progress()) {
-                        (false, _) => IDLE_POLL_THRESHOLD,
+                        (false, true) => IDLE_PROGRESS_POLL_THRESHOLD,
+                        (false, false) => IDLE_POLL_THRESHOLD,
                         (true, true) => BUSY_POLL_THRESHOLD,
+                        (true, false) if forecast.last_poll.is_some() => {
+                            BUSY_BLIND_REPOLL_THRESHOLD
+                        }
                         (true, false) => BUSY_BLIND_POLL_THRESHOLD,
                     };
-                    // With nothing else wanting the budget, no task waits longer than the
-                    // documented interval between polls.
+                    // With nothing else wanting the budget, no task whose end is not known
+                    // closely waits longer than the documented interval between polls.
                     let idle_due = !creates_waiting
+                        && !forecast.from_progress_rate()
                         && forecast.last_poll.is_none_or(|at| now >= at + *interval);
                     let worth = value >= threshold || idle_due;
                     (gap_ok && worth).then_some(value.max(IDLE_POLL_THRESHOLD))

@@ -4,6 +4,7 @@
 //! [`PollPolicy`]: adaptive by default, or the spec's flow (every 1 s). Either way a wait gives
 //! up after at most 300 s, the spec's limit.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::forecast::TaskForecast;
 use crate::response::TaskInfo;
 pub use crate::scheduler::PollPolicy;
-use crate::scheduler::Want;
+use crate::scheduler::{Scheduler, Want};
 use crate::spec;
 use crate::state::{StateClass, TaskState};
 
@@ -79,70 +80,85 @@ impl Client {
         &self,
         task_id: &str,
         options: WaitOptions,
-        mut observe: impl FnMut(&TaskInfo) -> WaitControl + Send,
+        observe: impl FnMut(&TaskInfo) -> WaitControl + Send,
     ) -> Result<TaskInfo> {
-        let started = Instant::now();
-        let deadline = started + options.wait_limit();
-        let scheduler = &self.inner.scheduler;
-        let known_creation = scheduler.created_at(task_id);
-        let mut forecast = TaskForecast::new(known_creation.unwrap_or(started));
-        let mut processing = None;
-        let outcome = loop {
-            let want = Want::Poll {
-                forecast: forecast.clone(),
-                policy: options.policy,
-                interval: options.poll_interval.max(Duration::from_millis(1)),
-            };
-            let answer = tokio::select! {
-                answer = self.query(task_id, want) => answer,
-                _ = tokio::time::sleep_until(deadline) => {
-                    break Err(timeout(task_id, started, forecast.state));
-                }
-            };
-            let info = match answer {
-                Ok(info) => info,
-                Err(error) => break Err(error),
-            };
-            let now = Instant::now();
-            if forecast.last_poll.is_none()
-                && known_creation.is_none()
-                && let Some(age) = age_from_timestamp(info.created_at.as_deref())
-            {
-                // A resumed task: the service's creation time anchors the forecast.
-                forecast.created = now.checked_sub(age).unwrap_or(forecast.created);
-            }
-            let had_rate = forecast.implied_start_offset().is_some();
-            let previous_poll = forecast.last_poll;
-            forecast.observe(now, info.state, info.progress);
-            if !had_rate && let Some(offset) = forecast.implied_start_offset() {
-                scheduler.start_offset_seen(offset);
-            }
-            if observe(&info) == WaitControl::Cancel {
-                break Err(Error::Cancelled {
-                    task_id: task_id.to_owned(),
-                });
-            }
-            match info.class() {
-                StateClass::Succeeded => {
-                    processing = Some(processing_time(&forecast, previous_poll, &info));
-                    break Ok(info);
-                }
-                StateClass::Failed => {
-                    break Err(Error::TaskFailed {
-                        task_id: task_id.to_owned(),
-                        state: info.state,
-                        message: info.state_detail.clone(),
-                    });
-                }
-                StateClass::Pending if now >= deadline => {
-                    break Err(timeout(task_id, started, Some(info.state)));
-                }
-                StateClass::Pending => {}
+        let query = |want| self.query(task_id, want);
+        wait_with(&self.inner.scheduler, task_id, options, query, observe).await
+    }
+}
+
+/// The wait itself, over whatever sends a poll (`query`, given what the poll wants from the
+/// scheduler): the client's HTTP query, or a simulated service in the scheduler's tests.
+pub(crate) async fn wait_with<F>(
+    scheduler: &Scheduler,
+    task_id: &str,
+    options: WaitOptions,
+    mut query: impl FnMut(Want) -> F + Send,
+    mut observe: impl FnMut(&TaskInfo) -> WaitControl + Send,
+) -> Result<TaskInfo>
+where
+    F: Future<Output = Result<TaskInfo>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + options.wait_limit();
+    let known_creation = scheduler.created_at(task_id);
+    let mut forecast = TaskForecast::new(known_creation.unwrap_or(started));
+    let mut processing = None;
+    let outcome = loop {
+        let want = Want::Poll {
+            forecast: forecast.clone(),
+            policy: options.policy,
+            interval: options.poll_interval.max(Duration::from_millis(1)),
+        };
+        let answer = tokio::select! {
+            answer = query(want) => answer,
+            _ = tokio::time::sleep_until(deadline) => {
+                break Err(timeout(task_id, started, forecast.state));
             }
         };
-        scheduler.task_ended(task_id, processing);
-        outcome
-    }
+        let info = match answer {
+            Ok(info) => info,
+            Err(error) => break Err(error),
+        };
+        let now = Instant::now();
+        if forecast.last_poll.is_none()
+            && known_creation.is_none()
+            && let Some(age) = age_from_timestamp(info.created_at.as_deref())
+        {
+            // A resumed task: the service's creation time anchors the forecast.
+            forecast.created = now.checked_sub(age).unwrap_or(forecast.created);
+        }
+        let had_rate = forecast.implied_start_offset().is_some();
+        let previous_poll = forecast.last_poll;
+        forecast.observe(now, info.state, info.progress);
+        if !had_rate && let Some(offset) = forecast.implied_start_offset() {
+            scheduler.start_offset_seen(offset);
+        }
+        if observe(&info) == WaitControl::Cancel {
+            break Err(Error::Cancelled {
+                task_id: task_id.to_owned(),
+            });
+        }
+        match info.class() {
+            StateClass::Succeeded => {
+                processing = Some(processing_time(&forecast, previous_poll, &info));
+                break Ok(info);
+            }
+            StateClass::Failed => {
+                break Err(Error::TaskFailed {
+                    task_id: task_id.to_owned(),
+                    state: info.state,
+                    message: info.state_detail.clone(),
+                });
+            }
+            StateClass::Pending if now >= deadline => {
+                break Err(timeout(task_id, started, Some(info.state)));
+            }
+            StateClass::Pending => {}
+        }
+    };
+    scheduler.task_ended(task_id, processing);
+    outcome
 }
 
 /// How long a task that succeeded took from creation to completion, as well as the client can
