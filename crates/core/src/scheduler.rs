@@ -222,7 +222,9 @@ impl Scheduler {
                     policy: PollPolicy::Documented,
                     interval,
                 } => {
-                    let due = forecast.last_poll.map_or(now, |at| at + *interval);
+                    // The first poll is due an interval after creation: counted from then, it
+                    // competes fairly with polls that are already late.
+                    let due = forecast.last_poll.unwrap_or(forecast.created) + *interval;
                     (due <= now).then(|| 1.0 + (now - due).as_secs_f64())
                 }
                 Want::Poll {

@@ -299,15 +299,15 @@ async fn at_saturation_every_task_ends_inside_the_window_and_the_cap() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_documented_policy_polls_every_second_within_the_window() {
+async fn the_documented_policy_starves_no_task_at_saturation() {
     let report = simulate(SimConfig {
-        tasks: 20,
         policy: PollPolicy::Documented,
         ..SimConfig::default()
     })
     .await;
-    assert_eq!(report.succeeded, 20);
+    assert_eq!(report.succeeded, 200, "{report:?}");
     assert!(report.max_in_window <= 2, "{report:?}");
+    assert!(!report.polls.contains_key(&0), "{report:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -105,10 +105,16 @@ where
     let mut forecast = TaskForecast::new(known_creation.unwrap_or(started));
     let mut processing = None;
     let outcome = loop {
-        let want = Want::Poll {
-            forecast: forecast.clone(),
-            policy: options.policy,
-            interval: options.poll_interval.max(Duration::from_millis(1)),
+        let want = if known_creation.is_none() && forecast.last_poll.is_none() {
+            // A task this client did not create (resumed by id): nothing to forecast from until
+            // the service says how old it is, so its first poll goes first.
+            Want::Query
+        } else {
+            Want::Poll {
+                forecast: forecast.clone(),
+                policy: options.policy,
+                interval: options.poll_interval.max(Duration::from_millis(1)),
+            }
         };
         let answer = tokio::select! {
             answer = query(want) => answer,
