@@ -47,6 +47,26 @@ pub struct ServiceArgs {
     /// The key's requests-per-second limit; every request of this run shares it.
     #[arg(long, env = "PICWISH_QPS", default_value_t = backdrop_core::spec::DEFAULT_QPS)]
     pub qps: u32,
+
+    /// Give up on one API request (upload included) after this many seconds. A create that
+    /// times out may still have been accepted: it is never sent again on its own.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0, value_parser = positive_number)]
+    pub request_timeout: f64,
+
+    /// For a sped-up emulator (`backdrop emulator --time-scale X`) only: divide the rate-limit
+    /// window, the retry backoff and the expected processing times by this.
+    #[arg(long, hide = true, default_value_t = 1.0, value_parser = positive_number)]
+    pub time_scale: f64,
+}
+
+/// A finite number above 0.
+fn positive_number(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(number) if number.is_finite() && number > 0.0 && number <= 86_400.0 => Ok(number),
+        _ => Err(format!(
+            "{value:?} is not a number above 0 (and at most 86400)"
+        )),
+    }
 }
 
 /// `backdrop generate`.
@@ -77,7 +97,8 @@ pub struct GenerateArgs {
     #[arg(long, short, default_value_t = 2, allow_negative_numbers = true)]
     pub batch: i64,
 
-    /// Folder the generated images go to.
+    /// Folder the generated images go to, with the journal (`.backdrop-journal.json`) that lets
+    /// the same command, run again, skip finished inputs and resume running tasks.
     #[arg(long, short, default_value = "backdrop-out")]
     pub out: PathBuf,
 
@@ -96,6 +117,16 @@ pub struct GenerateArgs {
     /// Give up waiting for a task after this many seconds (at most 300, the spec's limit).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout: u64,
+
+    /// Create again the inputs whose earlier create may have been accepted without its answer
+    /// arriving (the journal marks them "unconfirmed"): each may be charged twice.
+    #[arg(long)]
+    pub retry_unconfirmed: bool,
+
+    /// Generate again the inputs whose task finished but whose results expired (result URLs
+    /// live 1 hour) before they were downloaded: each is charged again.
+    #[arg(long)]
+    pub regenerate_expired: bool,
 
     /// How to reach the service.
     #[command(flatten)]

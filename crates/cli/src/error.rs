@@ -12,7 +12,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INVALID_INPUT: u8 = 3;
 /// Exit code: the service refused the API key.
 pub const EXIT_UNAUTHORIZED: u8 = 4;
-/// Exit code: interrupted with Ctrl-C.
+/// Exit code: Ctrl-C left inputs unfinished (run the same command again to finish them).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// An error that stops the whole command (per-input failures are reported, not raised).
@@ -33,7 +33,9 @@ pub enum CliError {
     #[error("{0}")]
     Api(#[from] backdrop_core::Error),
     /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error(
+        "cannot write {path}: {source}; choose a folder (--out) that can be created and that this user may write to"
+    )]
     Write {
         /// The file.
         path: PathBuf,
@@ -44,6 +46,9 @@ pub enum CliError {
     /// The emulator could not start.
     #[error("cannot start the emulator: {0}")]
     Emulator(std::io::Error),
+    /// The output folder's journal cannot be used (locked by another run, unreadable).
+    #[error("{0}")]
+    Journal(String),
     /// `backdrop emulator` could not serve.
     #[error("emulator: {0}")]
     EmulatorServe(#[from] backdrop_emulator::cli::ServeError),
@@ -53,9 +58,10 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Input { .. } | CliError::Emulator(_) | CliError::EmulatorServe(_) => {
-                EXIT_USAGE
-            }
+            CliError::Input { .. }
+            | CliError::Emulator(_)
+            | CliError::EmulatorServe(_)
+            | CliError::Journal(_) => EXIT_USAGE,
             CliError::Invalid(_) => EXIT_INVALID_INPUT,
             CliError::Api(error) => exit_code_for(error),
             CliError::Write { .. } => EXIT_FAILED,

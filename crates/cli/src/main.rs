@@ -4,6 +4,7 @@ mod args;
 mod error;
 mod generate;
 mod inputs;
+mod journal;
 mod output;
 mod progress;
 mod service;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` through a temporary file in the same folder, `fsync` and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let error = |source| CliError::Write {
         path: path.to_owned(),
@@ -16,7 +16,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".tmp-{}", std::process::id()));
     let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes).map_err(error)?;
+    // Synced before the rename: once the journal says "done", the file is whole on disk.
+    let written = std::fs::File::create(&temporary).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()
+    });
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error(source));
+    }
     std::fs::rename(&temporary, path).map_err(|source| {
         let _ = std::fs::remove_file(&temporary);
         error(source)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backdrop_core::{Client, ClientConfig};
+use backdrop_core::{Client, ClientConfig, RateLimit, RetryPolicy};
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
 
 use crate::args::ServiceArgs;
@@ -14,7 +14,13 @@ pub struct Service {
     pub client: Client,
     /// The emulator, kept alive for the client's lifetime.
     pub emulator: Option<Emulator>,
+    /// Which service the tasks live at, as the journal records it: the base URL without
+    /// credentials, or [`BUILT_IN`] for the in-process emulator (whose tasks end with the run).
+    pub identity: String,
 }
+
+/// The [`Service::identity`] of the built-in emulator.
+pub const BUILT_IN: &str = "built-in emulator";
 
 impl Service {
     /// Connects as configured; with neither a key nor a base URL, starts the emulator.
@@ -54,13 +60,37 @@ impl Service {
                 None,
             ),
         };
+        let scale = args.time_scale;
+        let default_retry = RetryPolicy::default();
         let config = ClientConfig::builder(key)
             .base_url(base_url)
-            .qps(args.qps)
+            .rate_limit(RateLimit::per_second(args.qps).scaled(scale))
+            .retry(RetryPolicy {
+                initial_backoff: default_retry.initial_backoff.div_f64(scale),
+                max_backoff: default_retry.max_backoff.div_f64(scale),
+                ..default_retry
+            })
+            .expected_processing(
+                Duration::from_secs(10).div_f64(scale),
+                Duration::from_secs(30).div_f64(scale),
+            )
+            .request_timeout(Duration::from_secs_f64(args.request_timeout))
             .build()?;
+        let identity = if emulator.is_some() {
+            BUILT_IN.to_owned()
+        } else {
+            let mut url = config.base_url().clone();
+            // Credentials in the URL never reach the journal.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.as_str().trim_end_matches('/').to_owned()
+        };
         Ok(Service {
             client: Client::new(config)?,
             emulator,
+            identity,
         })
     }
 

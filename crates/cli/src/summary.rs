@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::error::{self, EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNAUTHORIZED};
+use crate::error::{
+    self, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNAUTHORIZED,
+};
 
 /// The end of one input.
 #[derive(Debug, Clone, Serialize)]
 pub struct InputOutcome {
     /// The input as given.
     pub input: String,
-    /// `succeeded`, `failed` or `skipped` (not started because the run was interrupted).
+    /// `succeeded`, `already_done` (by an earlier run), `failed`, `interrupted` (its task may
+    /// still finish: run again to resume it) or `skipped` (not started: the run was interrupted).
     pub status: OutcomeStatus,
     /// The task id, once the service accepted the input.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,14 +36,19 @@ pub struct InputOutcome {
 pub enum OutcomeStatus {
     /// Outputs written.
     Succeeded,
+    /// Outputs written by an earlier run (the journal says so and the files exist): nothing sent.
+    AlreadyDone,
     /// See the failure record.
     Failed,
+    /// Its task was created, but the run stopped waiting for it (second Ctrl-C); running the
+    /// same command again resumes it.
+    Interrupted,
     /// Never started (interrupted).
     Skipped,
 }
 
 /// A readable failure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailureRecord {
     /// The full message, with what to do.
     pub message: String,
@@ -54,6 +62,10 @@ pub struct FailureRecord {
     pub transient: bool,
     /// True when the input was refused locally: nothing was sent, nothing spent.
     pub refused_locally: bool,
+    /// True when a create may have been accepted (and charged) although its answer never
+    /// arrived: it is not sent again unless asked (`--retry-unconfirmed`).
+    #[serde(default)]
+    pub maybe_accepted: bool,
     /// The exit code this failure alone would give.
     pub exit_code: u8,
 }
@@ -70,6 +82,7 @@ impl FailureRecord {
                 error,
                 backdrop_core::Error::Invalid(_) | backdrop_core::Error::Io { .. }
             ),
+            maybe_accepted: create_maybe_accepted(error),
             exit_code: error::exit_code_for(error),
         }
     }
@@ -82,8 +95,25 @@ impl FailureRecord {
             task_state: None,
             transient: true,
             refused_locally: false,
+            maybe_accepted: false,
             exit_code: EXIT_FAILED,
         }
+    }
+}
+
+/// True when `error`, returned by a create, leaves open whether the service accepted it: the
+/// request was sent and no answer said no (a lost or cut answer, a timeout, a gateway timeout,
+/// a 200 answer that could not be read).
+pub fn create_maybe_accepted(error: &backdrop_core::Error) -> bool {
+    match error {
+        backdrop_core::Error::Network { maybe_accepted, .. } => *maybe_accepted,
+        backdrop_core::Error::Server { status: 504, .. } => true,
+        backdrop_core::Error::InvalidResponse {
+            during: "create",
+            status: 200,
+            ..
+        } => true,
+        _ => false,
     }
 }
 
@@ -96,14 +126,20 @@ pub struct Summary {
     pub total: usize,
     /// Inputs that succeeded.
     pub succeeded: usize,
+    /// Inputs an earlier run had finished.
+    pub already_done: usize,
     /// Inputs that failed.
     pub failed: usize,
+    /// Inputs whose task was left running (second Ctrl-C).
+    pub interrupted: usize,
     /// Inputs never started.
     pub skipped: usize,
     /// Credits charged in all.
     pub credits: u32,
     /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// True when Ctrl-C stopped the run.
+    pub stopped: bool,
 }
 
 impl Summary {
@@ -113,17 +149,23 @@ impl Summary {
         Summary {
             total: inputs.len(),
             succeeded: count(OutcomeStatus::Succeeded),
+            already_done: count(OutcomeStatus::AlreadyDone),
             failed: count(OutcomeStatus::Failed),
+            interrupted: count(OutcomeStatus::Interrupted),
             skipped: count(OutcomeStatus::Skipped),
             credits: inputs.iter().map(|i| i.credits).sum(),
             seconds,
+            stopped: false,
             inputs,
         }
     }
 
-    /// 0 when all succeeded; 4 when the key was refused; 3 when every failure was refused
-    /// locally; 1 otherwise.
+    /// 130 when Ctrl-C left inputs unfinished; else 0 when all succeeded; 4 when the key was
+    /// refused; 3 when every failure was refused locally; 1 otherwise.
     pub fn exit_code(&self) -> u8 {
+        if self.stopped && self.skipped + self.interrupted > 0 {
+            return EXIT_INTERRUPTED;
+        }
         let failures: Vec<&FailureRecord> = self
             .inputs
             .iter()
@@ -146,7 +188,9 @@ impl Summary {
         for input in &self.inputs {
             let mark = match input.status {
                 OutcomeStatus::Succeeded => "ok  ",
+                OutcomeStatus::AlreadyDone => "done",
                 OutcomeStatus::Failed => "FAIL",
+                OutcomeStatus::Interrupted => "stop",
                 OutcomeStatus::Skipped => "skip",
             };
             out.push_str(&format!(
@@ -163,9 +207,17 @@ impl Summary {
                 out.push_str(&format!("       {}\n", error.message));
             }
         }
+        let mut totals = format!("{} inputs: {} succeeded", self.total, self.succeeded);
+        if self.already_done > 0 {
+            totals.push_str(&format!(", {} already done", self.already_done));
+        }
+        totals.push_str(&format!(", {} failed", self.failed));
+        if self.interrupted > 0 {
+            totals.push_str(&format!(", {} interrupted", self.interrupted));
+        }
         out.push_str(&format!(
-            "{} inputs: {} succeeded, {} failed, {} skipped; {} credits; {:.1} s\n",
-            self.total, self.succeeded, self.failed, self.skipped, self.credits, self.seconds
+            "{totals}, {} skipped; {} credits; {:.1} s\n",
+            self.skipped, self.credits, self.seconds
         ));
         out
     }

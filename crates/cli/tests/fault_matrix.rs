@@ -1,0 +1,551 @@
+//! The CLI's fault matrix: 50 inputs per run through the `backdrop` binary against an
+//! in-process emulator injecting one kind of fault, checked from the emulator's counters, the
+//! output folder, the journal and the `--json` summary.
+//!
+//! Every run must account for every input (outputs, or a failure record), create at most one task
+//! per input except where the first create surely failed, never panic, and never earn a 429 except
+//! from a server whose QPS is lower than configured — where it honours `Retry-After`.
+
+// Test code: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use backdrop_core::TaskState;
+use backdrop_emulator::{Counters, Emulator, EmulatorConfig, Faults, ProcessingTime};
+use serde_json::Value;
+use support::*;
+
+const INPUTS: usize = 50;
+const SCALE: f64 = 20.0;
+const KEY: &str = "emulator-key";
+
+/// An emulator at [`SCALE`] whose tasks take about 0.15 s, with `faults`. Its QPS (20 per scaled
+/// second) is twice what the client is told (10), so a client keeping to its limit never earns a
+/// 429 even with scheduling jitter.
+async fn emulator(faults: Faults, seed: u64) -> Emulator {
+    emulator_with(EmulatorConfig {
+        faults,
+        seed: Some(seed),
+        ..config()
+    })
+    .await
+}
+
+fn config() -> EmulatorConfig {
+    EmulatorConfig {
+        time_scale: SCALE,
+        qps: 20,
+        queue_time: Duration::from_millis(500),
+        prepare_time: Duration::from_millis(500),
+        processing: ProcessingTime::Fixed(Duration::from_secs(2)),
+        ..EmulatorConfig::default()
+    }
+}
+
+async fn emulator_with(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config).await.unwrap()
+}
+
+/// One run of the binary and what it left.
+struct Run {
+    output: Output,
+    summary: Value,
+    journal: Value,
+    counters: Counters,
+    /// The emulator's tasks by id.
+    tasks: HashMap<String, backdrop_emulator::TaskInfo>,
+    /// The ids of the tasks created during the run.
+    new_tasks: HashSet<String>,
+}
+
+impl Run {
+    fn inputs(&self) -> Vec<Value> {
+        inputs(&self.summary)
+    }
+
+    fn failed(&self) -> Vec<Value> {
+        self.inputs()
+            .into_iter()
+            .filter(|i| i["status"] == "failed")
+            .collect()
+    }
+
+    fn succeeded(&self) -> usize {
+        self.summary["succeeded"].as_u64().unwrap() as usize
+    }
+
+    /// Task ids the run knows, one per input at most.
+    fn known_tasks(&self) -> HashSet<String> {
+        let ids: Vec<String> = self
+            .inputs()
+            .iter()
+            .filter_map(|i| i["task_id"].as_str().map(str::to_owned))
+            .collect();
+        let unique: HashSet<String> = ids.iter().cloned().collect();
+        assert_eq!(unique.len(), ids.len(), "two inputs share a task id");
+        unique
+    }
+
+    fn unconfirmed(&self) -> usize {
+        in_state(&self.journal, "unconfirmed")
+    }
+
+    fn stderr(&self) -> String {
+        text(&self.output.stderr)
+    }
+}
+
+/// The folders of one scenario: 50 inputs, an empty output folder.
+fn folders(name: &str) -> (PathBuf, PathBuf) {
+    (
+        png_folder(&format!("matrix-{name}-in"), INPUTS),
+        temp_dir(&format!("matrix-{name}-out")),
+    )
+}
+
+fn matrix_args(emulator: &Emulator, inputs: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut all = vec!["--qps", "10", "--jobs", "16"];
+    all.extend_from_slice(extra);
+    generate_args(emulator, KEY, inputs, out, SCALE, &all)
+}
+
+async fn run_cli(emulator: &Emulator, args: &[String], out: &Path) -> Run {
+    let before: HashSet<String> = emulator.tasks().into_iter().map(|t| t.task_id).collect();
+    let output = run(args, Duration::from_secs(80)).await;
+    let summary = summary(&output);
+    let tasks: HashMap<String, backdrop_emulator::TaskInfo> = emulator
+        .tasks()
+        .into_iter()
+        .map(|t| (t.task_id.clone(), t))
+        .collect();
+    let run = Run {
+        summary,
+        journal: journal(out),
+        counters: emulator.counters(),
+        new_tasks: tasks
+            .keys()
+            .filter(|id| !before.contains(*id))
+            .cloned()
+            .collect(),
+        tasks,
+        output,
+    };
+    check_invariants(&run);
+    run
+}
+
+/// What holds after every run, whatever the fault.
+fn check_invariants(run: &Run) {
+    assert_no_panic(&run.output);
+    let code = run.output.status.code();
+    assert!(
+        matches!(code, Some(0 | 1)),
+        "exit {code:?}: {}",
+        run.stderr()
+    );
+    let inputs = run.inputs();
+    assert_eq!(inputs.len(), INPUTS, "every input is in the summary");
+    assert_eq!(
+        run.summary["succeeded"].as_u64().unwrap()
+            + run.summary["already_done"].as_u64().unwrap()
+            + run.summary["failed"].as_u64().unwrap(),
+        INPUTS as u64,
+        "{:#}",
+        run.summary
+    );
+    assert_eq!(code == Some(0), run.summary["failed"] == 0);
+    let journal_entries = entries(&run.journal);
+    for input in &inputs {
+        let name = input["input"].as_str().unwrap();
+        let entry = journal_entries
+            .iter()
+            .find(|e| e["input"] == name)
+            .unwrap_or_else(|| panic!("{name} has no journal entry"));
+        match input["status"].as_str().unwrap() {
+            "succeeded" | "already_done" => {
+                let outputs = outputs(input);
+                assert_eq!(outputs.len(), 1, "{input:#}");
+                assert!(outputs.iter().all(|o| is_jpeg(o)), "{input:#}");
+                assert_eq!(entry["state"], "done", "{entry:#}");
+                assert_eq!(entry["task_id"], input["task_id"]);
+            }
+            "failed" => {
+                let error = &input["error"];
+                assert!(
+                    error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                    "{input:#}"
+                );
+                assert!(outputs(input).is_empty());
+                let state = entry["state"].as_str().unwrap();
+                assert!(
+                    matches!(state, "failed" | "unconfirmed" | "created" | "expired"),
+                    "{entry:#}"
+                );
+                assert_eq!(state == "unconfirmed", error["maybe_accepted"] == true);
+                assert!(entry["failure"].is_object(), "{entry:#}");
+            }
+            other => panic!("unexpected status {other}: {input:#}"),
+        }
+    }
+    assert_eq!(in_state(&run.journal, "submitting"), 0);
+    // Tasks the run does not know of come only from creates whose answer it never saw.
+    let known = run.known_tasks();
+    assert!(known.iter().all(|id| run.tasks.contains_key(id)));
+    let orphans = run.new_tasks.difference(&known).count();
+    assert!(
+        orphans <= run.unconfirmed(),
+        "{orphans} tasks nobody knows of, {} unconfirmed",
+        run.unconfirmed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_500s_are_retried_and_every_input_succeeds() {
+    let emulator = emulator(
+        Faults {
+            error_500_rate: 0.1,
+            ..Faults::default()
+        },
+        1,
+    )
+    .await;
+    let (inputs, out) = folders("500");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let run = run_cli(&emulator, &matrix_args(&emulator, &inputs, &out, &[]), &out).await;
+    assert_eq!(run.succeeded(), INPUTS, "{}", run.stderr());
+    assert!(run.counters.responses_500_injected > 0);
+    assert_eq!(run.counters.tasks_created, INPUTS as u64);
+    // A create answered 500 surely made no task: only those were sent again.
+    assert!(run.counters.create_requests <= INPUTS as u64 + run.counters.responses_500_injected);
+    assert_eq!(run.counters.responses_429, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_connections_leave_creates_unconfirmed_until_asked() {
+    let emulator = emulator(
+        Faults {
+            drop_rate: 0.1,
+            ..Faults::default()
+        },
+        2,
+    )
+    .await;
+    let (inputs, out) = folders("drop");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let args = matrix_args(&emulator, &inputs, &out, &[]);
+    let run = run_cli(&emulator, &args, &out).await;
+    assert!(run.counters.dropped_connections > 0);
+    // Each input's create went out once: a dropped one may have landed, so it is not resent.
+    assert_eq!(run.counters.create_requests, INPUTS as u64);
+    // Polls cut by a drop are simply sent again; the only failures are unanswered creates.
+    for failed in run.failed() {
+        assert_eq!(failed["error"]["maybe_accepted"], true, "{failed:#}");
+    }
+    assert_eq!(run.unconfirmed(), INPUTS - run.succeeded());
+    assert!(run.counters.dropped_connections as usize >= run.unconfirmed());
+    assert_eq!(run.counters.tasks_created as usize, run.succeeded());
+    assert_eq!(run.counters.responses_429, 0);
+
+    // Told to, the next run creates them again (the emulator no longer drops anything).
+    emulator.set_faults(Faults::default());
+    let unconfirmed = run.unconfirmed();
+    let args = [args, vec!["--retry-unconfirmed".into()]].concat();
+    let again = run_cli(&emulator, &args, &out).await;
+    assert_eq!(again.output.status.code(), Some(0), "{}", again.stderr());
+    assert_eq!(
+        again.summary["succeeded"].as_u64().unwrap() as usize,
+        unconfirmed
+    );
+    assert_eq!(
+        again.counters.create_requests,
+        (INPUTS + unconfirmed) as u64
+    );
+    assert_eq!(again.counters.tasks_created, INPUTS as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_slower_than_the_client_timeout() {
+    let emulator = emulator(
+        Faults {
+            slow_rate: 0.1,
+            slow_delay: Duration::from_millis(1500),
+            ..Faults::default()
+        },
+        3,
+    )
+    .await;
+    let (inputs, out) = folders("slow");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let args = matrix_args(&emulator, &inputs, &out, &["--request-timeout", "0.5"]);
+    let run = run_cli(&emulator, &args, &out).await;
+    // A slow query is sent again; a slow create may have landed, so it is not.
+    assert_eq!(run.counters.create_requests, INPUTS as u64);
+    for failed in run.failed() {
+        assert_eq!(failed["error"]["maybe_accepted"], true, "{failed:#}");
+        assert!(
+            failed["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--retry-unconfirmed")
+        );
+    }
+    assert!(
+        run.unconfirmed() > 0,
+        "some creates were slow: {}",
+        run.stderr()
+    );
+    assert_eq!(run.counters.responses_429, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_answers_lost_after_the_server_accepted() {
+    let emulator = emulator(
+        Faults {
+            lost_answer_rate: 0.1,
+            ..Faults::default()
+        },
+        4,
+    )
+    .await;
+    let (inputs, out) = folders("lost");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let run = run_cli(&emulator, &matrix_args(&emulator, &inputs, &out, &[]), &out).await;
+    let lost = run.counters.create_answers_lost as usize;
+    assert!(lost > 0);
+    assert_eq!(
+        run.counters.create_requests, INPUTS as u64,
+        "nothing resent"
+    );
+    assert_eq!(run.unconfirmed(), lost);
+    assert_eq!(run.succeeded(), INPUTS - lost);
+    assert_eq!(run.counters.tasks_created as usize, INPUTS);
+    assert_eq!(run.counters.responses_429, 0);
+    // Without --retry-unconfirmed, the next run sends nothing for them.
+    let again = run_cli(&emulator, &matrix_args(&emulator, &inputs, &out, &[]), &out).await;
+    assert_eq!(again.counters.create_requests, INPUTS as u64);
+    assert_eq!(
+        again.summary["already_done"].as_u64().unwrap() as usize,
+        INPUTS - lost
+    );
+    assert_eq!(again.unconfirmed(), lost);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_failing_with_each_documented_negative_state() {
+    let failing: Vec<i32> = TaskState::DOCUMENTED
+        .iter()
+        .map(|s| s.code())
+        .filter(|c| *c < 0)
+        .collect();
+    let emulator = std::sync::Arc::new(
+        emulator(
+            Faults {
+                fail_rate: 1.0,
+                fail_state: Some(failing[0]),
+                ..Faults::default()
+            },
+            5,
+        )
+        .await,
+    );
+    // Each new task fails with the next state of `rotation` (creates close together may share
+    // one: the runs go on until every state was seen).
+    let rotation = std::sync::Arc::new(std::sync::Mutex::new(failing.clone()));
+    let rotate = {
+        let (emulator, rotation) = (emulator.clone(), rotation.clone());
+        tokio::spawn(async move {
+            let mut seen = 0;
+            loop {
+                let created = emulator.counters().tasks_created;
+                if created != seen {
+                    seen = created;
+                    let states = rotation.lock().unwrap().clone();
+                    emulator.set_faults(Faults {
+                        fail_rate: 1.0,
+                        fail_state: Some(states[seen as usize % states.len()]),
+                        ..Faults::default()
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let (inputs, out) = folders("states");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let mut states = HashSet::new();
+    for attempt in 1..=4u64 {
+        // Failed tasks cost nothing: every run creates each input again.
+        let run = run_cli(&emulator, &matrix_args(&emulator, &inputs, &out, &[]), &out).await;
+        assert_eq!(run.output.status.code(), Some(1));
+        assert_eq!(run.failed().len(), INPUTS);
+        assert_eq!(run.counters.tasks_created, attempt * INPUTS as u64);
+        assert_eq!(run.counters.create_requests, attempt * INPUTS as u64);
+        for failed in run.failed() {
+            let task_id = failed["task_id"].as_str().unwrap();
+            let state = failed["error"]["task_state"].as_i64().unwrap() as i32;
+            assert_eq!(run.tasks[task_id].state, state, "{failed:#}");
+            assert!(failing.contains(&state));
+            assert_eq!(
+                failed["error"]["transient"],
+                TaskState::from_code(state).is_transient_failure()
+            );
+            assert!(
+                failed["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(task_id),
+                "the task id is quoted for support"
+            );
+            states.insert(state);
+        }
+        assert_eq!(in_state(&run.journal, "failed"), INPUTS);
+        assert_eq!(run.counters.credits_charged, 0);
+        assert_eq!(run.counters.responses_429, 0);
+        let missing: Vec<i32> = failing
+            .iter()
+            .copied()
+            .filter(|s| !states.contains(s))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        *rotation.lock().unwrap() = missing;
+    }
+    rotate.abort();
+    assert_eq!(states.len(), failing.len(), "every state seen: {states:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_that_never_finish_time_out_and_are_resumed_not_recreated() {
+    let emulator = emulator(
+        Faults {
+            never_finish_rate: 0.2,
+            ..Faults::default()
+        },
+        6,
+    )
+    .await;
+    let (inputs, out) = folders("never");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let args = matrix_args(&emulator, &inputs, &out, &["--timeout", "2"]);
+    let run = run_cli(&emulator, &args, &out).await;
+    let stuck: HashSet<String> = run
+        .tasks
+        .values()
+        .filter(|t| t.became_final_at.is_none())
+        .map(|t| t.task_id.clone())
+        .collect();
+    assert!(!stuck.is_empty());
+    assert_eq!(run.failed().len(), stuck.len());
+    for failed in run.failed() {
+        let task_id = failed["task_id"].as_str().unwrap();
+        assert!(stuck.contains(task_id));
+        assert_eq!(failed["error"]["transient"], true);
+        assert!(
+            failed["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("run the same command again to resume it")
+        );
+    }
+    assert_eq!(in_state(&run.journal, "created"), stuck.len());
+    assert_eq!(run.counters.tasks_created, INPUTS as u64);
+    assert_eq!(run.counters.create_requests, INPUTS as u64);
+
+    // The next run waits for the same tasks again instead of creating new ones.
+    let polls: HashMap<String, u64> = stuck
+        .iter()
+        .map(|id| (id.clone(), run.tasks[id].polls))
+        .collect();
+    let args = matrix_args(&emulator, &inputs, &out, &["--timeout", "1"]);
+    let again = run_cli(&emulator, &args, &out).await;
+    assert_eq!(again.counters.create_requests, INPUTS as u64);
+    assert_eq!(again.failed().len(), stuck.len());
+    for id in &stuck {
+        assert!(
+            again.tasks[id].polls > polls[id],
+            "task {id} was polled again"
+        );
+    }
+    assert_eq!(again.counters.responses_429, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn result_urls_that_expire_before_download() {
+    let emulator = emulator(
+        Faults {
+            expire_results: true,
+            ..Faults::default()
+        },
+        7,
+    )
+    .await;
+    let (inputs, out) = folders("expired");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let args = matrix_args(&emulator, &inputs, &out, &[]);
+    let run = run_cli(&emulator, &args, &out).await;
+    assert_eq!(run.failed().len(), INPUTS);
+    for failed in run.failed() {
+        let message = failed["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("expire") && message.contains("--regenerate-expired"),
+            "{message}"
+        );
+        assert_eq!(failed["error"]["http_status"], 403);
+    }
+    assert_eq!(in_state(&run.journal, "expired"), INPUTS);
+    assert_eq!(run.counters.tasks_created, INPUTS as u64);
+    assert_eq!(run.counters.create_requests, INPUTS as u64);
+    assert_eq!(run.counters.responses_429, 0);
+
+    // Charged already: not generated again unless asked.
+    emulator.set_faults(Faults::default());
+    let again = run_cli(&emulator, &args, &out).await;
+    assert_eq!(again.failed().len(), INPUTS);
+    assert_eq!(again.counters.create_requests, INPUTS as u64);
+    let args = [args, vec!["--regenerate-expired".into()]].concat();
+    let regenerated = run_cli(&emulator, &args, &out).await;
+    assert_eq!(
+        regenerated.output.status.code(),
+        Some(0),
+        "{}",
+        regenerated.stderr()
+    );
+    assert_eq!(regenerated.counters.tasks_created, 2 * INPUTS as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_storm_from_a_server_slower_than_configured() {
+    // The client is told 10 requests per (scaled) second; the server allows 6.
+    let emulator = emulator_with(EmulatorConfig {
+        qps: 6,
+        seed: Some(8),
+        ..config()
+    })
+    .await;
+    let (inputs, out) = folders("storm");
+    let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
+    let run = run_cli(&emulator, &matrix_args(&emulator, &inputs, &out, &[]), &out).await;
+    let counters = &run.counters;
+    assert!(counters.responses_429 > 0, "a storm: {counters:?}");
+    // The client honours Retry-After: nothing arrives in the second half of a period it was
+    // told to wait.
+    assert_eq!(counters.retry_after_ignored, 0, "{counters:?}");
+    // A create answered 429 made no task; no input has two.
+    assert!(counters.tasks_created as usize <= INPUTS);
+    assert_eq!(run.counters.tasks_created as usize, run.known_tasks().len());
+    // Backing off keeps the refusals a minority of the requests.
+    let requests = counters.create_requests + counters.query_requests;
+    assert!(
+        counters.responses_429 * 2 <= requests,
+        "{} of {requests} requests refused",
+        counters.responses_429
+    );
+    eprintln!("storm: {counters:?}\n{}", run.stderr());
+}

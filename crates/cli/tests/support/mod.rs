@@ -1,0 +1,198 @@
+//! What the tests that run the `backdrop` binary against an in-process emulator share.
+
+// Test code: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use backdrop_emulator::Emulator;
+
+/// A fresh, empty folder in the temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("backdrop-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `count` small transparent PNGs named `in-00.png`, … in a new folder `name`.
+pub fn png_folder(name: &str, count: usize) -> PathBuf {
+    let dir = temp_dir(name);
+    let png = backdrop_tests::transparent_png(256, 256);
+    for n in 0..count {
+        std::fs::write(dir.join(format!("in-{n:02}.png")), &png).unwrap();
+    }
+    dir
+}
+
+/// Text of some output bytes.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A `backdrop generate` command line for `inputs` into `out` against `emulator`, with the
+/// emulator's time scale; `key` is passed with `--api-key`.
+pub fn generate_args(
+    emulator: &Emulator,
+    key: &str,
+    inputs: &Path,
+    out: &Path,
+    time_scale: f64,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "generate",
+        inputs.to_str().unwrap(),
+        "--prompt",
+        "a marble countertop",
+        "--batch",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "--base-url",
+        &emulator.base_url(),
+        "--api-key",
+        key,
+        "--time-scale",
+        &time_scale.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// The binary, started with `args` and no `PICWISH_*` from the environment.
+pub fn spawn(args: &[String]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_backdrop"))
+        .args(args)
+        .env_remove("PICWISH_API_KEY")
+        .env_remove("PICWISH_BASE_URL")
+        .env_remove("PICWISH_QPS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the backdrop binary starts")
+}
+
+/// Runs the binary to its end (at most `limit`).
+pub async fn run(args: &[String], limit: Duration) -> Output {
+    let child = spawn(args);
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .expect("backdrop ends in time")
+        .unwrap()
+}
+
+/// Sends `signal` (`KILL`, `INT`) to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// The journal of `out`, parsed (`null` when there is none yet or it is being replaced).
+pub fn journal(out: &Path) -> serde_json::Value {
+    std::fs::read(out.join(".backdrop-journal.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The journal's entries.
+pub fn entries(journal: &serde_json::Value) -> Vec<serde_json::Value> {
+    journal["entries"]
+        .as_object()
+        .map(|map| map.values().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// How many entries are in `state`.
+pub fn in_state(journal: &serde_json::Value, state: &str) -> usize {
+    entries(journal)
+        .iter()
+        .filter(|e| e["state"] == state)
+        .count()
+}
+
+/// Polls the journal every 10 ms until `ready` holds (panics after `limit`).
+pub async fn wait_for_journal(
+    out: &Path,
+    limit: Duration,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let journal = journal(out);
+        if ready(&journal) {
+            return journal;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the journal never got there: {journal:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The `--json` summary on stdout.
+pub fn summary(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not the JSON summary ({e}):\n{}\nstderr:\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        )
+    })
+}
+
+/// The summary's inputs.
+pub fn inputs(summary: &serde_json::Value) -> Vec<serde_json::Value> {
+    summary["inputs"].as_array().cloned().unwrap_or_default()
+}
+
+/// The outputs of a summary input, as paths.
+pub fn outputs(input: &serde_json::Value) -> Vec<PathBuf> {
+    input["outputs"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|o| o.as_str().map(PathBuf::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// True when the file is a JPEG.
+pub fn is_jpeg(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.starts_with(&[0xFF, 0xD8, 0xFF]))
+}
+
+/// Asserts that the binary did not panic.
+pub fn assert_no_panic(output: &Output) {
+    let stderr = text(&output.stderr);
+    assert!(
+        !stderr.contains("panicked") && output.status.code() != Some(101),
+        "backdrop panicked:\n{stderr}"
+    );
+}
+
+/// Removes folders when dropped (at the end of a test, passed or failed).
+pub struct Cleanup(pub Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
