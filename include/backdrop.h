@@ -374,8 +374,9 @@ typedef struct backdrop_error backdrop_error;
  * caller, who frees it with `backdrop_request_free`. Each setter replaces its own field; the
  * rules between fields (exactly one image source, exactly one of prompt and scene type) and the
  * rules of each value are checked by `backdrop_request_validate` and by
- * `backdrop_client_create_task`, never by the setters. A request is not consumed by a create: it
- * may be sent again, and read by several threads at once while nobody changes it.
+ * `backdrop_client_create_task`, never by the setters (but image bytes over 20 MiB are refused
+ * before they are copied). A request is not consumed by a create: it may be sent again, and
+ * read by several threads at once while nobody changes it.
  */
 typedef struct backdrop_request backdrop_request;
 
@@ -785,8 +786,9 @@ uint32_t backdrop_request_set_image_path(backdrop_request *request, const char *
  * The source image is the `len` PNG bytes at `data` (copied: the buffer may be freed after the
  * call). `file_name` is the file name sent with the upload; it may be NULL for `"image.png"`.
  *
- * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` / `BACKDROP_ERR_INVALID_UTF8`
- * (nothing changed).
+ * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_UTF8` or
+ * `BACKDROP_ERR_INVALID_FILE_TOO_LARGE` (`len` over the service's 20 MiB: refused before
+ * anything is read or copied) (nothing changed).
  */
 uint32_t backdrop_request_set_image_bytes(backdrop_request *request,
                                           const uint8_t *data,
@@ -949,7 +951,8 @@ uint32_t backdrop_validate_png_file(const char *path,
 
 /**
  * Checks that the `len` bytes at `data` are a PNG file the service accepts, like
- * `backdrop_validate_png_file`. The bytes are only read during the call.
+ * `backdrop_validate_png_file`. The bytes are only read during the call; a `len` over 20 MiB
+ * is refused (`BACKDROP_ERR_INVALID_FILE_TOO_LARGE`) without reading them.
  *
  * `info_out` is optional, as for `backdrop_validate_png_file`; so are the results.
  */

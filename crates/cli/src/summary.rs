@@ -82,7 +82,7 @@ impl FailureRecord {
                 error,
                 backdrop_core::Error::Invalid(_) | backdrop_core::Error::Io { .. }
             ),
-            maybe_accepted: create_maybe_accepted(error),
+            maybe_accepted: error.may_have_created_task(),
             exit_code: error::exit_code_for(error),
         }
     }
@@ -98,22 +98,6 @@ impl FailureRecord {
             maybe_accepted: false,
             exit_code: EXIT_FAILED,
         }
-    }
-}
-
-/// True when `error`, returned by a create, leaves open whether the service accepted it: the
-/// request was sent and no answer said no (a lost or cut answer, a timeout, a gateway timeout,
-/// a 200 answer that could not be read).
-pub fn create_maybe_accepted(error: &backdrop_core::Error) -> bool {
-    match error {
-        backdrop_core::Error::Network { maybe_accepted, .. } => *maybe_accepted,
-        backdrop_core::Error::Server { status: 504, .. } => true,
-        backdrop_core::Error::InvalidResponse {
-            during: "create",
-            status: 200,
-            ..
-        } => true,
-        _ => false,
     }
 }
 

@@ -248,6 +248,9 @@ impl Client {
                 }
             };
             let (status, message) = effective_status(http_status, &body);
+            if status != 429 {
+                self.inner.scheduler.limiter().answered();
+            }
             match status {
                 spec::STATUS_OK => return Ok(body),
                 429 => {
@@ -258,7 +261,7 @@ impl Client {
                         wait_ms = wait.as_millis() as u64,
                         "rate limited (429)"
                     );
-                    self.inner.scheduler.limiter().pause_for(wait);
+                    self.inner.scheduler.limiter().rate_limited(wait);
                     if last {
                         return Err(Error::RateLimited {
                             message,

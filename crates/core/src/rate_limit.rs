@@ -30,7 +30,14 @@ struct WindowState {
     paused_until: Option<Instant>,
     /// Requests granted so far.
     granted: u64,
+    /// Requests allowed per window now: the configured number, less after 429s.
+    allowed: Option<usize>,
+    /// Answers without a 429 since `allowed` last changed.
+    answered_since_change: u64,
 }
+
+/// After a 429, this many windows' worth of answers without one raise the allowance by one.
+const RECOVERY_WINDOWS: u64 = 10;
 
 impl RateLimiter {
     /// A limiter for `limit`.
@@ -67,7 +74,7 @@ impl RateLimiter {
             return Err(ready_at);
         }
         state.recent.push_back(now);
-        while state.recent.len() > self.capacity() {
+        while state.recent.len() > self.configured() {
             state.recent.pop_front();
         }
         state.granted += 1;
@@ -80,7 +87,7 @@ impl RateLimiter {
         self.ready_at(&state, now)
     }
 
-    /// Holds every request back for `duration` from now (after a 429).
+    /// Holds every request back for `duration` from now.
     pub fn pause_for(&self, duration: Duration) {
         let until = Instant::now() + duration;
         let mut state = self.lock_state();
@@ -89,15 +96,58 @@ impl RateLimiter {
         }
     }
 
+    /// The server answered 429: hold every request back for `pause` and halve the requests
+    /// allowed per window (never below one) — once per pause: the other answers of the same
+    /// burst say the same thing.
+    pub fn rate_limited(&self, pause: Duration) {
+        let already_paused = self
+            .lock_state()
+            .paused_until
+            .is_some_and(|until| until > Instant::now());
+        self.pause_for(pause);
+        if already_paused {
+            return;
+        }
+        let mut state = self.lock_state();
+        let allowed = Self::allowed_now(&state, self.configured());
+        state.allowed = Some((allowed / 2).max(1));
+        state.answered_since_change = 0;
+    }
+
+    /// The server answered without a 429: after enough of those, allow one request more per
+    /// window again (up to the configured limit).
+    pub fn answered(&self) {
+        let configured = self.configured();
+        let mut state = self.lock_state();
+        let allowed = Self::allowed_now(&state, configured);
+        if allowed >= configured {
+            return;
+        }
+        state.answered_since_change += 1;
+        if state.answered_since_change >= RECOVERY_WINDOWS * allowed as u64 {
+            state.allowed = Some(allowed + 1);
+            state.answered_since_change = 0;
+        }
+    }
+
+    /// Requests allowed per window now (the configured number unless 429s lowered it).
+    pub fn allowed_per_window(&self) -> usize {
+        Self::allowed_now(&self.lock_state(), self.configured())
+    }
+
     /// Requests granted since the limiter was made.
     pub fn granted(&self) -> u64 {
         self.lock_state().granted
     }
 
-    fn capacity(&self) -> usize {
+    fn configured(&self) -> usize {
         usize::try_from(self.limit.max_requests)
             .unwrap_or(usize::MAX)
             .max(1)
+    }
+
+    fn allowed_now(state: &WindowState, configured: usize) -> usize {
+        state.allowed.unwrap_or(configured).clamp(1, configured)
     }
 
     fn ready_at(&self, state: &WindowState, now: Instant) -> Instant {
@@ -105,10 +155,11 @@ impl RateLimiter {
         if let Some(paused) = state.paused_until {
             ready = ready.max(paused);
         }
-        if state.recent.len() >= self.capacity()
-            && let Some(oldest) = state.recent.front()
+        let allowed = Self::allowed_now(state, self.configured());
+        if state.recent.len() >= allowed
+            && let Some(first) = state.recent.get(state.recent.len() - allowed)
         {
-            ready = ready.max(*oldest + self.limit.window + self.limit.margin);
+            ready = ready.max(*first + self.limit.window + self.limit.margin);
         }
         ready
     }
@@ -182,5 +233,41 @@ mod tests {
         limiter.acquire().await;
         assert!(Instant::now() - start >= Duration::from_secs(3));
         assert_eq!(limiter.granted(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_halves_the_allowance_and_quiet_answers_win_it_back() {
+        let limiter = RateLimiter::new(RateLimit::per_second(8));
+        assert_eq!(limiter.allowed_per_window(), 8);
+        limiter.rate_limited(Duration::from_secs(1));
+        assert_eq!(limiter.allowed_per_window(), 4);
+        // The rest of the same burst changes nothing more.
+        limiter.rate_limited(Duration::from_secs(1));
+        assert_eq!(limiter.allowed_per_window(), 4);
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            limiter.rate_limited(Duration::from_millis(1));
+        }
+        assert_eq!(limiter.allowed_per_window(), 1, "never below one");
+        // At one per window, every window holds one request.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let start = Instant::now();
+        for _ in 0..3 {
+            limiter.acquire().await;
+        }
+        assert_eq!(Instant::now() - start, Duration::from_millis(2 * 1050));
+        // Ten windows' worth of answers without a 429 allow one more.
+        for _ in 0..10 {
+            limiter.answered();
+        }
+        assert_eq!(limiter.allowed_per_window(), 2);
+        for _ in 0..1000 {
+            limiter.answered();
+        }
+        assert_eq!(
+            limiter.allowed_per_window(),
+            8,
+            "never above the configured limit"
+        );
     }
 }

@@ -18,6 +18,11 @@ use crate::scheduler::{Scheduler, Want};
 use crate::spec;
 use crate::state::{StateClass, TaskState};
 
+/// How long before the end of a wait its last poll goes out (at most; a tenth of short waits)…
+const LAST_LOOK_LEAD: Duration = Duration::from_secs(1);
+/// …and the longest it may take.
+const LAST_LOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How to wait for a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitOptions {
@@ -100,7 +105,9 @@ where
     F: Future<Output = Result<TaskInfo>> + Send,
 {
     let started = Instant::now();
-    let deadline = started + options.wait_limit();
+    let limit = options.wait_limit();
+    // The last poll goes out a little before the limit, so that it is answered within it.
+    let last_look = started + limit - LAST_LOOK_LEAD.min(limit / 10);
     let known_creation = scheduler.created_at(task_id);
     let mut forecast = TaskForecast::new(known_creation.unwrap_or(started));
     let mut processing = None;
@@ -118,8 +125,13 @@ where
         };
         let answer = tokio::select! {
             answer = query(want) => answer,
-            _ = tokio::time::sleep_until(deadline) => {
-                break Err(timeout(task_id, started, forecast.state));
+            _ = tokio::time::sleep_until(last_look) => {
+                // Time is (nearly) up: one last look, first in line, before giving up — the task
+                // may have ended since its last poll.
+                match tokio::time::timeout(LAST_LOOK_TIMEOUT, query(Want::Query)).await {
+                    Ok(answer) => answer,
+                    Err(_) => break Err(timeout(task_id, started, forecast.state)),
+                }
             }
         };
         let info = match answer {
@@ -157,7 +169,7 @@ where
                     message: info.state_detail.clone(),
                 });
             }
-            StateClass::Pending if now >= deadline => {
+            StateClass::Pending if now >= last_look => {
                 break Err(timeout(task_id, started, Some(info.state)));
             }
             StateClass::Pending => {}

@@ -241,6 +241,18 @@ macro_rules! arg_slice {
     };
 }
 
+/// Borrows a `(ptr, len)` image buffer like `arg_slice!`, but first refuses a `len` over the
+/// service's 20 MiB limit (`BACKDROP_ERR_INVALID_FILE_TOO_LARGE`) without touching the buffer:
+/// such an image can never be sent, and copying it would allocate whatever `len` says.
+macro_rules! arg_image {
+    ($ptr:ident, $len:ident) => {{
+        if !$ptr.is_null() && $len > 0 {
+            ::backdrop_core::validate::check_file_size(u64::try_from($len).unwrap_or(u64::MAX))?;
+        }
+        arg_slice!($ptr, $len)
+    }};
+}
+
 /// Checks an output pointer, or returns the null-parameter failure.
 macro_rules! arg_out {
     ($ptr:ident) => {

@@ -20,8 +20,9 @@ use crate::handle::{Castable, OwnershipBox, free_box, to_box_ptr};
 /// caller, who frees it with `backdrop_request_free`. Each setter replaces its own field; the
 /// rules between fields (exactly one image source, exactly one of prompt and scene type) and the
 /// rules of each value are checked by `backdrop_request_validate` and by
-/// `backdrop_client_create_task`, never by the setters. A request is not consumed by a create: it
-/// may be sent again, and read by several threads at once while nobody changes it.
+/// `backdrop_client_create_task`, never by the setters (but image bytes over 20 MiB are refused
+/// before they are copied). A request is not consumed by a create: it may be sent again, and
+/// read by several threads at once while nobody changes it.
 pub struct backdrop_request {
     _private: [u8; 0],
 }
@@ -130,8 +131,9 @@ pub unsafe extern "C" fn backdrop_request_set_image_path(
 /// The source image is the `len` PNG bytes at `data` (copied: the buffer may be freed after the
 /// call). `file_name` is the file name sent with the upload; it may be NULL for `"image.png"`.
 ///
-/// Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` / `BACKDROP_ERR_INVALID_UTF8`
-/// (nothing changed).
+/// Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_UTF8` or
+/// `BACKDROP_ERR_INVALID_FILE_TOO_LARGE` (`len` over the service's 20 MiB: refused before
+/// anything is read or copied) (nothing changed).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn backdrop_request_set_image_bytes(
     request: *mut backdrop_request,
@@ -141,7 +143,7 @@ pub unsafe extern "C" fn backdrop_request_set_image_bytes(
 ) -> u32 {
     ffi_boundary!({
         let request = arg_mut!(request);
-        let data = arg_slice!(data, len);
+        let data = arg_image!(data, len);
         let file_name = if file_name.is_null() {
             "image.png"
         } else {

@@ -77,7 +77,8 @@ pub unsafe extern "C" fn backdrop_validate_png_file(
 }
 
 /// Checks that the `len` bytes at `data` are a PNG file the service accepts, like
-/// `backdrop_validate_png_file`. The bytes are only read during the call.
+/// `backdrop_validate_png_file`. The bytes are only read during the call; a `len` over 20 MiB
+/// is refused (`BACKDROP_ERR_INVALID_FILE_TOO_LARGE`) without reading them.
 ///
 /// `info_out` is optional, as for `backdrop_validate_png_file`; so are the results.
 #[unsafe(no_mangle)]
@@ -88,7 +89,7 @@ pub unsafe extern "C" fn backdrop_validate_png_bytes(
     error_out: *mut *mut backdrop_error,
 ) -> u32 {
     ffi_boundary!(error_out = error_out, {
-        let data = arg_slice!(data, len);
+        let data = arg_image!(data, len);
         let info = inspect_png_bytes(data)?;
         if let Some(out) = OutPtr::new(info_out) {
             write_out!(out, info.into());

@@ -113,6 +113,8 @@ start_emulator() {
   local name="$1"
   shift
   local log="$work/emulator-$name.log"
+  # Created here, not by the background job's redirection: the loop below may read it first.
+  : >"$log"
   "$emulator" --bind 127.0.0.1:0 --key "$key" --seed 11 "$@" >"$log" 2>&1 &
   emulator_pids+=("$!")
   local url=""

@@ -985,6 +985,599 @@ static void test_resume_from_task_id(void) {
     backdrop_client_free(second);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Misuse: wrong buffer lengths, odd strings, calls after an error                            */
+
+/* The service's file size limit (20 MiB). */
+#define MAX_IMAGE_BYTES ((size_t)20 * 1024 * 1024)
+
+/* True when `text` is well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF). */
+static int utf8_valid(const char *text) {
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p != 0) {
+        unsigned char c = *p;
+        uint32_t code;
+        int more, i;
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            more = 1, code = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            more = 2, code = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            more = 3, code = c & 0x07;
+        } else {
+            return 0;
+        }
+        for (i = 1; i <= more; i++) {
+            if ((p[i] & 0xC0) != 0x80) return 0;
+            code = (code << 6) | (p[i] & 0x3F);
+        }
+        if ((more == 2 && code < 0x800) || (more == 3 && code < 0x10000) || code > 0x10FFFF ||
+            (code >= 0xD800 && code <= 0xDFFF)) {
+            return 0;
+        }
+        p += more + 1;
+    }
+    return 1;
+}
+
+/* A heap copy of exactly `len` bytes (at least one allocated), so that ASan and valgrind see
+ * any read past `len`. */
+static uint8_t *exact_copy(const uint8_t *data, size_t len) {
+    uint8_t *copy = malloc(len > 0 ? len : 1);
+    if (copy != NULL && len > 0) memcpy(copy, data, len);
+    return copy;
+}
+
+/* A marker address for output parameters: a call that must write nothing leaves it there. */
+static char untouched_marker;
+#define UNTOUCHED ((void *)&untouched_marker)
+
+static void test_buffer_lengths(void) {
+    enum { BUF = 1024, SENTINEL = 0x5A };
+    const char *url = env("BACKDROP_TEST_URL");
+    const backdrop_client *client = client_for("BACKDROP_TEST_URL");
+    char buf[BUF];
+    char full[BUF];
+    uint8_t png[128];
+    size_t png_len = png_header(png, 512, 512, 6);
+    backdrop_request *request = request_with("a beach", 1);
+    backdrop_task *task = UNTOUCHED;
+    backdrop_error *err = NULL;
+    backdrop_png_info info;
+    backdrop_png_info before;
+    uint8_t *heap;
+    uint8_t *big;
+    long long creates_before = counter(url, "create_requests");
+    static const size_t huge[] = {MAX_IMAGE_BYTES + 1, (size_t)1 << 31, (size_t)1 << 40,
+                                  SIZE_MAX / 2, SIZE_MAX / 2 + 1, SIZE_MAX};
+    size_t i, len;
+    uint32_t code;
+    int known = 0;
+
+    /* backdrop_result_message, for every code this version knows plus unknown ones: a NULL
+     * buffer or a length of 0 writes nothing and reports the size needed; every shorter length
+     * writes a NUL-terminated, UTF-8 prefix of the message and not one byte more. */
+    for (code = 0; code <= 8000; code++) {
+        size_t needed;
+        int is_known = strcmp(backdrop_result_name(code), "BACKDROP_UNKNOWN") != 0;
+        if (!is_known && code != 1 && code != 7099 && code != 7999 && code != 8000) continue;
+        known += is_known;
+        needed = backdrop_result_message(code, NULL, 0);
+        CHECK(needed > 1 && needed < BUF);
+        if (needed <= 1 || needed >= BUF) continue;
+        CHECK(backdrop_result_message(code, NULL, SIZE_MAX) == needed);
+        CHECK(backdrop_result_message(code, full, sizeof full) == needed);
+        CHECK(strlen(full) + 1 == needed && utf8_valid(full));
+        memset(buf, SENTINEL, sizeof buf);
+        CHECK(backdrop_result_message(code, buf, 0) == needed);
+        CHECK((unsigned char)buf[0] == SENTINEL);
+        for (len = 1; len <= needed + 2; len++) {
+            size_t written, j;
+            memset(buf, SENTINEL, sizeof buf);
+            CHECK(backdrop_result_message(code, buf, len) == needed);
+            written = strnlen(buf, len);
+            CHECK(written < len); /* NUL-terminated within len */
+            if (written >= len) break;
+            CHECK(written == (len >= needed ? needed - 1 : len - 1)); /* ASCII messages */
+            CHECK(memcmp(buf, full, written) == 0 && utf8_valid(buf));
+            for (j = written + 1; j < sizeof buf; j++) {
+                if ((unsigned char)buf[j] != SENTINEL) {
+                    fprintf(stderr, "    code %u, len %zu: byte %zu written\n", (unsigned)code,
+                            len, j);
+                    check_failures++;
+                    break;
+                }
+            }
+        }
+    }
+    CHECK(known > 40);
+    /* Whatever `len` claims, no more than the message is written. */
+    memset(buf, SENTINEL, sizeof buf);
+    len = backdrop_result_message(BACKDROP_ERR_TIMEOUT, buf, SIZE_MAX);
+    CHECK(len == strnlen(buf, sizeof buf) + 1 && len < sizeof buf);
+    if (len < sizeof buf) CHECK((unsigned char)buf[len] == SENTINEL);
+
+    /* backdrop_validate_png_bytes. A NULL pointer is NULL whatever the length. */
+    memset(&info, 0xAB, sizeof info);
+    before = info;
+    CHECK_ERR(backdrop_validate_png_bytes(NULL, 0, &info, &err), BACKDROP_ERR_NULL_PARAMETER,
+              err);
+    CHECK_ERR(backdrop_validate_png_bytes(NULL, SIZE_MAX, &info, &err),
+              BACKDROP_ERR_NULL_PARAMETER, err);
+    /* Length 0 with a valid pointer: an empty file. */
+    CHECK_ERR(backdrop_validate_png_bytes(png, 0, &info, &err), BACKDROP_ERR_INVALID_EMPTY_FILE,
+              err);
+    /* Every cut of a valid file, from a buffer of exactly that length, never read past (ASan,
+     * valgrind): refused while the signature and IHDR (33 bytes) are incomplete, accepted after
+     * (only headers are read). */
+    for (len = 1; len < png_len; len++) {
+        backdrop_png_info cut;
+        heap = exact_copy(png, len);
+        if (len < 33) {
+            code = backdrop_validate_png_bytes(heap, len, &info, &err);
+            CHECK(code == BACKDROP_ERR_INVALID_NOT_PNG ||
+                  code == BACKDROP_ERR_INVALID_CORRUPT_PNG);
+            CHECK(err != NULL && backdrop_error_code(err) == code);
+            backdrop_error_free(err);
+            err = NULL;
+        } else {
+            CHECK_ERR(backdrop_validate_png_bytes(heap, len, &cut, &err), BACKDROP_OK, err);
+            CHECK(cut.file_size == len);
+        }
+        free(heap);
+    }
+    CHECK(memcmp(&info, &before, sizeof info) == 0); /* outputs only on success */
+    heap = exact_copy(png, png_len);
+    CHECK_ERR(backdrop_validate_png_bytes(heap, png_len, &info, &err), BACKDROP_OK, err);
+    CHECK(info.width == 512 && info.file_size == png_len);
+    free(heap);
+    /* A length over 20 MiB is refused from the length alone: the small buffer behind it is never
+     * read (ASan would report it). */
+    memset(&info, 0xAB, sizeof info);
+    heap = exact_copy(png, png_len);
+    for (i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        CHECK_ERR(backdrop_validate_png_bytes(heap, huge[i], &info, &err),
+                  BACKDROP_ERR_INVALID_FILE_TOO_LARGE, err);
+    }
+    CHECK(memcmp(&info, &before, sizeof info) == 0);
+
+    /* backdrop_request_set_image_bytes: the same rules, and a refused call changes nothing. */
+    CHECK_CODE(backdrop_request_set_image_bytes(request, NULL, 0, "a.png"),
+               BACKDROP_ERR_NULL_PARAMETER);
+    CHECK_CODE(backdrop_request_set_image_bytes(request, NULL, png_len, "a.png"),
+               BACKDROP_ERR_NULL_PARAMETER);
+    CHECK_CODE(backdrop_request_set_image_bytes(request, NULL, SIZE_MAX, "a.png"),
+               BACKDROP_ERR_NULL_PARAMETER);
+    for (i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        /* Would allocate `len` bytes and read past the buffer: refused before either. */
+        CHECK_CODE(backdrop_request_set_image_bytes(request, heap, huge[i], "a.png"),
+                   BACKDROP_ERR_INVALID_FILE_TOO_LARGE);
+    }
+    /* The request still has only its image path: valid. */
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+    /* Length 0 is accepted by the setter (copied: nothing) and refused by validation and create,
+     * before anything is sent. */
+    backdrop_request_free(request);
+    CHECK_CODE(backdrop_request_new(&request), BACKDROP_OK);
+    CHECK_CODE(backdrop_request_set_prompt(request, "a beach"), BACKDROP_OK);
+    CHECK_CODE(backdrop_request_set_image_bytes(request, heap, 0, NULL), BACKDROP_OK);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_EMPTY_FILE, err);
+    CHECK_ERR(backdrop_client_create_task(client, request, &task, &err),
+              BACKDROP_ERR_INVALID_EMPTY_FILE, err);
+    CHECK(task == UNTOUCHED);
+    /* Exactly the bytes given are copied (ASan sees any over-read), and only during the call. */
+    CHECK_CODE(backdrop_request_set_image_bytes(request, heap, png_len, NULL), BACKDROP_OK);
+    memset(heap, 0, png_len);
+    free(heap);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+
+    /* The 20 MiB boundary with real buffers: at the limit accepted, one byte over refused. */
+    big = calloc(MAX_IMAGE_BYTES + 1, 1);
+    CHECK(big != NULL);
+    if (big != NULL) {
+        png_header(big, 512, 512, 6);
+        CHECK_ERR(backdrop_validate_png_bytes(big, MAX_IMAGE_BYTES, &info, &err), BACKDROP_OK,
+                  err);
+        CHECK(info.file_size == MAX_IMAGE_BYTES);
+        CHECK_ERR(backdrop_validate_png_bytes(big, MAX_IMAGE_BYTES + 1, NULL, &err),
+                  BACKDROP_ERR_INVALID_FILE_TOO_LARGE, err);
+        CHECK_CODE(backdrop_request_set_image_bytes(request, big, MAX_IMAGE_BYTES + 1, NULL),
+                   BACKDROP_ERR_INVALID_FILE_TOO_LARGE);
+        CHECK_CODE(backdrop_request_set_image_bytes(request, big, MAX_IMAGE_BYTES, NULL),
+                   BACKDROP_OK);
+        free(big);
+        CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+    }
+
+    /* None of it reached the service. */
+    CHECK(counter(url, "create_requests") == creates_before);
+    backdrop_request_free(request);
+    backdrop_client_free(client);
+}
+
+static void test_strings(void) {
+    /* Ill-formed UTF-8: a stray byte, a cut sequence, an overlong '/', a surrogate, a code
+     * point over U+10FFFF. */
+    static const char *const bad[] = {"\xff", "abc\xc3", "\xe2\x82", "\xc0\xaf",
+                                      "\xed\xa0\x80", "\xf4\x90\x80\x80", "ok \x80 ok"};
+    const size_t n_bad = sizeof bad / sizeof bad[0];
+    const char *out = env("BACKDROP_TEST_OUT");
+    backdrop_client_builder *builder = UNTOUCHED;
+    const backdrop_client *client = UNTOUCHED;
+    backdrop_request *request = NULL;
+    backdrop_task *task = UNTOUCHED;
+    backdrop_error *err = NULL;
+    uint8_t png[128];
+    size_t png_len = png_header(png, 512, 512, 6);
+    char path[600];
+    char *prompt;
+    uint8_t *file;
+    size_t len, i;
+    FILE *handle;
+
+    for (i = 0; i < n_bad; i++) {
+        /* Every UTF-8 string parameter refuses it and changes nothing. */
+        CHECK_CODE(backdrop_client_builder_new(bad[i], &builder), BACKDROP_ERR_INVALID_UTF8);
+        CHECK(builder == UNTOUCHED);
+        CHECK_CODE(backdrop_task_from_id(bad[i], &task), BACKDROP_ERR_INVALID_UTF8);
+        CHECK(task == UNTOUCHED);
+        request = request_with("a beach", 1);
+        CHECK_CODE(backdrop_request_set_prompt(request, bad[i]), BACKDROP_ERR_INVALID_UTF8);
+        CHECK_CODE(backdrop_request_set_negative_prompt(request, bad[i]),
+                   BACKDROP_ERR_INVALID_UTF8);
+        CHECK_CODE(backdrop_request_set_image_url(request, bad[i]), BACKDROP_ERR_INVALID_UTF8);
+        CHECK_CODE(backdrop_request_set_image_bytes(request, png, png_len, bad[i]),
+                   BACKDROP_ERR_INVALID_UTF8);
+        CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+        backdrop_request_free(request);
+    }
+    CHECK_CODE(backdrop_client_builder_new(key(), &builder), BACKDROP_OK);
+    for (i = 0; i < n_bad; i++) {
+        CHECK_CODE(backdrop_client_builder_set_base_url(builder, bad[i]),
+                   BACKDROP_ERR_INVALID_UTF8);
+    }
+    CHECK_CODE(backdrop_client_builder_set_base_url(builder, env("BACKDROP_TEST_URL")),
+               BACKDROP_OK);
+    CHECK_ERR(backdrop_client_builder_build(builder, &client, &err), BACKDROP_OK, err);
+    backdrop_client_builder_free(builder);
+    builder = NULL;
+
+
+    /* Interior NUL: C strings end at the first NUL, so the library sees only what precedes it. */
+    CHECK_CODE(backdrop_request_new(&request), BACKDROP_OK);
+    CHECK_CODE(backdrop_request_set_image_path(request, env("BACKDROP_TEST_FIXTURE")),
+               BACKDROP_OK);
+    CHECK_CODE(backdrop_request_set_prompt(request, "\0a beach"), BACKDROP_OK);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_EMPTY_PROMPT, err);
+    CHECK_CODE(backdrop_request_set_prompt(request, "a beach\0\xff"), BACKDROP_OK);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+    CHECK_CODE(backdrop_request_set_image_bytes(request, png, png_len, "a.png\0\xff"),
+               BACKDROP_OK);
+    CHECK_CODE(backdrop_request_set_image_url(request, "https://example.com/a.png\0junk"),
+               BACKDROP_OK);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_IMAGE_SOURCE, err);
+    backdrop_request_free(request);
+    CHECK_CODE(backdrop_task_from_id("\0abc", &task), BACKDROP_ERR_INVALID_ARGUMENT);
+    CHECK(task == UNTOUCHED);
+    CHECK_CODE(backdrop_client_builder_new("\0secret-after-nul", &builder), BACKDROP_OK);
+    {
+        const backdrop_client *none = UNTOUCHED;
+        CHECK_ERR(backdrop_client_builder_build(builder, &none, &err), BACKDROP_ERR_CONFIG, err);
+        CHECK(none == UNTOUCHED);
+    }
+    backdrop_client_builder_free(builder);
+    builder = NULL;
+    CHECK_CODE(backdrop_task_from_id("some-task", &task), BACKDROP_OK);
+    /* An empty output path is refused before anything is fetched (the task never succeeded). */
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, "\0x.jpg", &err),
+              BACKDROP_ERR_INVALID_ARGUMENT, err);
+    backdrop_task_free(task);
+    task = NULL;
+
+    /* Long strings are copied whole; prompt length counts characters, not bytes. */
+    prompt = malloc(1 << 20);
+    CHECK(prompt != NULL);
+    if (prompt != NULL) {
+        request = request_with("a beach", 1);
+        memset(prompt, 'p', (1 << 20) - 1);
+        prompt[(1 << 20) - 1] = '\0';
+        CHECK_CODE(backdrop_request_set_prompt(request, prompt), BACKDROP_OK);
+        CHECK_CODE(backdrop_request_set_negative_prompt(request, prompt), BACKDROP_OK);
+        CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_PROMPT_TOO_LONG,
+                  err);
+        CHECK_CODE(backdrop_request_set_negative_prompt(request, "people"), BACKDROP_OK);
+        for (i = 0; i < 1024; i++) memcpy(prompt + 2 * i, "\xc3\xa9", 2); /* 1024 x U+00E9 */
+        prompt[2048] = '\0';
+        CHECK_CODE(backdrop_request_set_prompt(request, prompt), BACKDROP_OK);
+        CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+        memcpy(prompt + 2048, "\xc3\xa9", 3); /* 1025 characters */
+        CHECK_CODE(backdrop_request_set_prompt(request, prompt), BACKDROP_OK);
+        CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_PROMPT_TOO_LONG,
+                  err);
+        backdrop_request_free(request);
+        free(prompt);
+    }
+
+    /* Paths may be any bytes: a file whose name is not UTF-8 is found, and a missing one is an
+     * I/O error whose message is still UTF-8. */
+    snprintf(path, sizeof path, "%s/not-utf8-\xff\xfe.png", out);
+    file = read_file(env("BACKDROP_TEST_FIXTURE"), &len);
+    CHECK(file != NULL);
+    handle = fopen(path, "wb");
+    CHECK(handle != NULL);
+    if (handle != NULL && file != NULL) {
+        CHECK(fwrite(file, 1, len, handle) == len);
+    }
+    if (handle != NULL) fclose(handle);
+    free(file);
+    CHECK_ERR(backdrop_validate_png_file(path, NULL, &err), BACKDROP_OK, err);
+    request = request_with("a beach", 1);
+    CHECK_CODE(backdrop_request_set_image_path(request, path), BACKDROP_OK);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+    task = create(client, request);
+    CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
+    snprintf(path, sizeof path, "%s/result-\xff.jpg", out);
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, path, &err), BACKDROP_OK, err);
+    file = read_file(path, &len);
+    CHECK(file != NULL && is_jpeg(file, len));
+    free(file);
+    backdrop_task_free(task);
+    snprintf(path, sizeof path, "%s/missing-\xc3\x28\xff.png", out);
+    CHECK_CODE(backdrop_request_set_image_path(request, path), BACKDROP_OK);
+    CHECK_CODE(backdrop_request_validate(request, &err), BACKDROP_ERR_IO);
+    CHECK(utf8_valid(backdrop_error_message(err)));
+    backdrop_error_free(err);
+    err = NULL;
+    CHECK_CODE(backdrop_validate_png_file(path, NULL, &err), BACKDROP_ERR_IO);
+    CHECK(utf8_valid(backdrop_error_message(err)));
+    backdrop_error_free(err);
+    err = NULL;
+    backdrop_request_free(request);
+    backdrop_client_free(client);
+}
+
+struct cancel_after_first {
+    int calls;
+};
+
+static uint32_t cancel_first(void *userdata, const backdrop_task *view) {
+    struct cancel_after_first *state = userdata;
+    (void)view;
+    state->calls++;
+    return BACKDROP_PROGRESS_CANCEL;
+}
+
+static void test_calls_after_errors(void) {
+    const char *out = env("BACKDROP_TEST_OUT");
+    const backdrop_client *client = client_for("BACKDROP_TEST_URL");
+    backdrop_client_builder *builder = NULL;
+    const backdrop_client *built = UNTOUCHED;
+    backdrop_request *request = NULL;
+    backdrop_task *task = NULL;
+    backdrop_task *again = UNTOUCHED;
+    backdrop_bytes *bytes = UNTOUCHED;
+    backdrop_error *err = NULL;
+    backdrop_error *kept = NULL;
+    struct cancel_after_first cancel;
+    struct stat st;
+    char path[600];
+    char id[128];
+    int32_t state = 0;
+    int i;
+
+    /* A builder after failed builds: each fails alike and leaves it usable; after the good build
+     * every call is BACKDROP_ERR_ALREADY_USED and the builder is still freed. */
+    CHECK_CODE(backdrop_client_builder_new(key(), &builder), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_base_url(builder, "not a url"), BACKDROP_OK);
+    for (i = 0; i < 3; i++) {
+        CHECK_ERR(backdrop_client_builder_build(builder, &built, &err), BACKDROP_ERR_CONFIG, err);
+        CHECK(built == UNTOUCHED);
+    }
+    CHECK_CODE(backdrop_client_builder_set_base_url(builder, env("BACKDROP_TEST_URL")),
+               BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_qps(builder, CLIENT_QPS), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_poll_interval_ms(builder, 100), BACKDROP_OK);
+    CHECK_ERR(backdrop_client_builder_build(builder, &built, &err), BACKDROP_OK, err);
+    CHECK(built != UNTOUCHED && built != NULL);
+    {
+        const backdrop_client *second = UNTOUCHED;
+        const uint32_t used = BACKDROP_ERR_ALREADY_USED;
+        CHECK_ERR(backdrop_client_builder_build(builder, &second, &err), used, err);
+        CHECK(second == UNTOUCHED);
+        CHECK_CODE(backdrop_client_builder_set_base_url(builder, "http://127.0.0.1:1"), used);
+        CHECK_CODE(backdrop_client_builder_set_qps(builder, 1), used);
+        CHECK_CODE(backdrop_client_builder_set_rate_limit(builder, 1, 1000), used);
+        CHECK_CODE(backdrop_client_builder_set_connect_timeout_ms(builder, 1), used);
+        CHECK_CODE(backdrop_client_builder_set_request_timeout_ms(builder, 1), used);
+        CHECK_CODE(backdrop_client_builder_set_download_timeout_ms(builder, 1), used);
+        CHECK_CODE(backdrop_client_builder_set_retry(builder, 1, 1, 1), used);
+        CHECK_CODE(backdrop_client_builder_set_poll_interval_ms(builder, 1), used);
+        CHECK_CODE(backdrop_client_builder_set_poll_policy(builder, BACKDROP_POLL_DOCUMENTED),
+                   used);
+        /* Argument checks still come first. */
+        CHECK_CODE(backdrop_client_builder_set_base_url(builder, NULL),
+                   BACKDROP_ERR_NULL_PARAMETER);
+    }
+    backdrop_client_builder_free(builder);
+    builder = NULL;
+    /* A builder whose key can never build: it only needs freeing. */
+    CHECK_CODE(backdrop_client_builder_new("", &builder), BACKDROP_OK);
+    CHECK_ERR(backdrop_client_builder_build(builder, &built, &err), BACKDROP_ERR_CONFIG, err);
+    backdrop_client_builder_free(builder);
+
+    /* A request after a validation failure, and a client after failed creates: fixing the field
+     * is enough, and the client is unharmed. */
+    request = request_with("a beach", 1);
+    CHECK_CODE(backdrop_request_set_batch_size(request, 3), BACKDROP_OK);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_BATCH_SIZE, err);
+    CHECK_ERR(backdrop_client_create_task(built, request, &again, &err),
+              BACKDROP_ERR_INVALID_BATCH_SIZE, err);
+    snprintf(path, sizeof path, "%s/no-such-image.png", out);
+    CHECK_CODE(backdrop_request_set_batch_size(request, 1), BACKDROP_OK);
+    CHECK_CODE(backdrop_request_set_image_path(request, path), BACKDROP_OK);
+    CHECK_ERR(backdrop_client_create_task(built, request, &again, &err), BACKDROP_ERR_IO, err);
+    CHECK(again == UNTOUCHED);
+    CHECK_CODE(backdrop_request_set_image_path(request, env("BACKDROP_TEST_FIXTURE")),
+               BACKDROP_OK);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+    task = create(built, request);
+    CHECK_ERR(backdrop_client_wait(built, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
+    /* Download after failed downloads: an index out of range, twice, then a good one. */
+    CHECK_ERR(backdrop_client_download(built, task, 1, &bytes, &err),
+              BACKDROP_ERR_INDEX_OUT_OF_RANGE, err);
+    CHECK_ERR(backdrop_client_download(built, task, SIZE_MAX, &bytes, &err),
+              BACKDROP_ERR_INDEX_OUT_OF_RANGE, err);
+    CHECK(bytes == UNTOUCHED);
+    CHECK_ERR(backdrop_client_download(built, task, 0, &bytes, &err), BACKDROP_OK, err);
+    /* Bytes (and errors) outlive the client and the task they came from. */
+    CHECK_CODE(backdrop_client_download(built, task, 7, &(backdrop_bytes *){NULL}, &kept),
+               BACKDROP_ERR_INDEX_OUT_OF_RANGE);
+    backdrop_task_free(task);
+    task = NULL;
+    backdrop_client_free(built);
+    built = NULL;
+    CHECK(bytes != UNTOUCHED && is_jpeg(backdrop_bytes_data(bytes), backdrop_bytes_len(bytes)));
+    backdrop_bytes_free(bytes);
+    bytes = UNTOUCHED;
+    CHECK(backdrop_error_code(kept) == BACKDROP_ERR_INDEX_OUT_OF_RANGE);
+    CHECK(strlen(backdrop_error_message(kept)) > 0 && backdrop_error_task_id(kept) != NULL);
+    backdrop_error_free(kept);
+    kept = NULL;
+
+    /* A task after a failed wait: waiting again fails the same way, a poll works and sees the
+     * failed state, downloads are refused and write nothing. */
+    CHECK_CODE(backdrop_request_set_prompt(request, "a beach emulator:fail=-7"), BACKDROP_OK);
+    task = create(client, request);
+    snprintf(id, sizeof id, "%s", task != NULL ? backdrop_task_id(task) : "");
+    for (i = 0; i < 2; i++) {
+        CHECK_CODE(backdrop_client_wait(client, task, 30000, NULL, NULL, &err),
+                   BACKDROP_ERR_TASK_FAILED);
+        CHECK(backdrop_error_task_state(err, &state) && state == -7);
+        backdrop_error_free(err);
+        err = NULL;
+    }
+    CHECK_ERR(backdrop_client_poll(client, task, &err), BACKDROP_OK, err);
+    CHECK(backdrop_task_state(task) == -7 && backdrop_task_result_count(task) == 0);
+    CHECK(strcmp(backdrop_task_id(task), id) == 0);
+    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err),
+              BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
+    CHECK(bytes == UNTOUCHED);
+    snprintf(path, sizeof path, "%s/after-failed-wait.jpg", out);
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, path, &err),
+              BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
+    CHECK(stat(path, &st) != 0);
+    CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, NULL, &err),
+              BACKDROP_ERR_TASK_FAILED, err);
+    backdrop_task_free(task);
+    task = NULL;
+
+    /* A task after a cancelled wait: it went on at the service; waiting again finishes it. */
+    CHECK_CODE(backdrop_request_set_prompt(request, "a beach"), BACKDROP_OK);
+    task = create(client, request);
+    memset(&cancel, 0, sizeof cancel);
+    CHECK_ERR(backdrop_client_wait(client, task, 30000, cancel_first, &cancel, &err),
+              BACKDROP_ERR_CANCELLED, err);
+    CHECK(cancel.calls == 1);
+    CHECK_ERR(backdrop_client_wait(client, task, 30000, cancel_first, &cancel, &err),
+              BACKDROP_ERR_CANCELLED, err);
+    CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, &cancel, &err), BACKDROP_OK, err);
+    CHECK(cancel.calls == 2);
+    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err), BACKDROP_OK, err);
+    CHECK(bytes != UNTOUCHED && backdrop_bytes_len(bytes) > 100);
+    backdrop_bytes_free(bytes);
+    bytes = UNTOUCHED;
+    backdrop_task_free(task);
+    task = NULL;
+
+    /* A task after a failed poll (unknown id): every later call reports it; nothing to free but
+     * the task. */
+    CHECK_CODE(backdrop_task_from_id("no-such-task-42", &task), BACKDROP_OK);
+    CHECK_ERR(backdrop_client_poll(client, task, &err), BACKDROP_ERR_NOT_FOUND, err);
+    CHECK_ERR(backdrop_client_poll(client, task, &err), BACKDROP_ERR_NOT_FOUND, err);
+    CHECK_ERR(backdrop_client_wait(client, task, 5000, NULL, NULL, &err), BACKDROP_ERR_NOT_FOUND,
+              err);
+    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err),
+              BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
+    CHECK(bytes == UNTOUCHED && backdrop_task_state(task) == 0);
+    backdrop_task_free(task);
+    task = NULL;
+
+    /* A task after timed-out waits (a task that never finishes): each wait times out again with
+     * the same id, polls work, downloads are refused. */
+    {
+        const backdrop_client *never = client_for("BACKDROP_TEST_URL_NEVER");
+        task = create(never, request);
+        for (i = 0; i < 2; i++) {
+            CHECK_CODE(backdrop_client_wait(never, task, 300, NULL, NULL, &err),
+                       BACKDROP_ERR_TIMEOUT);
+            CHECK(backdrop_error_task_id(err) != NULL &&
+                  strcmp(backdrop_error_task_id(err), backdrop_task_id(task)) == 0);
+            backdrop_error_free(err);
+            err = NULL;
+        }
+        CHECK_ERR(backdrop_client_poll(never, task, &err), BACKDROP_OK, err);
+        CHECK(backdrop_task_state(task) > 1);
+        CHECK_ERR(backdrop_client_download(never, task, 0, &bytes, &err),
+                  BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
+        CHECK(bytes == UNTOUCHED);
+        /* The error of a wait outlives the task and the client. */
+        CHECK_CODE(backdrop_client_wait(never, task, 200, NULL, NULL, &kept),
+                   BACKDROP_ERR_TIMEOUT);
+        backdrop_task_free(task);
+        task = NULL;
+        backdrop_client_free(never);
+        CHECK(backdrop_error_task_id(kept) != NULL && strlen(backdrop_error_task_id(kept)) > 0);
+        CHECK(backdrop_error_is_transient(kept));
+        backdrop_error_free(kept);
+        kept = NULL;
+    }
+
+    /* A download after failed downloads of an expired result: the same answer each time. */
+    {
+        const backdrop_client *expired = client_for("BACKDROP_TEST_URL_EXPIRED");
+        task = create(expired, request);
+        CHECK_ERR(backdrop_client_wait(expired, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
+        for (i = 0; i < 2; i++) {
+            CHECK_ERR(backdrop_client_download(expired, task, 0, &bytes, &err),
+                      BACKDROP_ERR_RESULT_EXPIRED, err);
+        }
+        snprintf(path, sizeof path, "%s/expired.jpg", out);
+        CHECK_ERR(backdrop_client_download_to_file(expired, task, 0, path, &err),
+                  BACKDROP_ERR_RESULT_EXPIRED, err);
+        CHECK(stat(path, &st) != 0);
+        CHECK(bytes == UNTOUCHED && backdrop_task_state(task) == 1);
+        backdrop_task_free(task);
+        task = NULL;
+        backdrop_client_free(expired);
+    }
+
+    /* A client after failed creates against a failing service: the same failure each time. */
+    {
+        const backdrop_client *failing =
+            client_for_key(env("BACKDROP_TEST_URL_500"), key(), CLIENT_QPS, 1);
+        for (i = 0; i < 2; i++) {
+            CHECK_ERR(backdrop_client_create_task(failing, request, &again, &err),
+                      BACKDROP_ERR_SERVER, err);
+        }
+        CHECK(again == UNTOUCHED);
+        backdrop_client_free(failing);
+    }
+
+    /* And every _free still accepts NULL. */
+    backdrop_error_free(NULL);
+    backdrop_bytes_free(NULL);
+    backdrop_task_free(NULL);
+    backdrop_request_free(NULL);
+    backdrop_client_builder_free(NULL);
+    backdrop_client_free(NULL);
+
+    backdrop_request_free(request);
+    backdrop_client_free(client);
+}
+
 static void test_panic_boundary(void) {
     backdrop_error *err = NULL;
     if (backdrop_test_panic == NULL) {
@@ -1023,6 +1616,9 @@ static const struct test tests[] = {
     {"cancellation_and_nesting", test_cancellation_and_nesting, 1},
     {"threads_share_one_client", test_threads_share_one_client, 1},
     {"resume_from_task_id", test_resume_from_task_id, 1},
+    {"buffer_lengths", test_buffer_lengths, 1},
+    {"strings", test_strings, 1},
+    {"calls_after_errors", test_calls_after_errors, 1},
     {"panic_boundary", test_panic_boundary, 0},
 };
 
