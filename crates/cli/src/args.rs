@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// Generate AI backgrounds for transparent product PNGs with PicWish's Generate Background API.
 ///
@@ -45,7 +45,12 @@ pub struct ServiceArgs {
     pub base_url: Option<String>,
 
     /// The key's requests-per-second limit; every request of this run shares it.
-    #[arg(long, env = "PICWISH_QPS", default_value_t = backdrop_core::spec::DEFAULT_QPS)]
+    #[arg(
+        long,
+        env = "PICWISH_QPS",
+        default_value_t = backdrop_core::spec::DEFAULT_QPS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub qps: u32,
 
     /// Give up on one API request (upload included) after this many seconds. A create that
@@ -71,18 +76,14 @@ fn positive_number(value: &str) -> Result<f64, String> {
 
 /// `backdrop generate`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("background").required(true).args(["prompt", "scene"])))]
 pub struct GenerateArgs {
     /// PNG files, folders (searched for *.png) or http(s) image URLs.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
 
     /// Describe the background (at most 1024 characters).
-    #[arg(
-        long,
-        short,
-        conflicts_with = "scene",
-        required_unless_present = "scene"
-    )]
+    #[arg(long, short)]
     pub prompt: Option<String>,
 
     /// Use a background template id instead of a prompt.

@@ -43,6 +43,17 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The output folder cannot be created or written to (checked before anything is sent).
+    #[error(
+        "cannot use the output folder {path}: {source}; choose a folder (--out) that can be created and that this user may write to"
+    )]
+    OutputFolder {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The emulator could not start.
     #[error("cannot start the emulator: {0}")]
     Emulator(std::io::Error),
@@ -61,7 +72,8 @@ impl CliError {
             CliError::Input { .. }
             | CliError::Emulator(_)
             | CliError::EmulatorServe(_)
-            | CliError::Journal(_) => EXIT_USAGE,
+            | CliError::Journal(_)
+            | CliError::OutputFolder { .. } => EXIT_USAGE,
             CliError::Invalid(_) => EXIT_INVALID_INPUT,
             CliError::Api(error) => exit_code_for(error),
             CliError::Write { .. } => EXIT_FAILED,

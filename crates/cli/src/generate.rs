@@ -549,7 +549,7 @@ fn shell_quote(word: &str) -> String {
 
 /// Output folder check done before anything is sent.
 pub fn check_output_folder(out: &Path) -> Result<(), CliError> {
-    std::fs::create_dir_all(out).map_err(|source| CliError::Write {
+    std::fs::create_dir_all(out).map_err(|source| CliError::OutputFolder {
         path: out.to_owned(),
         source,
     })

@@ -205,7 +205,11 @@ fn scenarios() -> Vec<Scenario> {
             args: &["generate", "bottle.png"],
             service: Service::Emulator,
             code: 2,
-            expect: &["required arguments were not provided", "--prompt"],
+            expect: &[
+                "required arguments were not provided",
+                "--prompt",
+                "--scene",
+            ],
         },
         Scenario {
             input: "batch size out of range",
@@ -238,6 +242,14 @@ fn scenarios() -> Vec<Scenario> {
             service: Service::Emulator,
             code: 2,
             expect: &["invalid value '0'", "--jobs", "not in 1..=256"],
+        },
+        Scenario {
+            input: "--qps out of range",
+            setup: |dir| write(dir, "bottle.png", &transparent_png(300, 300)),
+            args: &["generate", "bottle.png", "-p", "a beach", "--qps", "0"],
+            service: Service::Emulator,
+            code: 2,
+            expect: &["invalid value '0'", "--qps", "not in 1.."],
         },
         Scenario {
             input: "--timeout over 300 s",
@@ -410,9 +422,9 @@ fn scenarios() -> Vec<Scenario> {
                 "results",
             ],
             service: Service::Emulator,
-            code: 1,
+            code: 2,
             expect: &[
-                "cannot write results",
+                "cannot use the output folder results",
                 "File exists",
                 "choose a folder (--out)",
             ],
@@ -611,6 +623,7 @@ row_tests! {
     batch_size_not_a_number => "batch size not a number",
     scene_type_not_a_template_id => "scene type not a template id",
     jobs_out_of_range => "--jobs out of range",
+    qps_out_of_range => "--qps out of range",
     timeout_over_300_s => "--timeout over 300 s",
     missing_key => "missing key",
     empty_key => "empty key",
@@ -681,7 +694,8 @@ fn readme_rows() -> Vec<Row> {
             assert_eq!(cells.len(), 4, "a row has 4 cells: {line}");
             Row {
                 input: strip(cells[0]),
-                message: strip(cells[2]),
+                // A `|` inside a table cell is written `\|` in Markdown.
+                message: strip(cells[2]).replace("\\|", "|"),
                 code: strip(cells[3])
                     .parse()
                     .unwrap_or_else(|_| panic!("exit code of {line}")),
