@@ -482,11 +482,13 @@ impl Job<'_> {
 /// journal keeps their ids). Third: quit at once. The level goes 0 → 1 → 2.
 fn watch_for_interrupt(progress: Arc<Progress>, journal: PathBuf) -> watch::Receiver<u8> {
     let (level, receiver) = watch::channel(0u8);
+    let level = Arc::new(level);
+    watch_for_termination(level.clone(), progress.clone());
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        level.send_replace(1);
+        level.send_modify(|level| *level = (*level).max(1));
         progress.event(
             "backdrop: stopping: no new input starts; running tasks finish (Ctrl-C again to stop \
              waiting for them: the next run resumes them)"
@@ -512,6 +514,27 @@ fn watch_for_interrupt(progress: Arc<Progress>, journal: PathBuf) -> watch::Rece
     });
     receiver
 }
+
+/// SIGTERM (a supervisor, `timeout`, `kill`) acts like a second Ctrl-C: nothing new starts, no
+/// task is waited for any longer, and the journal is saved with every task id.
+#[cfg(unix)]
+fn watch_for_termination(level: Arc<watch::Sender<u8>>, progress: Arc<Progress>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        if terminate.recv().await.is_some() {
+            level.send_replace(2);
+            progress.event(
+                "backdrop: terminated (SIGTERM): no longer waiting; saving the journal".into(),
+            );
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn watch_for_termination(_level: Arc<watch::Sender<u8>>, _progress: Arc<Progress>) {}
 
 /// This process's command line, quoted for a POSIX shell, with any `--api-key` value replaced
 /// by `"$PICWISH_API_KEY"`.

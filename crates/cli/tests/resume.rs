@@ -204,20 +204,34 @@ async fn ctrl_c_stops_submitting_saves_the_journal_and_says_how_to_resume() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_ctrl_c_stops_waiting_and_the_next_run_resumes_the_tasks() {
+    stop_waiting_then_resume("sigint2", &["INT", "INT"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_waiting_and_the_next_run_resumes_the_tasks() {
+    stop_waiting_then_resume("sigterm", &["TERM"]).await;
+}
+
+/// `signals` make the run stop waiting for its tasks: it saves them, and the next run resumes
+/// them and creates nothing twice.
+async fn stop_waiting_then_resume(name: &str, signals: &[&str]) {
     let emulator = emulator(Duration::from_secs(30)).await;
-    let (out, args, _cleanup) = args(&emulator, "sigint2", &["--jobs", "4"]);
+    let (out, args, _cleanup) = args(&emulator, name, &["--jobs", "4"]);
     let child = spawn(&args);
     let pid = child.id().unwrap();
     wait_for_journal(&out, Duration::from_secs(60), |j| {
         in_state(j, "created") >= 3
     })
     .await;
-    signal(pid, "INT");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    signal(pid, "INT");
+    for (i, name) in signals.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        signal(pid, name);
+    }
     let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
-        .expect("a second Ctrl-C stops waiting")
+        .expect("the signals stop the waiting")
         .unwrap();
     assert_no_panic(&output);
     assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
