@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backdrop_core::client::MAX_API_ANSWER_BYTES;
+use backdrop_core::client::{MAX_API_ANSWER_BYTES, max_query_answer_bytes};
 use backdrop_core::{
     Client, ClientConfig, Error, GenerateRequest, RateLimit, RetryPolicy, StateClass, TaskState,
     WaitControl, WaitOptions,
@@ -466,13 +466,19 @@ async fn a_huge_declared_answer_is_refused_before_reading() {
 
 #[tokio::test]
 async fn a_huge_query_answer_is_cut_off_at_the_cap_and_not_retried() {
-    let (error, server) = query_against(Reply::Stream {
+    // A query's cap leaves room for two inline (Base64) results of the download cap.
+    const DOWNLOAD_CAP: u64 = 1024 * 1024;
+    let reply = Reply::Stream {
         content_type: "application/json",
         prefix: b"[".to_vec(),
         total: HUGE,
         declare_length: false,
-    })
-    .await;
+    };
+    let server = Hostile::start(move |_, _, _| reply.clone()).await;
+    let client = client_with(&server.base, |b| b.max_download_bytes(DOWNLOAD_CAP));
+    let error = within(Duration::from_secs(30), client.get_task("T1"))
+        .await
+        .expect_err("a hostile answer is an error");
     assert!(
         matches!(
             error,
@@ -483,7 +489,7 @@ async fn a_huge_query_answer_is_cut_off_at_the_cap_and_not_retried() {
         ),
         "{error:?}"
     );
-    assert_cut_off(&server, MAX_API_ANSWER_BYTES as u64).await;
+    assert_cut_off(&server, max_query_answer_bytes(DOWNLOAD_CAP) as u64).await;
 }
 
 #[tokio::test]

@@ -255,11 +255,19 @@ impl Job<'_> {
             return Ok(Finished::Skipped);
         }
         let mut entry = Entry::new(input, self.service, EntryState::Submitting);
-        self.journal
-            .record(&key, entry.clone())
-            .await
-            .map_err(|e| FailureRecord::local(format!("{e}; nothing was sent")))?;
-        let task_id = match self.client.create_task(&request).await {
+        // "submitting" reaches the disk once the create has its share of the budget and before
+        // it is sent: a run killed earlier sent nothing and leaves nothing to confirm.
+        let record_submitting = || async {
+            self.journal
+                .record(&key, entry.clone())
+                .await
+                .map_err(|e| backdrop_core::Error::Config(format!("{e}; nothing was sent")))
+        };
+        let created = self
+            .client
+            .create_task_recorded(&request, record_submitting)
+            .await;
+        let task_id = match created {
             Ok(task_id) => task_id,
             Err(error) => {
                 let mut failure = FailureRecord::from_error(&error);

@@ -111,6 +111,11 @@ fn folders(name: &str) -> (PathBuf, PathBuf) {
 
 fn matrix_args(emulator: &Emulator, inputs: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let mut all = vec!["--qps", "10", "--jobs", "16"];
+    if !extra.contains(&"--request-timeout") {
+        // Well past any answer the faults delay (they are time-scaled), well inside the run's
+        // limit: a request nobody answers fails as a timeout instead of stalling the run.
+        all.extend_from_slice(&["--request-timeout", "20"]);
+    }
     all.extend_from_slice(extra);
     generate_args(emulator, KEY, inputs, out, SCALE, &all)
 }

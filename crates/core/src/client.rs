@@ -2,6 +2,7 @@
 //!
 //! Waiting for a task is in [`crate::wait`], downloading its results in [`crate::download`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use url::Url;
 
 use crate::config::ClientConfig;
@@ -20,10 +22,18 @@ use crate::scheduler::{Scheduler, Want};
 use crate::spec::{self, HttpStatus, field};
 use crate::validate;
 
-/// The largest API answer read (1 MiB); the documented answers are a few hundred bytes. A longer
-/// answer is read chunk by chunk only up to this size, then refused with
+/// The largest API answer read without inline images (1 MiB); the documented answers are a few
+/// hundred bytes. A longer answer is read chunk by chunk only up to its cap, then refused with
 /// [`Error::InvalidResponse`], so a hostile or broken server cannot make the client buffer more.
 pub const MAX_API_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// The cap of a query's answer: the spec lets `image_1` and `image_2` carry Base64 data, so it
+/// has room for two results of `max_download_bytes` each, encoded, on top of the JSON.
+pub fn max_query_answer_bytes(max_download_bytes: u64) -> usize {
+    let encoded =
+        usize::try_from(max_download_bytes.div_ceil(3).saturating_mul(4)).unwrap_or(usize::MAX);
+    MAX_API_ANSWER_BYTES.saturating_add(encoded.saturating_mul(2))
+}
 
 /// A client of the Generate Background API.
 ///
@@ -131,14 +141,43 @@ impl Client {
     /// 500); a timeout or a broken connection after the request was sent is returned as
     /// [`Error::Network`] with `maybe_accepted`, never sent again.
     pub async fn create_task(&self, request: &GenerateRequest) -> Result<String> {
+        self.create_task_recorded(request, || async { Ok(()) })
+            .await
+    }
+
+    /// Like [`create_task`](Self::create_task), with `before_send` run once the request has its
+    /// share of the budget and just before it is sent: where a caller records durably that a
+    /// create is on its way (a journal), so that a crash *before* that point provably sent
+    /// nothing. When `before_send` fails, nothing is sent and its error is returned.
+    ///
+    /// A slow `before_send` costs nothing in safety: when it takes longer than the rate limit's
+    /// margin, the create waits for a fresh slot (the first one stays counted, unused).
+    pub async fn create_task_recorded<F, Fut>(
+        &self,
+        request: &GenerateRequest,
+        before_send: F,
+    ) -> Result<String>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<()>> + Send,
+    {
         let image = load_image(request.image()).await?;
         let mut answer = CreateAnswer {
             scheduler: &self.inner.scheduler,
             task_id: None,
             granted: false,
         };
+        let scheduler = &self.inner.scheduler;
+        scheduler.turn(Want::Create).await;
+        answer.granted = true;
+        let granted_at = Instant::now();
+        before_send().await?;
+        // `None`: the first attempt goes out on the slot granted above.
+        let first =
+            (granted_at.elapsed() > self.inner.config.rate_limit.margin / 2).then_some(Want::Query);
+        let mut granted = true;
         let body = self
-            .send(Call::Create, Want::Create, &mut answer.granted, || {
+            .send(Call::Create, first, &mut granted, || {
                 self.inner
                     .api
                     .post(self.inner.create_url.clone())
@@ -175,7 +214,7 @@ impl Client {
         let url = endpoint(&self.inner.config.base_url, &[task_id])?;
         let mut granted = false;
         let body = self
-            .send(Call::Query, want, &mut granted, || {
+            .send(Call::Query, Some(want), &mut granted, || {
                 self.inner.api.get(url.clone())
             })
             .await?;
@@ -186,12 +225,13 @@ impl Client {
 
     /// Sends one API call with rate limiting and retries; returns the body of a 200 answer.
     ///
-    /// The first attempt waits in the scheduler as `first`, retries as one-off queries;
-    /// `granted` turns true once the first attempt got its share of the budget.
+    /// The first attempt waits in the scheduler as `first` (`None`: the caller already holds
+    /// its grant), retries as one-off queries; `granted` turns true once the first attempt got
+    /// its share of the budget.
     async fn send(
         &self,
         call: Call,
-        first: Want,
+        first: Option<Want>,
         granted: &mut bool,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Bytes> {
@@ -201,8 +241,12 @@ impl Client {
         loop {
             attempt += 1;
             let last = attempt >= retry.max_attempts;
-            let want = first.take().unwrap_or(Want::Query);
-            self.inner.scheduler.turn(want).await;
+            match first.take() {
+                // The first attempt, already granted its slot by the caller.
+                Some(None) => {}
+                Some(Some(want)) => self.inner.scheduler.turn(want).await,
+                None => self.inner.scheduler.turn(Want::Query).await,
+            }
             *granted = true;
             let response = match request().send().await {
                 Ok(response) => response,
@@ -223,13 +267,17 @@ impl Client {
             };
             let http_status = response.status().as_u16();
             let retry_after = retry_after(response.headers());
-            let body = match read_capped(response, MAX_API_ANSWER_BYTES).await {
+            let cap = match call {
+                Call::Create => MAX_API_ANSWER_BYTES,
+                Call::Query => max_query_answer_bytes(self.inner.config.max_download_bytes),
+            };
+            let body = match read_capped(response, cap).await {
                 Ok(body) => body,
                 Err(ReadError::TooLarge) => {
                     return Err(Error::InvalidResponse {
                         during: call.name(),
                         status: http_status,
-                        reason: format!("the answer is larger than {MAX_API_ANSWER_BYTES} bytes"),
+                        reason: format!("the answer is larger than {cap} bytes"),
                         body_start: String::new(),
                     });
                 }

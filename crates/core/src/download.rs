@@ -45,7 +45,8 @@ impl Client {
             index,
             reason,
         };
-        let bytes = match ResultLocation::parse(field).map_err(|e| unusable(e.0))? {
+        let max = usize::try_from(self.inner.config.max_download_bytes).unwrap_or(usize::MAX);
+        let bytes = match ResultLocation::parse_capped(field, max).map_err(|e| unusable(e.0))? {
             ResultLocation::Inline(bytes) => bytes,
             ResultLocation::Url(url) => self.download(task_id, index, url).await?,
         };

@@ -112,12 +112,14 @@ fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
     })
 }
 
+/// A number, or a string holding one; `"NaN"` and `"inf"` are not numbers JSON can carry.
 fn lenient_f64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
     Ok(match Value::deserialize(deserializer)? {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    })
+    }
+    .filter(|v: &f64| v.is_finite()))
 }
 
 fn lenient_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
@@ -157,6 +159,16 @@ mod tests {
         assert_eq!(info.progress, Some(42.5));
         assert_eq!(info.created_at.as_deref(), Some("1634884000"));
         assert_eq!(info.credits_charged(), 0);
+    }
+
+    #[test]
+    fn non_finite_numbers_in_strings_are_dropped() {
+        let body = r#"{"data":{"task_id":"t","state":4,"progress":"NaN","time_elapsed":" inf "}}"#;
+        let info = serde_json::from_str::<Envelope<TaskInfo>>(body)
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!((info.progress, info.time_elapsed), (None, None));
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub struct ResultFieldError(pub String);
 impl ResultLocation {
     /// Reads a result field (`image_1` / `image_2`): an http(s) URL, a `data:` URI, or raw base64.
     pub fn parse(field: &str) -> Result<ResultLocation, ResultFieldError> {
+        ResultLocation::parse_capped(field, usize::MAX)
+    }
+
+    /// Reads a result field like [`ResultLocation::parse`], refusing inline data that decodes to
+    /// more than `max_bytes` (the size is worked out from the base64 text before decoding).
+    pub fn parse_capped(field: &str, max_bytes: usize) -> Result<ResultLocation, ResultFieldError> {
         let field = field.trim();
         if let Some(rest) = field.strip_prefix("data:") {
             let (meta, data) = rest
@@ -35,7 +41,7 @@ impl ResultLocation {
                     "a data: URI that is not base64 ({meta})"
                 )));
             }
-            return decode_base64(data).map(ResultLocation::Inline);
+            return decode_base64(data, max_bytes).map(ResultLocation::Inline);
         }
         let lower = field.get(..8).unwrap_or(field).to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -48,12 +54,20 @@ impl ResultLocation {
                 "a URL that is not http(s); refusing to fetch it".into(),
             ));
         }
-        decode_base64(field).map(ResultLocation::Inline)
+        decode_base64(field, max_bytes).map(ResultLocation::Inline)
     }
 }
 
-fn decode_base64(data: &str) -> Result<Bytes, ResultFieldError> {
+fn decode_base64(data: &str, max_bytes: usize) -> Result<Bytes, ResultFieldError> {
     let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    // Valid base64 of n digits (padding aside) decodes to exactly floor(n * 3 / 4) bytes.
+    let digits = compact.trim_end_matches('=').len();
+    let decoded = digits / 4 * 3 + digits % 4 * 3 / 4;
+    if decoded > max_bytes {
+        return Err(ResultFieldError(format!(
+            "inline data of {decoded} bytes, larger than the {max_bytes}-byte download limit"
+        )));
+    }
     for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
         if let Ok(bytes) = engine.decode(compact.as_bytes()) {
             return Ok(Bytes::from(bytes));
@@ -147,6 +161,24 @@ mod tests {
             ResultLocation::parse(&wrapped),
             Ok(ResultLocation::Inline(_))
         ));
+    }
+
+    #[test]
+    fn inline_data_is_held_to_the_cap() {
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            for len in 0..12 {
+                let data = vec![0xA5; len];
+                let field = format!("data:image/jpeg;base64,{}", engine.encode(&data));
+                assert_eq!(
+                    ResultLocation::parse_capped(&field, len),
+                    Ok(ResultLocation::Inline(Bytes::from(data)))
+                );
+                if len > 0 {
+                    let err = ResultLocation::parse_capped(&field, len - 1).unwrap_err();
+                    assert!(err.0.contains("download limit"), "{}", err.0);
+                }
+            }
+        }
     }
 
     #[test]

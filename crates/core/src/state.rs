@@ -245,8 +245,21 @@ impl Serialize for TaskState {
 }
 
 impl<'de> Deserialize<'de> for TaskState {
+    /// A state code as a JSON number or, as services sometimes send numbers, a string holding
+    /// one (`"1"`); anything else is an error.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        i32::deserialize(deserializer).map(TaskState::from_code)
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Code {
+            Number(i32),
+            Text(String),
+        }
+        match Code::deserialize(deserializer)? {
+            Code::Number(code) => Ok(TaskState::from_code(code)),
+            Code::Text(text) => text.trim().parse().map(TaskState::from_code).map_err(|_| {
+                serde::de::Error::custom(format!("state {text:?} is not a state code"))
+            }),
+        }
     }
 }
 
@@ -261,6 +274,17 @@ mod tests {
             assert!(!matches!(state, TaskState::Other(_)));
         }
         assert_eq!(TaskState::DOCUMENTED.len(), 21);
+    }
+
+    #[test]
+    fn codes_come_as_numbers_or_strings_of_numbers() {
+        let parse = |json: &str| serde_json::from_str::<TaskState>(json);
+        assert_eq!(parse("1").unwrap(), TaskState::Completed);
+        assert_eq!(parse("\" -7 \"").unwrap(), TaskState::from_code(-7));
+        assert!(parse("\"done\"").is_err());
+        assert!(parse("1.5").is_err());
+        assert!(parse("null").is_err());
+        assert!(parse("4294967296").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod params;
 pub mod process;
 pub mod records;
+#[cfg(feature = "aws")]
 pub mod secrets;
 pub mod store;
 
@@ -21,4 +22,6 @@ pub use config::Config;
 pub use error::LambdaError;
 pub use handler::handle;
 pub use process::{Deps, Outcome};
-pub use store::{ObjectStore, S3Store};
+pub use store::ObjectStore;
+#[cfg(feature = "aws")]
+pub use store::S3Store;

@@ -5,12 +5,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+#[cfg(feature = "aws")]
 use aws_sdk_s3::presigning::PresigningConfig;
+#[cfg(feature = "aws")]
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use crate::error::LambdaError;
+#[cfg(feature = "aws")]
 use crate::event::unquote;
 
 /// What a HEAD of an object tells.
@@ -91,11 +95,13 @@ pub trait ObjectStore: Send + Sync {
 }
 
 /// [`ObjectStore`] over the AWS SDK's S3 client.
+#[cfg(feature = "aws")]
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
 }
 
+#[cfg(feature = "aws")]
 impl S3Store {
     /// Wraps an SDK client.
     pub fn new(client: aws_sdk_s3::Client) -> Self {
@@ -103,6 +109,7 @@ impl S3Store {
     }
 }
 
+#[cfg(feature = "aws")]
 fn s3_error<E: ProvideErrorMetadata + std::fmt::Debug>(
     operation: &'static str,
     bucket: &str,
@@ -130,6 +137,7 @@ fn s3_error<E: ProvideErrorMetadata + std::fmt::Debug>(
 }
 
 /// Reads a GetObject body whole.
+#[cfg(feature = "aws")]
 async fn read_body(
     operation: &'static str,
     bucket: &str,
@@ -145,6 +153,7 @@ async fn read_body(
     Ok(collected.into_bytes())
 }
 
+#[cfg(feature = "aws")]
 fn status_of<E>(error: &SdkError<E>) -> Option<u16> {
     match error {
         SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
@@ -152,6 +161,7 @@ fn status_of<E>(error: &SdkError<E>) -> Option<u16> {
     }
 }
 
+#[cfg(feature = "aws")]
 impl ObjectStore for S3Store {
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, LambdaError> {
         match self
