@@ -2,8 +2,9 @@
 //!
 //! Runs N tasks against the emulator with log-normal processing times (median 10 s, p95 30 s)
 //! and the key's QPS, both sped up by one time factor, for the adaptive and the documented
-//! policy side by side, and prints in unscaled service time: tasks per minute (and their share of
-//! the QPS × 30 limit), requests per task, 429s received, detection delay p50/p95 (from the
+//! policy side by side, and prints in unscaled service time: tasks per minute over the whole run
+//! and in its steady part (between the 10th and the 90th percentile completion), each with its
+//! share of the QPS × 30 limit, requests per task, 429s received, detection delay p50/p95 (from the
 //! moment the emulator marks a task done to the poll that sees it), makespan, and peak RSS.
 //!
 //! ```sh
@@ -76,9 +77,24 @@ struct Run {
     requests: u64,
     responses_429: u64,
     delays: Vec<f64>,
+    /// When the client saw each task done (unix seconds, real time), sorted.
+    seen_done: Vec<f64>,
 }
 
 impl Run {
+    /// Completions per minute between the 10th and the 90th percentile completion: the rate
+    /// once the run is under way, without the start (nothing is done yet) and the end (the last
+    /// tasks run while the budget idles). `None` for runs too small to tell.
+    fn steady_tasks_per_minute(&self, scale: f64) -> Option<f64> {
+        let n = self.seen_done.len();
+        if n < 20 {
+            return None;
+        }
+        let (first, last) = (n / 10, n - 1 - n / 10);
+        let span = (self.seen_done[last] - self.seen_done[first]) * scale;
+        (span > 0.0).then(|| (last - first) as f64 / (span / 60.0))
+    }
+
     fn tasks_per_minute(&self) -> f64 {
         (self.tasks - self.failed) as f64 / (self.makespan_s / 60.0)
     }
@@ -118,15 +134,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     println!(
-        "| run | tasks/min | of limit | requests/task | 429s | delay p50 | delay p95 | makespan | failed |"
+        "| run | tasks/min | of limit | steady tasks/min | of limit | requests/task | 429s | \
+         delay p50 | delay p95 | makespan | failed |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for run in &runs {
+        let steady = run.steady_tasks_per_minute(args.scale);
         println!(
-            "| {} | {:.1} | {:.0}% | {:.2} | {} | {:.2} s | {:.2} s | {:.0} s | {} |",
+            "| {} | {:.1} | {:.0}% | {} | {} | {:.2} | {} | {:.2} s | {:.2} s | {:.0} s | {} |",
             run.label,
             run.tasks_per_minute(),
             100.0 * run.tasks_per_minute() / limit,
+            steady.map_or("–".into(), |t| format!("{t:.1}")),
+            steady.map_or("–".into(), |t| format!("{:.0}%", 100.0 * t / limit)),
             run.requests as f64 / run.tasks as f64,
             run.responses_429,
             percentile(&run.delays, 0.5),
@@ -294,11 +314,13 @@ fn measure(
         }
         eprintln!("  {label}: tasks by polls {histogram:?}");
     }
-    let delays = emulator
-        .tasks()
+    let seen = emulator.tasks();
+    let delays = seen
         .iter()
         .filter_map(|t| Some((t.final_seen_at? - t.became_final_at?) * args.scale))
         .collect();
+    let mut seen_done: Vec<f64> = seen.iter().filter_map(|t| t.final_seen_at).collect();
+    seen_done.sort_by(f64::total_cmp);
     Run {
         label,
         tasks,
@@ -307,6 +329,7 @@ fn measure(
         requests: counters.create_requests + counters.query_requests,
         responses_429: counters.responses_429,
         delays,
+        seen_done,
     }
 }
 

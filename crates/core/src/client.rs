@@ -172,9 +172,11 @@ impl Client {
         answer.granted = true;
         let granted_at = Instant::now();
         before_send().await?;
-        // `None`: the first attempt goes out on the slot granted above.
-        let first =
-            (granted_at.elapsed() > self.inner.config.rate_limit.margin / 2).then_some(Want::Query);
+        // `None`: the first attempt goes out on the slot granted above — unless `before_send`
+        // took so long that a request sent now could land inside a later window than the one
+        // the limiter counted it in: half the margin, and never less than the timer's 1 ms.
+        let late = (self.inner.config.rate_limit.margin / 2).max(Duration::from_millis(1));
+        let first = (granted_at.elapsed() > late).then_some(Want::Query);
         let mut granted = true;
         let body = self
             .send(Call::Create, first, &mut granted, || {
