@@ -548,3 +548,47 @@ async fn the_documented_policy_polls_every_interval_within_the_limit() {
         assert!(task.final_seen_at.is_some());
     }
 }
+
+#[tokio::test]
+async fn a_create_is_recorded_after_its_grant_and_before_it_is_sent() {
+    let emulator = fast_emulator(fast_config()).await;
+    let client = client_for(&emulator, 2);
+    let request = prompt_request("a marble countertop", 1);
+
+    // A record that fails: nothing is sent.
+    let refused = client
+        .create_task_recorded(&request, || async {
+            Err(Error::Config("the journal is full".into()))
+        })
+        .await
+        .expect_err("a failed record stops the create");
+    assert!(matches!(refused, Error::Config(_)), "{refused:?}");
+    assert_eq!(emulator.counters().create_requests, 0);
+
+    // The record runs before the request leaves: the service has not seen it yet.
+    for done in 0..2 {
+        client
+            .create_task_recorded(&request, || async {
+                assert_eq!(emulator.counters().create_requests, done);
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    // Records slower than the rate limit's margin: each create still goes out once, and no
+    // window ever holds more than the QPS.
+    let creates = (0..4).map(|_| {
+        client.create_task_recorded(&request, || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        })
+    });
+    for created in futures_join(creates).await {
+        created.unwrap();
+    }
+    let counters = emulator.counters();
+    assert_eq!(counters.create_requests, 6);
+    assert_eq!(counters.tasks_created, 6);
+    assert_eq!(counters.responses_429, 0, "{counters:?}");
+    assert!(counters.max_requests_in_window <= 2, "{counters:?}");
+}
