@@ -162,24 +162,20 @@ impl Client {
         Fut: Future<Output = Result<()>> + Send,
     {
         let image = load_image(request.image()).await?;
+        self.inner.scheduler.turn(Want::Create).await;
+        let granted_at = Instant::now();
         let mut answer = CreateAnswer {
             scheduler: &self.inner.scheduler,
             task_id: None,
-            granted: false,
         };
-        let scheduler = &self.inner.scheduler;
-        scheduler.turn(Want::Create).await;
-        answer.granted = true;
-        let granted_at = Instant::now();
         before_send().await?;
         // `None`: the first attempt goes out on the slot granted above — unless `before_send`
         // took so long that a request sent now could land inside a later window than the one
         // the limiter counted it in: half the margin, and never less than the timer's 1 ms.
         let late = (self.inner.config.rate_limit.margin / 2).max(Duration::from_millis(1));
         let first = (granted_at.elapsed() > late).then_some(Want::Query);
-        let mut granted = true;
         let body = self
-            .send(Call::Create, first, &mut granted, || {
+            .send(Call::Create, first, || {
                 self.inner
                     .api
                     .post(self.inner.create_url.clone())
@@ -214,11 +210,8 @@ impl Client {
     /// Queries a task, the first attempt waiting in the scheduler as `want`.
     pub(crate) async fn query(&self, task_id: &str, want: Want) -> Result<TaskInfo> {
         let url = endpoint(&self.inner.config.base_url, &[task_id])?;
-        let mut granted = false;
         let body = self
-            .send(Call::Query, Some(want), &mut granted, || {
-                self.inner.api.get(url.clone())
-            })
+            .send(Call::Query, Some(want), || self.inner.api.get(url.clone()))
             .await?;
         let info: TaskInfo = parse_data(Call::Query, &body)?;
         tracing::debug!(task_id = %info.task_id, state = info.state.code(), progress = info.progress, "task polled");
@@ -228,28 +221,22 @@ impl Client {
     /// Sends one API call with rate limiting and retries; returns the body of a 200 answer.
     ///
     /// The first attempt waits in the scheduler as `first` (`None`: the caller already holds
-    /// its grant), retries as one-off queries; `granted` turns true once the first attempt got
-    /// its share of the budget.
+    /// its grant), retries as one-off queries.
     async fn send(
         &self,
         call: Call,
         first: Option<Want>,
-        granted: &mut bool,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Bytes> {
         let retry = self.inner.config.retry;
         let mut attempt = 0;
-        let mut first = Some(first);
+        let mut want = first;
         loop {
             attempt += 1;
             let last = attempt >= retry.max_attempts;
-            match first.take() {
-                // The first attempt, already granted its slot by the caller.
-                Some(None) => {}
-                Some(Some(want)) => self.inner.scheduler.turn(want).await,
-                None => self.inner.scheduler.turn(Want::Query).await,
+            if let Some(want) = want.replace(Want::Query) {
+                self.inner.scheduler.turn(want).await;
             }
-            *granted = true;
             let response = match request().send().await {
                 Ok(response) => response,
                 Err(source) => {
@@ -339,18 +326,15 @@ impl Client {
 }
 
 /// Tells the scheduler how a granted create ended, however `create_task` returns (or is
-/// dropped): the task is in flight, or nothing is.
+/// dropped): the task is in flight, or nothing is. Made once the create has its grant.
 struct CreateAnswer<'a> {
     scheduler: &'a Scheduler,
     task_id: Option<String>,
-    granted: bool,
 }
 
 impl Drop for CreateAnswer<'_> {
     fn drop(&mut self) {
-        if self.granted {
-            self.scheduler.create_answered(self.task_id.as_deref());
-        }
+        self.scheduler.create_answered(self.task_id.as_deref());
     }
 }
 

@@ -89,29 +89,29 @@ impl RateLimiter {
 
     /// Holds every request back for `duration` from now.
     pub fn pause_for(&self, duration: Duration) {
-        let until = Instant::now() + duration;
-        let mut state = self.lock_state();
-        if state.paused_until.is_none_or(|current| current < until) {
-            state.paused_until = Some(until);
-        }
+        Self::pause(&mut self.lock_state(), Instant::now() + duration);
     }
 
     /// The server answered 429: hold every request back for `pause` and halve the requests
     /// allowed per window (never below one) — once per pause: the other answers of the same
     /// burst say the same thing.
     pub fn rate_limited(&self, pause: Duration) {
-        let already_paused = self
-            .lock_state()
-            .paused_until
-            .is_some_and(|until| until > Instant::now());
-        self.pause_for(pause);
-        if already_paused {
-            return;
-        }
+        let now = Instant::now();
+        let configured = self.configured();
         let mut state = self.lock_state();
-        let allowed = Self::allowed_now(&state, self.configured());
-        state.allowed = Some((allowed / 2).max(1));
-        state.answered_since_change = 0;
+        let already_paused = state.paused_until.is_some_and(|until| until > now);
+        Self::pause(&mut state, now + pause);
+        if !already_paused {
+            let allowed = Self::allowed_now(&state, configured);
+            state.allowed = Some((allowed / 2).max(1));
+            state.answered_since_change = 0;
+        }
+    }
+
+    fn pause(state: &mut WindowState, until: Instant) {
+        if state.paused_until.is_none_or(|current| current < until) {
+            state.paused_until = Some(until);
+        }
     }
 
     /// The server answered without a 429: after enough of those, allow one request more per
