@@ -10,7 +10,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backdrop_core::{Client, ClientConfig, RateLimit, RetryPolicy, WaitOptions};
+use backdrop_core::{
+    Client, ClientConfig, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy, WaitOptions,
+};
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
 
 /// The speed-up used by most tests: emulated seconds pass ten times faster.
@@ -89,8 +91,8 @@ pub fn client_with(
 ) -> Client {
     let builder = ClientConfig::builder(emulator.api_key())
         .expected_processing(
-            Duration::from_secs(10).div_f64(TIME_SCALE),
-            Duration::from_secs(30).div_f64(TIME_SCALE),
+            DEFAULT_EXPECTED_PROCESSING.0.div_f64(TIME_SCALE),
+            DEFAULT_EXPECTED_PROCESSING.1.div_f64(TIME_SCALE),
         )
         .base_url(emulator.base_url())
         .rate_limit(RateLimit {

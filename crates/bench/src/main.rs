@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backdrop_core::{
-    Client, ClientConfig, GenerateRequest, PollPolicy, RateLimit, WaitControl, WaitOptions,
+    Client, ClientConfig, DEFAULT_EXPECTED_PROCESSING, GenerateRequest, PollPolicy, RateLimit,
+    WaitControl, WaitOptions,
 };
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime, ProgressMode};
 use clap::Parser;
@@ -197,8 +198,8 @@ fn client(args: &Args, emulator: &Emulator, max_in_flight: usize) -> backdrop_co
             .rate_limit(limit)
             .max_in_flight(max_in_flight)
             .expected_processing(
-                Duration::from_secs_f64(10.0 / args.scale),
-                Duration::from_secs_f64(30.0 / args.scale),
+                DEFAULT_EXPECTED_PROCESSING.0.div_f64(args.scale),
+                DEFAULT_EXPECTED_PROCESSING.1.div_f64(args.scale),
             )
             .build()?,
     )

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backdrop_core::{Client, ClientConfig, RateLimit, RetryPolicy};
+use backdrop_core::{Client, ClientConfig, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy};
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
 
 use crate::args::ServiceArgs;
@@ -71,8 +71,8 @@ impl Service {
                 ..default_retry
             })
             .expected_processing(
-                Duration::from_secs(10).div_f64(scale),
-                Duration::from_secs(30).div_f64(scale),
+                DEFAULT_EXPECTED_PROCESSING.0.div_f64(scale),
+                DEFAULT_EXPECTED_PROCESSING.1.div_f64(scale),
             )
             .request_timeout(Duration::from_secs_f64(args.request_timeout))
             .build()?;

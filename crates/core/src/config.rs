@@ -54,6 +54,11 @@ impl fmt::Display for ApiKey {
     }
 }
 
+/// The processing times expected before any was observed, as (median, 95th percentile): 10 s
+/// and 30 s. The adaptive poll policy starts from them and learns.
+pub const DEFAULT_EXPECTED_PROCESSING: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(30));
+
 /// The request budget of one key: at most `max_requests` in any window of `window`.
 ///
 /// The limiter keeps `margin` on top of the window so that network jitter cannot make the server
@@ -163,7 +168,7 @@ impl ClientConfig {
             max_download_bytes: 50 * 1024 * 1024,
             max_concurrent_downloads: 4,
             max_in_flight: 32,
-            expected_processing: (Duration::from_secs(10), Duration::from_secs(30)),
+            expected_processing: DEFAULT_EXPECTED_PROCESSING,
         }
     }
 

@@ -48,7 +48,9 @@ pub mod validate;
 pub mod wait;
 
 pub use client::Client;
-pub use config::{ApiKey, ClientConfig, ClientConfigBuilder, RateLimit, RetryPolicy};
+pub use config::{
+    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy,
+};
 pub use error::{Error, Result};
 pub use generate::Generation;
 pub use request::{Background, BatchSize, GenerateRequest, GenerateRequestBuilder, ImageSource};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::RateLimit;
+use crate::config::{DEFAULT_EXPECTED_PROCESSING, RateLimit};
 use crate::error::Result;
 use crate::response::TaskInfo;
 use crate::scheduler::{PollPolicy, Scheduler, Want};
@@ -172,7 +172,7 @@ async fn simulate(config: SimConfig) -> SimReport {
     let scheduler = Arc::new(Scheduler::new(
         limit,
         config.max_in_flight,
-        (Duration::from_secs(10), Duration::from_secs(30)),
+        DEFAULT_EXPECTED_PROCESSING,
     ));
     let service = Arc::new(Mutex::new(Service {
         rng: Rng(config.seed),
