@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use backdrop_core::client::{MAX_API_ANSWER_BYTES, max_query_answer_bytes};
 use backdrop_core::{
-    Client, ClientConfig, Error, GenerateRequest, RateLimit, RetryPolicy, StateClass, TaskState,
-    WaitControl, WaitOptions,
+    Client, ClientConfig, Error, GenerateRequest, Operation, RateLimit, RetryPolicy, StateClass,
+    TaskState, WaitControl, WaitOptions,
 };
 use backdrop_tests::transparent_png;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -429,7 +429,7 @@ async fn a_huge_chunked_create_answer_is_cut_off_at_the_cap() {
         matches!(
             error,
             Error::InvalidResponse {
-                during: "create",
+                during: Operation::Create,
                 status: 200,
                 ..
             }
@@ -454,7 +454,7 @@ async fn a_huge_declared_answer_is_refused_before_reading() {
         matches!(
             error,
             Error::InvalidResponse {
-                during: "query",
+                during: Operation::Query,
                 ..
             }
         ),
@@ -483,7 +483,7 @@ async fn a_huge_query_answer_is_cut_off_at_the_cap_and_not_retried() {
         matches!(
             error,
             Error::InvalidResponse {
-                during: "query",
+                during: Operation::Query,
                 ..
             }
         ),
@@ -499,7 +499,7 @@ async fn endless_headers_are_a_network_error_with_bounded_reading() {
         matches!(
             error,
             Error::Network {
-                during: "query",
+                during: Operation::Query,
                 maybe_accepted: false,
                 ..
             }
@@ -521,7 +521,7 @@ async fn an_html_page_is_an_invalid_response_that_points_at_the_base_url() {
     let (error, _server) = create_against(html(200)).await;
     match &error {
         Error::InvalidResponse {
-            during: "create",
+            during: Operation::Create,
             status: 200,
             body_start,
             ..
@@ -566,7 +566,7 @@ async fn invalid_json_is_an_invalid_response() {
             matches!(
                 error,
                 Error::InvalidResponse {
-                    during: "create",
+                    during: Operation::Create,
                     ..
                 }
             ),
@@ -592,7 +592,7 @@ async fn missing_fields_are_invalid_responses() {
     assert!(matches!(
         error,
         Error::InvalidResponse {
-            during: "query",
+            during: Operation::Query,
             ..
         }
     ));
@@ -612,7 +612,7 @@ async fn wrong_types_are_invalid_responses() {
             matches!(
                 error,
                 Error::InvalidResponse {
-                    during: "create",
+                    during: Operation::Create,
                     ..
                 }
             ),
@@ -631,7 +631,7 @@ async fn wrong_types_are_invalid_responses() {
             matches!(
                 error,
                 Error::InvalidResponse {
-                    during: "query",
+                    during: Operation::Query,
                     ..
                 }
             ),
@@ -646,7 +646,7 @@ async fn a_200_whose_status_field_is_not_200_is_that_status() {
     let cases: [(&str, Check); 6] = [
         (
             r#"{"status":401,"message":"key revoked"}"#,
-            |e| matches!(e, Error::Unauthorized { message } if message == "key revoked"),
+            |e| matches!(e, Error::Unauthorized { message, .. } if message == "key revoked"),
         ),
         (r#"{"status":400,"message":"prompt missing"}"#, |e| {
             matches!(e, Error::BadRequest { .. })
@@ -790,7 +790,7 @@ async fn a_redirect_to_another_scheme_is_not_followed() {
             &error,
             Error::ResultInvalid { .. }
                 | Error::Network {
-                    during: "download",
+                    during: Operation::Download,
                     ..
                 }
         ),
@@ -860,7 +860,7 @@ async fn a_create_whose_answer_stalls_after_the_headers_is_maybe_accepted_and_no
         matches!(
             error,
             Error::Network {
-                during: "create",
+                during: Operation::Create,
                 maybe_accepted: true,
                 ..
             }
@@ -886,7 +886,7 @@ async fn a_query_that_stalls_times_out_after_bounded_retries() {
             matches!(
                 error,
                 Error::Network {
-                    during: "query",
+                    during: Operation::Query,
                     maybe_accepted: false,
                     ..
                 }
@@ -915,7 +915,7 @@ async fn a_download_that_stalls_times_out() {
         matches!(
             error,
             Error::Network {
-                during: "download",
+                during: Operation::Download,
                 ..
             }
         ),

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::config::ClientConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::request::{Background, GenerateRequest, ImageSource};
 use crate::response::{CreatedTask, Envelope, TaskInfo};
 use crate::scheduler::{Scheduler, Want};
@@ -55,22 +55,6 @@ pub(crate) struct Inner {
     pub(crate) download_slots: Semaphore,
     pub(crate) scheduler: Scheduler,
     create_url: Url,
-}
-
-/// The two API calls; they differ in what is safe to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Call {
-    Create,
-    Query,
-}
-
-impl Call {
-    fn name(self) -> &'static str {
-        match self {
-            Call::Create => "create",
-            Call::Query => "query",
-        }
-    }
 }
 
 impl Client {
@@ -175,20 +159,20 @@ impl Client {
         let late = (self.inner.config.rate_limit.margin / 2).max(Duration::from_millis(1));
         let first = (granted_at.elapsed() > late).then_some(Want::Query);
         let body = self
-            .send(Call::Create, first, || {
+            .send(Operation::Create, first, || {
                 self.inner
                     .api
                     .post(self.inner.create_url.clone())
                     .multipart(form(request, &image))
             })
             .await?;
-        let created: CreatedTask = parse_data(Call::Create, &body)?;
+        let created: CreatedTask = parse_data(Operation::Create, &body)?;
         let task_id = created
             .task_id
             .filter(|id| !id.trim().is_empty())
             .ok_or_else(|| {
                 invalid(
-                    Call::Create,
+                    Operation::Create,
                     200,
                     "no data.task_id in a successful answer",
                     &body,
@@ -211,9 +195,11 @@ impl Client {
     pub(crate) async fn query(&self, task_id: &str, want: Want) -> Result<TaskInfo> {
         let url = endpoint(&self.inner.config.base_url, &[task_id])?;
         let body = self
-            .send(Call::Query, Some(want), || self.inner.api.get(url.clone()))
+            .send(Operation::Query, Some(want), || {
+                self.inner.api.get(url.clone())
+            })
             .await?;
-        let info: TaskInfo = parse_data(Call::Query, &body)?;
+        let info: TaskInfo = parse_data(Operation::Query, &body)?;
         tracing::debug!(task_id = %info.task_id, state = info.state.code(), progress = info.progress, "task polled");
         Ok(info)
     }
@@ -224,7 +210,7 @@ impl Client {
     /// its grant), retries as one-off queries.
     async fn send(
         &self,
-        call: Call,
+        call: Operation,
         first: Option<Want>,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Bytes> {
@@ -242,14 +228,14 @@ impl Client {
                 Err(source) => {
                     // Only a failure to connect proves the request never reached the service.
                     let surely_not_sent = source.is_connect();
-                    if !last && (surely_not_sent || call == Call::Query) {
-                        tracing::warn!(call = call.name(), attempt, error = %source, "request failed, retrying");
+                    if !last && (surely_not_sent || call == Operation::Query) {
+                        tracing::warn!(call = call.as_str(), attempt, error = %source, "request failed, retrying");
                         tokio::time::sleep(retry.backoff(attempt)).await;
                         continue;
                     }
                     return Err(Error::Network {
-                        during: call.name(),
-                        maybe_accepted: call == Call::Create && !surely_not_sent,
+                        during: call,
+                        maybe_accepted: call == Operation::Create && !surely_not_sent,
                         source,
                     });
                 }
@@ -257,14 +243,14 @@ impl Client {
             let http_status = response.status().as_u16();
             let retry_after = retry_after(response.headers());
             let cap = match call {
-                Call::Create => MAX_API_ANSWER_BYTES,
-                Call::Query => max_query_answer_bytes(self.inner.config.max_download_bytes),
+                Operation::Create | Operation::Download => MAX_API_ANSWER_BYTES,
+                Operation::Query => max_query_answer_bytes(self.inner.config.max_download_bytes),
             };
             let body = match read_capped(response, cap).await {
                 Ok(body) => body,
                 Err(ReadError::TooLarge) => {
                     return Err(Error::InvalidResponse {
-                        during: call.name(),
+                        during: call,
                         status: http_status,
                         reason: format!("the answer is larger than {cap} bytes"),
                         body_start: String::new(),
@@ -272,13 +258,13 @@ impl Client {
                 }
                 Err(ReadError::Network(source)) => {
                     // For a create answered 200 the task exists: the answer was lost, not the task.
-                    let accepted = call == Call::Create && http_status == spec::STATUS_OK;
-                    if !last && (call == Call::Query || http_status != spec::STATUS_OK) {
+                    let accepted = call == Operation::Create && http_status == spec::STATUS_OK;
+                    if !last && (call == Operation::Query || http_status != spec::STATUS_OK) {
                         tokio::time::sleep(retry.backoff(attempt)).await;
                         continue;
                     }
                     return Err(Error::Network {
-                        during: call.name(),
+                        during: call,
                         maybe_accepted: accepted,
                         source,
                     });
@@ -293,7 +279,7 @@ impl Client {
                 429 => {
                     let wait = retry_after.unwrap_or_default().max(retry.backoff(attempt));
                     tracing::warn!(
-                        call = call.name(),
+                        call = call.as_str(),
                         attempt,
                         wait_ms = wait.as_millis() as u64,
                         "rate limited (429)"
@@ -301,6 +287,7 @@ impl Client {
                     self.inner.scheduler.limiter().rate_limited(wait);
                     if last {
                         return Err(Error::RateLimited {
+                            during: call,
                             message,
                             retry_after,
                             attempts: attempt,
@@ -310,16 +297,16 @@ impl Client {
                 // A documented failure answer: no task id was issued, so a retry cannot make a
                 // second task. 504 is different: a gateway gave up waiting for a backend that may
                 // have accepted the create.
-                500 | 502 | 503 | 504 if !last && (status != 504 || call == Call::Query) => {
+                500 | 502 | 503 | 504 if !last && (status != 504 || call == Operation::Query) => {
                     tracing::warn!(
-                        call = call.name(),
+                        call = call.as_str(),
                         attempt,
                         status,
                         "server error, retrying"
                     );
                     tokio::time::sleep(retry.backoff(attempt)).await;
                 }
-                _ => return Err(status_error(status, message, attempt)),
+                _ => return Err(status_error(call, status, message, attempt)),
             }
         }
     }
@@ -461,27 +448,33 @@ fn effective_status(http_status: u16, body: &[u8]) -> (u16, String) {
     (status, message)
 }
 
-fn status_error(status: u16, message: String, attempts: u32) -> Error {
+fn status_error(during: Operation, status: u16, message: String, attempts: u32) -> Error {
     match HttpStatus::from_code(status) {
-        Some(HttpStatus::BadRequest) => Error::BadRequest { message },
-        Some(HttpStatus::Unauthorized) => Error::Unauthorized { message },
-        Some(HttpStatus::NotFound) => Error::NotFound { message },
-        Some(HttpStatus::PayloadTooLarge) => Error::PayloadTooLarge { message },
+        Some(HttpStatus::BadRequest) => Error::BadRequest { during, message },
+        Some(HttpStatus::Unauthorized) => Error::Unauthorized { during, message },
+        Some(HttpStatus::NotFound) => Error::NotFound { during, message },
+        Some(HttpStatus::PayloadTooLarge) => Error::PayloadTooLarge { during, message },
         Some(HttpStatus::TooManyRequests) => Error::RateLimited {
+            during,
             message,
             retry_after: None,
             attempts,
         },
         _ if (500..600).contains(&status) => Error::Server {
+            during,
             status,
             message,
             attempts,
         },
-        _ => Error::UnexpectedStatus { status, message },
+        _ => Error::UnexpectedStatus {
+            during,
+            status,
+            message,
+        },
     }
 }
 
-fn parse_data<T: DeserializeOwned>(call: Call, body: &[u8]) -> Result<T> {
+fn parse_data<T: DeserializeOwned>(call: Operation, body: &[u8]) -> Result<T> {
     let answer: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| invalid(call, 200, &e.to_string(), body))?;
     // Objects only: serde would also read a struct from an array, by field order.
@@ -513,9 +506,9 @@ fn parse_data<T: DeserializeOwned>(call: Call, body: &[u8]) -> Result<T> {
     serde_json::from_value(data).map_err(|e| invalid(call, 200, &e.to_string(), body))
 }
 
-fn invalid(call: Call, status: u16, reason: &str, body: &[u8]) -> Error {
+fn invalid(call: Operation, status: u16, reason: &str, body: &[u8]) -> Error {
     Error::InvalidResponse {
-        during: call.name(),
+        during: call,
         status,
         reason: reason.to_owned(),
         body_start: body_start(body),

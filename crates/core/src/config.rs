@@ -203,6 +203,18 @@ impl ClientConfig {
     pub fn rate_limit(&self) -> RateLimit {
         self.rate_limit
     }
+
+    /// Which service tasks of this configuration live at, for records such as the task ledger:
+    /// the base URL without user, password, query or fragment (nothing secret), and without a
+    /// trailing slash.
+    pub fn service_identity(&self) -> String {
+        let mut url = self.base_url.clone();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        url.as_str().trim_end_matches('/').to_owned()
+    }
 }
 
 /// Builds a [`ClientConfig`].
@@ -363,6 +375,15 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("http(s)"), "{err}");
         assert!(ClientConfig::builder("k").base_url("nope").build().is_err());
+    }
+
+    #[test]
+    fn the_service_identity_holds_no_credentials() {
+        let config = ClientConfig::builder("k")
+            .base_url("https://user:pass@proxy.example/picwish/?token=abc#x")
+            .build()
+            .unwrap();
+        assert_eq!(config.service_identity(), "https://proxy.example/picwish");
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl Client {
             attempt += 1;
             let last = attempt >= config.retry.max_attempts;
             let network = |source| Error::Network {
-                during: "download",
+                during: crate::error::Operation::Download,
                 maybe_accepted: false,
                 source,
             };

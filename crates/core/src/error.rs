@@ -1,9 +1,13 @@
 //! The one error type of the crate. Each variant says what went wrong and what to do; none
 //! carries the API key.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::LedgerError;
 use crate::spec::HttpStatus;
 use crate::state::TaskState;
 use crate::validate::ValidationError;
@@ -39,6 +43,8 @@ pub enum Error {
         "the service rejected the parameters (HTTP 400): {message}; check the prompt, scene type, batch size and image source"
     )]
     BadRequest {
+        /// The call the service answered.
+        during: Operation,
         /// The server's message.
         message: String,
     },
@@ -48,13 +54,21 @@ pub enum Error {
         "the service refused the API key (HTTP 401): {message}; check PICWISH_API_KEY and that the service is enabled for it"
     )]
     Unauthorized {
+        /// The call the service answered.
+        during: Operation,
         /// The server's message.
         message: String,
     },
 
-    /// HTTP 404: unknown URL or task id.
-    #[error("not found (HTTP 404): {message}; check the base URL and the task id")]
+    /// HTTP 404: unknown URL or task id. Answering a query, it means the service no longer
+    /// knows the task: if it had succeeded it was charged and its results are gone.
+    #[error("not found (HTTP 404) answering the {during}: {message}; {}", match during {
+        Operation::Query => "the service no longer knows this task (it keeps tasks about 1 hour); if it had succeeded it was charged and its results are gone",
+        _ => "check the base URL",
+    })]
     NotFound {
+        /// The call the service answered.
+        during: Operation,
         /// The server's message.
         message: String,
     },
@@ -64,6 +78,8 @@ pub enum Error {
         "the service refused the upload as too large (HTTP 413): {message}; PNG files must be at most 20 MiB"
     )]
     PayloadTooLarge {
+        /// The call the service answered.
+        during: Operation,
         /// The server's message.
         message: String,
     },
@@ -73,6 +89,8 @@ pub enum Error {
         "rate limited by the service (HTTP 429) after {attempts} attempts: {message}; lower the configured QPS or ask PicWish to raise the key's limit"
     )]
     RateLimited {
+        /// The call that was refused.
+        during: Operation,
         /// The server's message.
         message: String,
         /// The `Retry-After` the server asked for, if any.
@@ -86,6 +104,8 @@ pub enum Error {
         "the service failed (HTTP {status}) after {attempts} attempts: {message}; try again later"
     )]
     Server {
+        /// The call the service answered.
+        during: Operation,
         /// The HTTP status.
         status: u16,
         /// The server's message.
@@ -97,6 +117,8 @@ pub enum Error {
     /// An HTTP status the spec does not document.
     #[error("unexpected answer from the service (HTTP {status}): {message}")]
     UnexpectedStatus {
+        /// The call the service answered.
+        during: Operation,
         /// The HTTP status.
         status: u16,
         /// The server's message or the start of the body.
@@ -108,8 +130,8 @@ pub enum Error {
         "the service's answer to {during} is not the documented JSON (HTTP {status}): {reason}; body starts with {body_start:?}; check that the base URL points at the Generate Background API (a proxy or a captive portal may be answering instead)"
     )]
     InvalidResponse {
-        /// Which call ("create", "query").
-        during: &'static str,
+        /// The call the service answered.
+        during: Operation,
         /// The HTTP status.
         status: u16,
         /// What is wrong.
@@ -126,8 +148,8 @@ pub enum Error {
         "; the request may have reached the service, so it was not sent again (a second create would be a second charge)"
     } else { "" })]
     Network {
-        /// Which call ("create", "query", "download").
-        during: &'static str,
+        /// The call that failed.
+        during: Operation,
         /// True when a create may have been accepted despite the error.
         maybe_accepted: bool,
         /// The cause.
@@ -200,6 +222,11 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// The ledger that records each input's task could not be read or written, or another
+    /// owner changed the input's entry; see [`LedgerError`].
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 impl Error {
@@ -243,37 +270,105 @@ impl Error {
         }
     }
 
-    /// True when this error, returned by a create, leaves open whether the service accepted the
-    /// task (and charged it): the request was sent and no answer said no — a lost or cut answer,
-    /// a timeout, a gateway timeout, an HTTP 200 answer that could not be read. Creating again
-    /// could pay twice; resume or ask the user instead.
-    pub fn may_have_created_task(&self) -> bool {
+    /// What the caller can do about this error — the one classification every adapter (the
+    /// CLI, the Lambda, the C ABI) acts on. See [`Recovery`].
+    pub fn recovery(&self) -> Recovery {
+        use Operation::{Create, Download, Query};
         match self {
-            Error::Network { maybe_accepted, .. } => *maybe_accepted,
-            Error::Server { status: 504, .. } => true,
-            Error::InvalidResponse {
-                during: "create",
+            // Nothing was sent, or the service refused: the same input fails the same way.
+            Error::Invalid(_)
+            | Error::Io { .. }
+            | Error::Config(_)
+            | Error::BadRequest { .. }
+            | Error::Unauthorized { .. }
+            | Error::PayloadTooLarge { .. } => Recovery::Permanent,
+            Error::NotFound { during: Create, .. } => Recovery::Permanent,
+            // The service no longer knows a task it issued: if it had succeeded it was charged,
+            // and its results are gone either way.
+            Error::NotFound { .. } => Recovery::ResultsLost,
+            // A create answered 429 or a documented failure (500/502/503) issued no task id.
+            Error::RateLimited { during: Create, .. } => Recovery::Retry,
+            // A gateway timeout: the backend may have accepted the create.
+            Error::Server {
+                during: Create,
                 status,
                 ..
-            } => *status == crate::spec::STATUS_OK,
-            _ => false,
+            } if *status == 504 => Recovery::Unconfirmed,
+            Error::Server { during: Create, .. } => Recovery::Retry,
+            Error::UnexpectedStatus { during: Create, .. } => Recovery::Permanent,
+            // An HTTP 200 answer to a create that cannot be read: the task exists, its id is lost.
+            Error::InvalidResponse {
+                during: Create,
+                status,
+                ..
+            } if *status == crate::spec::STATUS_OK => Recovery::Unconfirmed,
+            Error::InvalidResponse { during: Create, .. } => Recovery::Retry,
+            Error::Network {
+                during: Create,
+                maybe_accepted,
+                ..
+            } => {
+                if *maybe_accepted {
+                    Recovery::Unconfirmed
+                } else {
+                    Recovery::Retry
+                }
+            }
+            // Trouble while querying or downloading: the task is unharmed, come back to it.
+            Error::RateLimited {
+                during: Query | Download,
+                ..
+            }
+            | Error::Server {
+                during: Query | Download,
+                ..
+            }
+            | Error::UnexpectedStatus {
+                during: Query | Download,
+                ..
+            }
+            | Error::InvalidResponse {
+                during: Query | Download,
+                ..
+            }
+            | Error::Network {
+                during: Query | Download,
+                ..
+            }
+            | Error::Timeout { .. }
+            | Error::Cancelled { .. }
+            | Error::ResultInvalid { .. } => Recovery::Resume,
+            // A failed task is not charged; a new task may succeed where the service says so.
+            Error::TaskFailed { state, .. } => {
+                if state.is_transient_failure() {
+                    Recovery::Retry
+                } else {
+                    Recovery::Permanent
+                }
+            }
+            // A succeeded task was charged; its results cannot be had any more.
+            Error::ResultMissing { .. } | Error::ResultExpired { .. } => Recovery::ResultsLost,
+            // The ledger is checked before a create is sent: a failure there sent nothing.
+            Error::Ledger(_) => Recovery::Retry,
         }
     }
 
-    /// True when the same input may succeed if tried again later (service trouble, network,
-    /// rate limiting, timeouts); false when it would fail the same way (bad input, bad key,
-    /// a verdict on the content).
+    /// True when this error leaves open whether the service accepted a create (and charged
+    /// it): the request was sent and no answer said no — a lost or cut answer, a timeout, a
+    /// gateway timeout, an HTTP 200 answer that could not be read. Creating again could pay
+    /// twice. The same as `recovery() == Recovery::Unconfirmed`.
+    pub fn may_have_created_task(&self) -> bool {
+        self.recovery() == Recovery::Unconfirmed
+    }
+
+    /// True when starting over — a new create for the same input — is safe and may succeed
+    /// later: nothing is running and nothing was charged (`recovery() == Recovery::Retry`).
+    ///
+    /// False whenever a task may exist: a task to resume by id ([`Recovery::Resume`]), a create
+    /// that may have been charged, results that were charged and lost, and every error the
+    /// same input would meet again.
     pub fn is_transient(&self) -> bool {
-        match self {
-            Error::RateLimited { .. }
-            | Error::Server { .. }
-            | Error::Network { .. }
-            | Error::Timeout { .. }
-            | Error::InvalidResponse { .. }
-            | Error::ResultInvalid { .. } => true,
-            Error::TaskFailed { state, .. } => state.is_transient_failure(),
-            _ => false,
-        }
+        self.recovery() == Recovery::Retry
     }
 
     pub(crate) fn io(
@@ -289,6 +384,93 @@ impl Error {
     }
 }
 
+/// The API call an error happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Operation {
+    /// Creating a task (`POST`): the only call that can charge credits.
+    Create,
+    /// Querying a task (`GET` by id): always safe to repeat.
+    Query,
+    /// Downloading a result image: never carries the API key, never uses the rate limit.
+    Download,
+}
+
+impl Operation {
+    /// The operation's name: `create`, `query` or `download`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Query => "query",
+            Operation::Download => "download",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a caller can do after an error: the one answer the CLI, the Lambda and the C ABI act
+/// on, so that none of them sends a create that may be paid twice.
+///
+/// | recovery | a task … | charged | what to do |
+/// | --- | --- | --- | --- |
+/// | [`Retry`](Recovery::Retry) | does not exist (or failed) | no | try the input again later: a new create is safe |
+/// | [`Resume`](Recovery::Resume) | exists and may still finish | when it succeeds | wait for it again by its id; never create |
+/// | [`Unconfirmed`](Recovery::Unconfirmed) | may exist, id unknown | maybe | ask: creating again may pay twice |
+/// | [`ResultsLost`](Recovery::ResultsLost) | ran, its results are gone | yes (or maybe) | ask: generating again is paid again |
+/// | [`Permanent`](Recovery::Permanent) | does not exist (or failed) | no | fix the input, the key or the configuration |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Nothing is running and nothing was charged; the same input may succeed later (rate
+    /// limiting, a service failure that issued no task, a task that failed on the service's
+    /// side). A new create is safe.
+    Retry,
+    /// A task exists and may still finish (a timeout, a cancelled wait, trouble while polling or
+    /// downloading): resume it by its id. Creating again would pay twice.
+    Resume,
+    /// A create was sent and its answer never seen (a timeout, a cut connection, a gateway
+    /// timeout, an unreadable HTTP 200): a task may exist and be charged, and the API cannot
+    /// tell. Created again only when the user accepts paying twice.
+    Unconfirmed,
+    /// The task was charged (or, when the service no longer knows it, may have been) and its
+    /// results can no longer be had: generating again is paid again.
+    ResultsLost,
+    /// The same input would fail the same way (it breaks a rule, the key is refused, the
+    /// content was judged): nothing was charged; change something first.
+    Permanent,
+}
+
+impl Recovery {
+    /// The recovery's name, as written in records and JSON: `retry`, `resume`, `unconfirmed`,
+    /// `results_lost`, `permanent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recovery::Retry => "retry",
+            Recovery::Resume => "resume",
+            Recovery::Unconfirmed => "unconfirmed",
+            Recovery::ResultsLost => "results_lost",
+            Recovery::Permanent => "permanent",
+        }
+    }
+
+    /// True when credits were, or may have been, spent for nothing to show.
+    pub fn may_be_charged(self) -> bool {
+        matches!(self, Recovery::Unconfirmed | Recovery::ResultsLost)
+    }
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -296,7 +478,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
-    fn invalid(during: &'static str, status: u16) -> Error {
+    fn invalid(during: Operation, status: u16) -> Error {
         Error::InvalidResponse {
             during,
             status,
@@ -305,25 +487,92 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_answers_that_leave_a_create_open_may_have_created_a_task() {
-        assert!(invalid("create", 200).may_have_created_task());
-        assert!(!invalid("create", 502).may_have_created_task());
-        assert!(!invalid("query", 200).may_have_created_task());
-        let server = |status| Error::Server {
+    fn server(during: Operation, status: u16) -> Error {
+        Error::Server {
+            during,
             status,
             message: String::new(),
             attempts: 1,
+        }
+    }
+
+    #[test]
+    fn only_answers_that_leave_a_create_open_may_have_created_a_task() {
+        assert!(invalid(Operation::Create, 200).may_have_created_task());
+        assert!(!invalid(Operation::Create, 502).may_have_created_task());
+        assert!(!invalid(Operation::Query, 200).may_have_created_task());
+        assert!(server(Operation::Create, 504).may_have_created_task());
+        assert!(!server(Operation::Create, 503).may_have_created_task());
+        assert!(!server(Operation::Query, 504).may_have_created_task());
+        let limited = Error::RateLimited {
+            during: Operation::Create,
+            message: String::new(),
+            retry_after: None,
+            attempts: 1,
         };
-        assert!(server(504).may_have_created_task());
-        assert!(!server(503).may_have_created_task());
-        assert!(
-            !Error::RateLimited {
+        assert!(!limited.may_have_created_task());
+        assert_eq!(limited.recovery(), Recovery::Retry);
+    }
+
+    #[test]
+    fn nothing_that_may_have_created_a_task_is_transient() {
+        for error in [
+            invalid(Operation::Create, 200),
+            server(Operation::Create, 504),
+            Error::NotFound {
+                during: Operation::Query,
                 message: String::new(),
-                retry_after: None,
-                attempts: 1
-            }
-            .may_have_created_task()
+            },
+            Error::ResultExpired {
+                task_id: "T".into(),
+                index: 1,
+                status: 403,
+            },
+            Error::Timeout {
+                task_id: "T".into(),
+                waited: Duration::from_secs(300),
+                last_state: TaskState::Processing,
+            },
+        ] {
+            assert!(!error.is_transient(), "{error}");
+            assert_ne!(error.recovery(), Recovery::Retry, "{error}");
+        }
+        assert!(server(Operation::Create, 500).is_transient());
+        assert_eq!(server(Operation::Query, 500).recovery(), Recovery::Resume);
+    }
+
+    #[test]
+    fn a_404_means_a_bad_url_on_create_and_a_lost_task_on_query() {
+        let create = Error::NotFound {
+            during: Operation::Create,
+            message: "no route".into(),
+        };
+        assert_eq!(create.recovery(), Recovery::Permanent);
+        assert!(create.to_string().contains("base URL"), "{create}");
+        let query = Error::NotFound {
+            during: Operation::Query,
+            message: "task not found".into(),
+        };
+        assert_eq!(query.recovery(), Recovery::ResultsLost);
+        assert!(query.recovery().may_be_charged());
+        assert!(query.to_string().contains("no longer knows"), "{query}");
+    }
+
+    #[test]
+    fn failed_tasks_are_retried_only_when_the_failure_is_the_services() {
+        let failed = |state| Error::TaskFailed {
+            task_id: "T".into(),
+            state,
+            message: None,
+        };
+        assert_eq!(
+            failed(TaskState::ProcessingTimedOut).recovery(),
+            Recovery::Retry,
+            "-8 is the service's trouble"
+        );
+        assert_eq!(
+            failed(TaskState::InvalidPrompt).recovery(),
+            Recovery::Permanent
         );
     }
 }

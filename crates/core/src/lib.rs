@@ -33,8 +33,10 @@ pub mod client;
 pub mod config;
 pub mod download;
 pub mod error;
+pub mod files;
 pub mod forecast;
 pub mod generate;
+pub mod ledger;
 pub mod rate_limit;
 pub mod request;
 pub mod response;
@@ -51,9 +53,11 @@ pub use client::Client;
 pub use config::{
     ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Operation, Recovery, Result};
 pub use generate::Generation;
-pub use request::{Background, BatchSize, GenerateRequest, GenerateRequestBuilder, ImageSource};
+pub use request::{
+    Background, BatchSize, GenerateRequest, GenerateRequestBuilder, GenerationOptions, ImageSource,
+};
 pub use response::TaskInfo;
 pub use result::{GeneratedImage, ImageFormat, ResultLocation};
 pub use scheduler::PollPolicy;

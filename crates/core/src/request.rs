@@ -1,8 +1,10 @@
 //! What to generate: the source image, the background description and the batch size.
 //!
-//! A [`GenerateRequest`] is built with [`GenerateRequest::builder`]; the builder refuses the
-//! combinations the service refuses (no image or two, no background description or two, a
-//! `batch_size` other than 1 or 2, a blank or overlong prompt) before anything is sent.
+//! [`GenerationOptions`] is everything but the image — the part of an input's identity that
+//! the CLI's flags, the Lambda's object metadata and the C ABI's request all describe. A
+//! [`GenerateRequest`] is an image plus options, built with [`GenerateRequest::builder`]; both
+//! refuse the combinations the service refuses (no image or two, no background description or
+//! two, a `batch_size` other than 1 or 2, a blank or overlong prompt) before anything is sent.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -64,8 +66,8 @@ pub enum Background {
     SceneType(u32),
 }
 
-/// How many images to generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+/// How many images to generate. Serialised as its count (1 or 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BatchSize {
     /// One image (3 credits).
     One,
@@ -89,6 +91,12 @@ impl BatchSize {
     }
 }
 
+impl Serialize for BatchSize {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.count())
+    }
+}
+
 impl TryFrom<i64> for BatchSize {
     type Error = ValidationError;
 
@@ -101,24 +109,65 @@ impl TryFrom<i64> for BatchSize {
     }
 }
 
-/// A complete, locally valid request for one background generation task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenerateRequest {
-    image: ImageSource,
+/// What to generate, without the image: the background (a prompt or a scene template), the
+/// negative prompt and the batch size. Always locally valid.
+///
+/// Two inputs with the same image and equal options are the same work: [`identity`]
+/// (Self::identity) is the stable serialisation the task ledger hashes into input keys.
+///
+/// ```
+/// use backdrop_core::{BatchSize, GenerationOptions};
+/// let options = GenerationOptions::prompt("a marble countertop")?
+///     .with_negative_prompt("people")
+///     .with_batch_size(BatchSize::One);
+/// assert_eq!(options.batch_size().count(), 1);
+/// # Ok::<(), backdrop_core::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GenerationOptions {
     background: Background,
     negative_prompt: Option<String>,
     batch_size: BatchSize,
 }
 
-impl GenerateRequest {
-    /// Starts a request.
-    pub fn builder() -> GenerateRequestBuilder {
-        GenerateRequestBuilder::default()
+impl GenerationOptions {
+    /// Options describing the background with `background`, checked (a prompt of 1 to 1024
+    /// characters, a positive scene type), with no negative prompt and the default batch size.
+    pub fn new(background: Background) -> Result<Self, ValidationError> {
+        match &background {
+            Background::Prompt(prompt) => validate::check_prompt(prompt)?,
+            Background::SceneType(scene) => {
+                check_scene_type(i64::from(*scene))?;
+            }
+        }
+        Ok(GenerationOptions {
+            background,
+            negative_prompt: None,
+            batch_size: BatchSize::default(),
+        })
     }
 
-    /// The source image.
-    pub fn image(&self) -> &ImageSource {
-        &self.image
+    /// Options with a prompt.
+    pub fn prompt(prompt: impl Into<String>) -> Result<Self, ValidationError> {
+        Self::new(Background::Prompt(prompt.into()))
+    }
+
+    /// Options with a scene template id.
+    pub fn scene_type(scene_type: i64) -> Result<Self, ValidationError> {
+        Self::new(Background::SceneType(check_scene_type(scene_type)?))
+    }
+
+    /// Sets the negative prompt; a blank one means none.
+    pub fn with_negative_prompt(mut self, negative_prompt: impl Into<String>) -> Self {
+        let negative_prompt = negative_prompt.into();
+        self.negative_prompt = (!negative_prompt.trim().is_empty()).then_some(negative_prompt);
+        self
+    }
+
+    /// Sets the number of images.
+    pub fn with_batch_size(mut self, batch_size: BatchSize) -> Self {
+        self.batch_size = batch_size;
+        self
     }
 
     /// The background description.
@@ -134,6 +183,74 @@ impl GenerateRequest {
     /// The number of images to generate.
     pub fn batch_size(&self) -> BatchSize {
         self.batch_size
+    }
+
+    /// A stable serialisation of the options, for identities that must not change between
+    /// versions or toolchains: a format tag, then each field as its name, its length as a
+    /// little-endian `u64` and its bytes (UTF-8 text, decimal numbers).
+    pub fn identity(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut field = |name: &str, value: &[u8]| {
+            for part in [name.as_bytes(), value] {
+                out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                out.extend_from_slice(part);
+            }
+        };
+        field("format", b"backdrop.generation-options.1");
+        match &self.background {
+            Background::Prompt(prompt) => field("prompt", prompt.as_bytes()),
+            Background::SceneType(scene) => field("scene_type", scene.to_string().as_bytes()),
+        }
+        if let Some(negative) = &self.negative_prompt {
+            field("negative_prompt", negative.as_bytes());
+        }
+        field("batch_size", self.batch_size.count().to_string().as_bytes());
+        out
+    }
+}
+
+/// A complete, locally valid request for one background generation task: an image and the
+/// [`GenerationOptions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateRequest {
+    image: ImageSource,
+    options: GenerationOptions,
+}
+
+impl GenerateRequest {
+    /// Starts a request.
+    pub fn builder() -> GenerateRequestBuilder {
+        GenerateRequestBuilder::default()
+    }
+
+    /// A request for `image` with `options` (both already valid).
+    pub fn new(image: ImageSource, options: GenerationOptions) -> Self {
+        GenerateRequest { image, options }
+    }
+
+    /// The source image.
+    pub fn image(&self) -> &ImageSource {
+        &self.image
+    }
+
+    /// Everything but the image.
+    pub fn options(&self) -> &GenerationOptions {
+        &self.options
+    }
+
+    /// The background description.
+    pub fn background(&self) -> &Background {
+        self.options.background()
+    }
+
+    /// The negative prompt, if any.
+    pub fn negative_prompt(&self) -> Option<&str> {
+        self.options.negative_prompt()
+    }
+
+    /// The number of images to generate.
+    pub fn batch_size(&self) -> BatchSize {
+        self.options.batch_size()
     }
 }
 
@@ -203,6 +320,23 @@ impl GenerateRequestBuilder {
         self
     }
 
+    /// Sets the background, negative prompt and batch size from `options` (replacing any set
+    /// before).
+    pub fn options(mut self, options: GenerationOptions) -> Self {
+        let GenerationOptions {
+            background,
+            negative_prompt,
+            batch_size,
+        } = options;
+        (self.prompt, self.scene_type) = match background {
+            Background::Prompt(prompt) => (Some(prompt), None),
+            Background::SceneType(scene) => (None, Some(i64::from(scene))),
+        };
+        self.negative_prompt = negative_prompt;
+        self.batch_size = Some(i64::from(batch_size.count()));
+        self
+    }
+
     /// Checks every rule and returns the request, or the first rule broken.
     pub fn build(self) -> Result<GenerateRequest, ValidationError> {
         if let Some(error) = self.image_url_error {
@@ -239,17 +373,15 @@ impl GenerateRequestBuilder {
             }
             (None, Some(scene)) => Background::SceneType(check_scene_type(scene)?),
         };
-        let negative_prompt = self.negative_prompt.filter(|n| !n.trim().is_empty());
         let batch_size = match self.batch_size {
             Some(value) => BatchSize::try_from(value)?,
             None => BatchSize::default(),
         };
-        Ok(GenerateRequest {
-            image,
-            background,
-            negative_prompt,
-            batch_size,
-        })
+        let mut options = GenerationOptions::new(background)?.with_batch_size(batch_size);
+        if let Some(negative) = self.negative_prompt {
+            options = options.with_negative_prompt(negative);
+        }
+        Ok(GenerateRequest { image, options })
     }
 }
 
@@ -347,6 +479,58 @@ mod tests {
             .unwrap();
         let shown = format!("{request:?}");
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn option_identities_are_stable_and_tell_every_field_apart() {
+        let prompt = GenerationOptions::prompt("a beach").unwrap();
+        // Pinned: changing the serialisation changes every ledger key (and so the work done).
+        let hex: String = prompt
+            .identity()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "0600000000000000666f726d61741d000000000000006261636b64726f702e67656e65726174696f6e2d6f7074696f6e732e310600000000000000\
+             70726f6d7074070000000000000061206265616368\
+             0a0000000000000062617463685f73697a65010000000000000032"
+        );
+        let variants = [
+            prompt.clone(),
+            GenerationOptions::prompt("a beach!").unwrap(),
+            prompt.clone().with_negative_prompt("sand"),
+            prompt.clone().with_batch_size(BatchSize::One),
+            GenerationOptions::scene_type(7).unwrap(),
+            GenerationOptions::prompt("7").unwrap(),
+        ];
+        for (i, a) in variants.iter().enumerate() {
+            for (j, b) in variants.iter().enumerate() {
+                assert_eq!(i == j, a.identity() == b.identity(), "{a:?} vs {b:?}");
+            }
+        }
+        assert_eq!(
+            prompt.clone().with_negative_prompt("  ").identity(),
+            prompt.identity(),
+            "a blank negative prompt is none"
+        );
+    }
+
+    #[test]
+    fn options_and_builder_agree() {
+        let options = GenerationOptions::scene_type(105)
+            .unwrap()
+            .with_negative_prompt("text")
+            .with_batch_size(BatchSize::One);
+        let request = GenerateRequest::builder()
+            .image_path("a.png")
+            .prompt("replaced")
+            .options(options.clone())
+            .build()
+            .unwrap();
+        assert_eq!(request.options(), &options);
+        assert!(GenerationOptions::prompt(" ").is_err());
+        assert!(GenerationOptions::scene_type(0).is_err());
     }
 
     #[test]
