@@ -8,7 +8,9 @@ use clap::{Parser, ValueEnum};
 
 use crate::Emulator;
 
-use crate::config::{EmulatorConfig, Faults, ProcessingTime, ProgressMode, ResultFormat};
+use crate::config::{
+    EmulatorConfig, Faults, LostAnswer, ProcessingTime, ProgressMode, ResultFormat,
+};
 
 /// Serve a local emulator of PicWish's Generate Background API.
 #[derive(Debug, Clone, Parser)]
@@ -68,6 +70,10 @@ pub struct EmulatorArgs {
     /// Share of accepted creates whose answer is lost (task created, connection then closed).
     #[arg(long, default_value_t = 0.0, value_name = "RATE")]
     pub lost_answer_rate: f64,
+    /// What a lost create answer looks like: the connection closed, a gateway's 504, or a
+    /// garbled HTTP 200.
+    #[arg(long, value_enum, default_value_t = LostAnswerArg::Closed)]
+    pub lost_answer_as: LostAnswerArg,
     /// Negative state that --fail-rate tasks end in.
     #[arg(long, allow_negative_numbers = true, value_name = "STATE", default_value_t = -1)]
     pub fail_state: i32,
@@ -89,6 +95,17 @@ pub enum ProgressArg {
     Grows,
     /// Progress stays 0 until the task ends.
     Withheld,
+}
+
+/// `--lost-answer-as` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LostAnswerArg {
+    /// The connection is closed.
+    Closed,
+    /// HTTP 504 from a gateway.
+    GatewayTimeout,
+    /// HTTP 200 with a cut body.
+    Garbled,
 }
 
 /// `--result-format` values.
@@ -145,6 +162,11 @@ impl EmulatorArgs {
                 slow_rate: self.slow_rate,
                 slow_delay: ms(self.slow_delay_ms),
                 lost_answer_rate: self.lost_answer_rate,
+                lost_answer_as: match self.lost_answer_as {
+                    LostAnswerArg::Closed => LostAnswer::Closed,
+                    LostAnswerArg::GatewayTimeout => LostAnswer::GatewayTimeout,
+                    LostAnswerArg::Garbled => LostAnswer::Garbled,
+                },
                 fail_state: Some(self.fail_state),
                 fail_rate: self.fail_rate,
                 never_finish_rate: self.never_finish_rate,

@@ -223,6 +223,8 @@ pub struct Faults {
     /// never learns the task id. Counted in
     /// [`Counters::create_answers_lost`](crate::Counters::create_answers_lost).
     pub lost_answer_rate: f64,
+    /// What the client gets instead of a lost create answer.
+    pub lost_answer_as: LostAnswer,
     /// State that failing tasks end in (a negative code such as -1 or -15); `None` or a code that
     /// is not negative disables [`fail_rate`](Self::fail_rate).
     pub fail_state: Option<i32>,
@@ -232,6 +234,20 @@ pub struct Faults {
     pub never_finish_rate: f64,
     /// Result URLs answer 403 as if they had expired.
     pub expire_results: bool,
+}
+
+/// What a client sees of a create answer that is lost ([`Faults::lost_answer_rate`]): each is a
+/// way a create can be accepted (and charged) while the client never reads its task id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostAnswer {
+    /// The connection is closed before a byte of the answer.
+    #[default]
+    Closed,
+    /// HTTP 504 with an HTML body, as a gateway that gave up waiting for the backend answers.
+    GatewayTimeout,
+    /// HTTP 200 with a body that is not the documented JSON (cut in the middle).
+    Garbled,
 }
 
 impl Faults {

@@ -75,8 +75,8 @@ use tokio::task::JoinHandle;
 
 pub use app::FAIL_TRIGGER;
 pub use config::{
-    DEFAULT_API_KEY, DEFAULT_MAX_BODY_BYTES, EmulatorConfig, Faults, ProcessingTime, ProgressMode,
-    ResultFormat,
+    DEFAULT_API_KEY, DEFAULT_MAX_BODY_BYTES, EmulatorConfig, Faults, LostAnswer, ProcessingTime,
+    ProgressMode, ResultFormat,
 };
 pub use counters::Counters;
 pub use tasks::TaskInfo;

@@ -21,6 +21,8 @@ use backdrop_core::spec::{self, HttpStatus, field};
 use backdrop_core::validate::{self, ValidationError};
 use backdrop_core::{BatchSize, spec::MAX_IMAGE_FILE_BYTES};
 use bytes::Bytes;
+
+use crate::config::LostAnswer;
 use serde_json::json;
 
 use crate::app::{App, NewTask, chance, lock};
@@ -128,17 +130,40 @@ pub(crate) async fn create(State(app): State<Arc<App>>, request: Request) -> Res
     match check_form(form) {
         Ok(new) => {
             let task_id = app.create_task(new);
-            let lost_answer_rate = app.faults().lost_answer_rate;
-            if chance(&mut lock(&app.rng), lost_answer_rate)
-                && let Some(connection) = connection
-            {
-                app.answer_lost(&task_id);
-                connection.kill();
-                tracing::debug!(%task_id, "fault: the create answer is lost");
-                // Never written: the connection fails on the first write.
-                let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-                response.extensions_mut().insert(AnswerLost);
-                return response;
+            let faults = app.faults();
+            if chance(&mut lock(&app.rng), faults.lost_answer_rate) {
+                match (faults.lost_answer_as, connection) {
+                    (LostAnswer::Closed, Some(connection)) => {
+                        app.answer_lost(&task_id);
+                        connection.kill();
+                        tracing::debug!(%task_id, "fault: the create answer is lost");
+                        // Never written: the connection fails on the first write.
+                        let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                        response.extensions_mut().insert(AnswerLost);
+                        return response;
+                    }
+                    (LostAnswer::GatewayTimeout, _) => {
+                        app.answer_lost(&task_id);
+                        tracing::debug!(%task_id, "fault: the create answer is a gateway timeout");
+                        return (
+                            StatusCode::GATEWAY_TIMEOUT,
+                            [(axum::http::header::CONTENT_TYPE, "text/html")],
+                            "<html><body><h1>504 Gateway Time-out</h1></body></html>",
+                        )
+                            .into_response();
+                    }
+                    (LostAnswer::Garbled, _) => {
+                        app.answer_lost(&task_id);
+                        tracing::debug!(%task_id, "fault: the create answer is garbled");
+                        return (
+                            StatusCode::OK,
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            "{\"status\":200,\"message\":\"success\",\"data\":{\"task_",
+                        )
+                            .into_response();
+                    }
+                    (LostAnswer::Closed, None) => {}
+                }
             }
             envelope(
                 StatusCode::OK,
