@@ -10,9 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use backdrop_core::ledger::{
+    Begin, Entry, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Refusal, Ticket,
+};
 use backdrop_core::{
-    Client, GenerateRequest, GenerateRequestBuilder, GeneratedImage, TaskInfo, WaitControl,
-    WaitOptions,
+    Client, GenerateRequest, GenerateRequestBuilder, GeneratedImage, Recovery, TaskInfo,
+    WaitControl, WaitOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -20,10 +23,10 @@ use tokio::sync::watch;
 use crate::args::GenerateArgs;
 use crate::error::{CliError, EXIT_FAILED};
 use crate::inputs::{self, Input, InputSource};
-use crate::journal::{self, Entry, EntryState, Journal};
+use crate::journal::Journal;
 use crate::output;
 use crate::progress::Progress;
-use crate::service::{BUILT_IN, Service};
+use crate::service::Service;
 use crate::summary::{FailureRecord, InputOutcome, OutcomeStatus, Summary};
 
 /// Runs `backdrop generate`.
@@ -44,16 +47,27 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         max_wait: Duration::from_secs(args.timeout),
         poll_interval: backdrop_core::spec::POLL_INTERVAL.div_f64(scale),
     };
-    let options = options_text(&args);
+    let ledger = Ledger::new(
+        &journal,
+        service.identity.clone(),
+        Policy {
+            retry_unconfirmed: args.retry_unconfirmed,
+            regenerate_expired: args.regenerate_expired,
+            ..Policy::exclusive()
+        },
+    );
+    let owner = Owner::exclusive(run_id());
+    let legacy_options = options_text_before_ledger(&args);
     let mut outcomes: Vec<(usize, InputOutcome)> =
         futures_util::stream::iter(inputs.into_iter().enumerate())
             .map(|(position, input)| {
                 let job = Job {
                     client: &service.client,
-                    service: &service.identity,
+                    ledger: &ledger,
+                    owner: &owner,
                     journal: &journal,
                     args: &args,
-                    options: &options,
+                    legacy_options: &legacy_options,
                     progress: &progress,
                     running: &running,
                     interrupt: interrupt.clone(),
@@ -105,8 +119,8 @@ fn request_for(args: &GenerateArgs, builder: GenerateRequestBuilder) -> Generate
     builder
 }
 
-/// The options that change a result, as canonical text for the journal's input keys.
-fn options_text(args: &GenerateArgs) -> String {
+/// The options text backdrop 0.1 keyed its journal with, to adopt the entries of such a journal.
+fn options_text_before_ledger(args: &GenerateArgs) -> String {
     format!(
         "batch={}\nprompt={:?}\nscene={:?}\nnegative={:?}",
         args.batch, args.prompt, args.scene, args.negative
@@ -125,13 +139,23 @@ enum Finished {
     Interrupted,
 }
 
+/// A new id for this run, the owner of the inputs it works on.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("backdrop-{}-{nanos:x}", std::process::id())
+}
+
 /// What every input's job shares.
 struct Job<'a> {
     client: &'a Client,
-    service: &'a str,
+    ledger: &'a Ledger<&'a Journal>,
+    owner: &'a Owner,
     journal: &'a Journal,
     args: &'a GenerateArgs,
-    options: &'a str,
+    legacy_options: &'a str,
     progress: &'a Progress,
     running: &'a AtomicUsize,
     interrupt: watch::Receiver<u8>,
@@ -210,87 +234,63 @@ impl Job<'_> {
         outcome: &mut InputOutcome,
     ) -> Result<Finished, FailureRecord> {
         let request = self.request(input)?;
-        let key = self.key(input).await?;
-        let previous = self
-            .journal
-            .get(&key)
-            .filter(|entry| self.resumable(entry) || entry.state == EntryState::Done);
-        if let Some(entry) = previous {
-            match entry.state {
-                EntryState::Done if self.outputs_exist(&entry) => {
-                    outcome.task_id = entry.task_id.clone();
-                    outcome.outputs = entry
-                        .outputs
-                        .iter()
-                        .map(|o| self.args.out.join(o))
-                        .collect();
-                    return Ok(Finished::AlreadyDone);
-                }
-                EntryState::Done | EntryState::Created if self.resumable(&entry) => {
-                    if let Some(task_id) = entry.task_id.clone() {
-                        self.progress
-                            .event(format!("resuming {} as task {task_id}", outcome.input));
-                        return self.finish(&key, entry, task_id, input, outcome).await;
-                    }
-                }
-                EntryState::Submitting | EntryState::Unconfirmed
-                    if !self.args.retry_unconfirmed =>
-                {
-                    return Err(self.unconfirmed(&key, entry).await);
-                }
-                EntryState::Expired if !self.args.regenerate_expired => {
-                    outcome.task_id = entry.task_id.clone();
-                    return Err(entry.failure.unwrap_or_else(|| {
-                        FailureRecord::local(
-                            "its task finished but the results expired before they were \
-                             downloaded; run with --regenerate-expired to generate it again"
-                                .into(),
-                        )
-                    }));
-                }
-                _ => {}
-            }
-        }
+        let key = self.key(input, &request).await?;
+        self.journal
+            .adopt_entry_before_ledger(&key, input, self.legacy_options)
+            .await
+            .map_err(|e| FailureRecord::local(e.to_string()))?;
         if self.stopping() {
             return Ok(Finished::Skipped);
         }
-        let mut entry = Entry::new(input, self.service, EntryState::Submitting);
-        // "submitting" reaches the disk once the create has its share of the budget and before
-        // it is sent: a run killed earlier sent nothing and leaves nothing to confirm.
-        let record_submitting = || async {
-            self.journal
-                .record(&key, entry.clone())
-                .await
-                .map_err(|e| backdrop_core::Error::Config(format!("{e}; nothing was sent")))
-        };
-        let created = self
-            .client
-            .create_task_recorded(&request, record_submitting)
-            .await;
-        let task_id = match created {
-            Ok(task_id) => task_id,
-            Err(error) => {
-                let mut failure = FailureRecord::from_error(&error);
-                entry.state = if failure.maybe_accepted {
-                    failure.message.push_str(
-                        "; the journal marks it unconfirmed: run again with --retry-unconfirmed \
-                         to create it again (it may then be charged twice)",
-                    );
-                    EntryState::Unconfirmed
-                } else {
-                    EntryState::Failed
-                };
-                entry.failure = Some(failure.clone());
-                self.save(&key, entry).await;
-                return Err(failure);
+        let begin = self
+            .ledger
+            .begin(&key, &input.label(), self.owner, |entry| {
+                self.outputs_exist(entry)
+            })
+            .await
+            .map_err(|e| FailureRecord::local(e.to_string()))?;
+        match begin {
+            Begin::Done(entry) => {
+                outcome.task_id = entry.task_id.clone();
+                outcome.outputs = entry
+                    .outputs
+                    .iter()
+                    .map(|o| self.args.out.join(o))
+                    .collect();
+                Ok(Finished::AlreadyDone)
             }
-        };
-        self.progress
-            .event(format!("sent {} as task {task_id}", outcome.input));
-        entry.state = EntryState::Created;
-        entry.task_id = Some(task_id.clone());
-        self.save(&key, entry.clone()).await;
-        self.finish(&key, entry, task_id, input, outcome).await
+            Begin::Refused { entry, refusal } => {
+                outcome.task_id = entry.task_id.clone();
+                Err(refused(&entry, refusal))
+            }
+            Begin::Busy(entry) => Err(FailureRecord::local(format!(
+                "another run works on it ({}); wait for it to end",
+                entry.owner.map(|o| o.id).unwrap_or_default()
+            ))),
+            Begin::Resume(ticket) => {
+                if let Some(task_id) = ticket.task_id() {
+                    self.progress
+                        .event(format!("resuming {} as task {task_id}", outcome.input));
+                }
+                self.finish(ticket, input, outcome).await
+            }
+            Begin::Create(mut ticket) => {
+                // The ledger says "sending" once the create has its share of the budget and
+                // before it is sent: a run killed earlier sent nothing.
+                match ticket.create_task(self.client, &request).await {
+                    Ok(task_id) => {
+                        self.progress
+                            .event(format!("sent {} as task {task_id}", outcome.input));
+                        self.finish(ticket, input, outcome).await
+                    }
+                    Err(error) => Err(with_advice(
+                        FailureRecord::from_error(&error),
+                        error.recovery(),
+                        None,
+                    )),
+                }
+            }
+        }
     }
 
     /// The request for `input`, checked locally (refused inputs send and record nothing).
@@ -301,11 +301,7 @@ impl Job<'_> {
                 backdrop_core::validate::inspect_png_file(path).map_err(|error| match error {
                     backdrop_core::validate::InspectFileError::Invalid(rule) => invalid(rule),
                     backdrop_core::validate::InspectFileError::Io(source) => {
-                        FailureRecord::from_error(&backdrop_core::Error::Io {
-                            action: "read",
-                            path: path.clone(),
-                            source,
-                        })
+                        read_failure(path.clone(), source)
                     }
                 })?;
                 GenerateRequest::builder().image_path(path.clone())
@@ -315,29 +311,26 @@ impl Job<'_> {
         request_for(self.args, builder).build().map_err(invalid)
     }
 
-    /// The journal key of `input` (reads the file).
-    async fn key(&self, input: &Input) -> Result<String, FailureRecord> {
-        let (owned, options) = (input.clone(), self.options.to_owned());
-        let key = tokio::task::spawn_blocking(move || journal::input_key(&owned, &options))
-            .await
-            .map_err(|e| FailureRecord::local(format!("cannot read the input: {e}")))?;
-        key.map_err(|source| {
-            let path = match &input.source {
-                InputSource::File(path) => path.clone(),
-                InputSource::Url(url) => PathBuf::from(url),
-            };
-            FailureRecord::from_error(&backdrop_core::Error::Io {
-                action: "read",
-                path,
-                source,
-            })
-        })
-    }
-
-    /// True when `entry`'s task can be reached from this run: the same service, and not the
-    /// built-in emulator (whose tasks end with the run that started it).
-    fn resumable(&self, entry: &Entry) -> bool {
-        entry.service == self.service && self.service != BUILT_IN
+    /// The ledger key of `input`: its image (the file's bytes, or the URL), the request's
+    /// options and its output name. Reads the file.
+    async fn key(
+        &self,
+        input: &Input,
+        request: &GenerateRequest,
+    ) -> Result<InputKey, FailureRecord> {
+        let image = match &input.source {
+            InputSource::File(path) => {
+                let path = path.clone();
+                let hashed = path.clone();
+                tokio::task::spawn_blocking(move || ImageIdentity::of_file(&hashed))
+                    .await
+                    .map_err(|e| FailureRecord::local(format!("cannot read the input: {e}")))?
+                    .map_err(|source| read_failure(path, source))?
+            }
+            InputSource::Url(url) => ImageIdentity::Url(url.clone()),
+        };
+        let destination = input.output_stem.to_string_lossy();
+        Ok(InputKey::derive(&image, request.options(), &destination))
     }
 
     fn outputs_exist(&self, entry: &Entry) -> bool {
@@ -348,84 +341,31 @@ impl Job<'_> {
                 .all(|o| self.args.out.join(o).is_file())
     }
 
-    /// The failure of an input whose earlier create may have been accepted; marks it
-    /// unconfirmed (an entry still "submitting" belongs to a run that died mid-create).
-    async fn unconfirmed(&self, key: &str, mut entry: Entry) -> FailureRecord {
-        let failure = FailureRecord {
-            message: format!(
-                "an earlier run sent its create and never saw the answer ({}): the service may \
-                 have accepted it and charged for it, and the API has no way to find out; not \
-                 created again. Run with --retry-unconfirmed to create it again (it may then be \
-                 charged twice)",
-                entry
-                    .failure
-                    .as_ref()
-                    .map_or("the run stopped while the create was on its way", |f| {
-                        f.message.as_str()
-                    })
-            ),
-            http_status: None,
-            task_state: None,
-            transient: false,
-            refused_locally: false,
-            maybe_accepted: true,
-            exit_code: EXIT_FAILED,
-        };
-        if entry.state == EntryState::Submitting {
-            entry.state = EntryState::Unconfirmed;
-            entry.failure = Some(failure.clone());
-            self.save(key, entry).await;
-        }
-        failure
-    }
-
-    /// Waits for a created task, downloads and writes its results, and records the end.
+    /// Waits for the ticket's task, downloads and writes its results, and records the end.
     async fn finish(
         &self,
-        key: &str,
-        mut entry: Entry,
-        task_id: String,
+        mut ticket: Ticket<'_, &Journal>,
         input: &Input,
         outcome: &mut InputOutcome,
     ) -> Result<Finished, FailureRecord> {
+        let task_id = ticket.task_id().unwrap_or_default().to_owned();
         outcome.task_id = Some(task_id.clone());
         let fetched = tokio::select! {
             fetched = self.fetch(&task_id, &outcome.input) => fetched,
-            () = self.quitting() => return Ok(Finished::Interrupted),
+            () = self.quitting() => {
+                self.record(ticket.release().await);
+                return Ok(Finished::Interrupted);
+            }
         };
         let (task, images) = match fetched {
             Ok(fetched) => fetched,
             Err(error) => {
-                let mut failure = FailureRecord::from_error(&error);
-                entry.state = match error {
-                    backdrop_core::Error::TaskFailed { .. }
-                    | backdrop_core::Error::ResultMissing { .. } => EntryState::Failed,
-                    backdrop_core::Error::ResultExpired { .. } => {
-                        failure.message.push_str(&format!(
-                            "; task {task_id} was charged: run with --regenerate-expired to \
-                             generate it again (charged again)"
-                        ));
-                        EntryState::Expired
-                    }
-                    backdrop_core::Error::NotFound { .. } => {
-                        failure.message.push_str(&format!(
-                            "; the service no longer knows task {task_id} (it keeps results \
-                             about 1 hour): run with --regenerate-expired to generate it again \
-                             (charged again if the task had succeeded)"
-                        ));
-                        EntryState::Expired
-                    }
-                    _ => {
-                        failure.message.push_str(&format!(
-                            "; the journal keeps task {task_id}: run the same command again to \
-                             resume it"
-                        ));
-                        EntryState::Created
-                    }
-                };
-                entry.failure = Some(failure.clone());
-                self.save(key, entry).await;
-                return Err(failure);
+                self.record(ticket.fail_with(&error).await);
+                return Err(with_advice(
+                    FailureRecord::from_error(&error),
+                    error.recovery(),
+                    Some(&task_id),
+                ));
             }
         };
         outcome.credits = task.credits_charged();
@@ -438,19 +378,21 @@ impl Job<'_> {
                 image.format.extension(),
             );
             let path = self.args.out.join(&relative);
-            output::write_atomically(&path, &image.bytes).map_err(|e| {
-                FailureRecord::local(format!(
+            if let Err(e) = output::write_atomically(&path, &image.bytes) {
+                let failure = FailureRecord::local(format!(
                     "{e}; the journal keeps task {task_id}: run again to download it again"
-                ))
-            })?;
+                ));
+                self.record(
+                    ticket
+                        .fail(Failure::new(failure.message.clone(), Recovery::Resume))
+                        .await,
+                );
+                return Err(failure);
+            }
             outcome.outputs.push(path);
-            written.push(relative);
+            written.push(relative.to_string_lossy().into_owned());
         }
-        entry.state = EntryState::Done;
-        entry.outputs = written;
-        entry.credits = outcome.credits;
-        entry.failure = None;
-        self.save(key, entry).await;
+        self.record(ticket.done(written, outcome.credits).await);
         Ok(Finished::Generated)
     }
 
@@ -477,12 +419,83 @@ impl Job<'_> {
         Ok((task, images))
     }
 
-    /// Records `entry`; a journal that cannot be written is reported, and the work goes on (the
-    /// task exists either way).
-    async fn save(&self, key: &str, entry: Entry) {
-        if let Err(error) = self.journal.record(key, entry).await {
+    /// Reports a journal write that failed; the work goes on (the task exists either way).
+    fn record(&self, written: Result<(), backdrop_core::ledger::LedgerError>) {
+        if let Err(error) = written {
             self.progress.event(format!("backdrop: {error}"));
         }
+    }
+}
+
+/// The failure of reading an input file.
+fn read_failure(path: PathBuf, source: std::io::Error) -> FailureRecord {
+    FailureRecord::from_error(&backdrop_core::Error::Io {
+        action: "read",
+        path,
+        source,
+    })
+}
+
+/// What running again does for a failure, in the CLI's words: the flag that creates again, or
+/// that the next run resumes the task. The meaning is core's ([`Recovery`]).
+fn with_advice(
+    mut failure: FailureRecord,
+    recovery: Recovery,
+    task_id: Option<&str>,
+) -> FailureRecord {
+    let task = task_id
+        .map(|id| format!("task {id}"))
+        .unwrap_or_else(|| "the task".into());
+    match recovery {
+        Recovery::Unconfirmed => failure.message.push_str(
+            "; the journal marks it unconfirmed: run again with --retry-unconfirmed to create it \
+             again (it may then be charged twice)",
+        ),
+        Recovery::ResultsLost => failure.message.push_str(&format!(
+            "; {task} was charged (or, if the service no longer knows it, may have been): run \
+             with --regenerate-expired to generate it again (charged again)"
+        )),
+        Recovery::Resume => failure.message.push_str(&format!(
+            "; the journal keeps {task}: run the same command again to resume it"
+        )),
+        Recovery::Retry | Recovery::Permanent => {}
+    }
+    failure
+}
+
+/// The failure of an input the ledger refused to work on again.
+fn refused(entry: &Entry, refusal: Refusal) -> FailureRecord {
+    let earlier = entry
+        .failure
+        .as_ref()
+        .map(|f| f.message.clone())
+        .unwrap_or_else(|| "no reason recorded".into());
+    let message = match refusal {
+        Refusal::Unconfirmed => format!(
+            "an earlier run sent its create and never saw the answer ({earlier}): the service \
+             may have accepted it and charged for it, and the API has no way to find out; not \
+             created again. Run with --retry-unconfirmed to create it again (it may then be \
+             charged twice)"
+        ),
+        Refusal::ResultsLost => format!(
+            "its task {} finished but its results were lost before they were downloaded \
+             ({earlier}); run with --regenerate-expired to generate it again (charged again)",
+            entry.task_id.as_deref().unwrap_or("?")
+        ),
+        Refusal::FailedBefore | Refusal::TooManyTasks { .. } => {
+            format!("it failed before and would fail the same way: {earlier}")
+        }
+    };
+    let recovery = refusal.recovery();
+    FailureRecord {
+        message,
+        http_status: entry.failure.as_ref().and_then(|f| f.http_status),
+        task_state: entry.failure.as_ref().and_then(|f| f.task_state),
+        transient: false,
+        refused_locally: false,
+        maybe_accepted: recovery == Recovery::Unconfirmed,
+        recovery,
+        exit_code: EXIT_FAILED,
     }
 }
 

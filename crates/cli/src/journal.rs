@@ -1,121 +1,67 @@
-//! The journal: what became of each input sent from one output folder, so that a run stopped at
+//! The journal: the task ledger of one output folder, kept in one file, so that a run stopped at
 //! any moment (Ctrl-C, a crash, SIGKILL, a reboot) can be run again without creating anything
 //! twice.
 //!
-//! It is one JSON file in the output folder, [`JOURNAL_FILE`], mapping an input's key (a SHA-256
-//! over the input's bytes or URL, the options that change its result and its output name) to an
-//! [`Entry`]: the task id, the state, the files written, the failure. Every change is written
-//! before the run acts on it — "submitting" before a create is sent, the task id as soon as the
-//! create is answered — through a temporary file, `fsync` and a rename, so the file on disk is
-//! always a whole journal. Concurrent jobs share one writer: an update returns once a write that
-//! includes it is on disk (several updates may share one write).
+//! The journal is a [`LedgerStore`]: the rules of what may be created, resumed or refused are
+//! core's ([`backdrop_core::ledger`]); this file only keeps the entries. It is one JSON file in
+//! the output folder, [`JOURNAL_FILE`], mapping each input's [`InputKey`] to its ledger
+//! [`Entry`]. Every write is on disk — a temporary file, `fsync`, a rename, `fsync` of the
+//! folder — before the run acts on it. Concurrent jobs share one writer: a write returns once a
+//! write that includes it is on disk (several may share one).
 //!
 //! Nothing secret goes in: no API key, and the base URL without user, password or query.
-//! A lock on [`LOCK_FILE`] keeps two runs from using one folder at once; the operating system
-//! releases it when the process ends, however it ends.
+//! A lock on [`LOCK_FILE`] keeps two runs from using one folder at once (the operating system
+//! releases it when the process ends, however it ends): the journal is an exclusive store, so
+//! any owner found in it belongs to a run that ended.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use backdrop_core::Recovery;
+use backdrop_core::ledger::{
+    Entry, Failure, InputKey, LedgerStore, Owner, Stage, StoreError, Write,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::CliError;
 use crate::inputs::{Input, InputSource};
-use crate::summary::FailureRecord;
 
 /// The journal's file name in the output folder.
 pub const JOURNAL_FILE: &str = ".backdrop-journal.json";
 /// The lock's file name in the output folder.
 pub const LOCK_FILE: &str = ".backdrop-journal.lock";
-/// The format version written.
-const VERSION: u32 = 1;
-
-/// Where an input stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryState {
-    /// A create is about to be sent or on its way; its answer has not been seen. Found in a
-    /// journal at start, it means the run died then: the task may exist (and be charged).
-    Submitting,
-    /// The create was sent and no answer came back (timeout, cut connection): the task may exist
-    /// and be charged. Not created again without `--retry-unconfirmed`.
-    Unconfirmed,
-    /// The service accepted the create: `task_id` is set. Resumed by id.
-    Created,
-    /// The outputs are written.
-    Done,
-    /// The input failed without a charge (refused, failed task, create surely not accepted):
-    /// the next run tries it again.
-    Failed,
-    /// The task succeeded (and was charged) but its results expired or vanished before they
-    /// were downloaded. Not generated again without `--regenerate-expired`.
-    Expired,
-}
-
-/// One input's record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
-    /// The input as given (file path or URL without its query).
-    pub input: String,
-    /// The service the task lives at (see [`Service::identity`](crate::service::Service)).
-    pub service: String,
-    /// Where the input stands.
-    pub state: EntryState,
-    /// The task id, once known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<String>,
-    /// Files written, relative to the output folder.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outputs: Vec<PathBuf>,
-    /// Credits the task cost, by the spec's price list.
-    #[serde(default)]
-    pub credits: u32,
-    /// The last failure, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<FailureRecord>,
-    /// When the entry last changed, in unix seconds.
-    pub updated_at: u64,
-}
-
-impl Entry {
-    /// A fresh entry for `input` at `service`, in `state`.
-    pub fn new(input: &Input, service: &str, state: EntryState) -> Self {
-        Entry {
-            input: input.label(),
-            service: service.to_owned(),
-            state,
-            task_id: None,
-            outputs: Vec::new(),
-            credits: 0,
-            failure: None,
-            updated_at: 0,
-        }
-    }
-}
+/// The format written: 2, ledger entries under core's input keys.
+const VERSION: u32 = 2;
+/// The format of backdrop 0.1 before the ledger, still read.
+const VERSION_BEFORE_LEDGER: u32 = 1;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Contents {
     version: u32,
     #[serde(default)]
     entries: BTreeMap<String, Entry>,
+    /// Entries of a format-1 journal whose input has not come by since (kept until it does).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    before_ledger: BTreeMap<String, Entry>,
 }
 
-/// The entries in memory, and how far they were written.
-#[derive(Debug)]
+/// The entries in memory, each with its version, and how far they were written.
+#[derive(Debug, Default)]
 struct Pending {
-    contents: Contents,
-    /// Bumped by every change.
+    entries: BTreeMap<InputKey, (Entry, u64)>,
+    /// Entries of a version-1 journal, by their old keys, until their input comes by.
+    before_ledger: BTreeMap<String, Entry>,
+    /// Bumped by every change; also the entries' versions.
     generation: u64,
 }
 
 /// An open journal; holds the folder's lock until dropped.
 #[derive(Debug)]
 pub struct Journal {
-    dir: PathBuf,
     path: PathBuf,
     pending: Mutex<Pending>,
     /// The generation on disk; held while writing, so writes never overtake each other.
@@ -152,43 +98,55 @@ impl Journal {
             }
             Err(std::fs::TryLockError::Error(source)) => return Err(write_error(source)),
         }
-        let contents = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| {
-                    CliError::Journal(format!(
-                        "the journal {} cannot be read ({e}); move it away to start over \
-                         (inputs it lists as running or unconfirmed may then be created again)",
-                        path.display()
-                    ))
-                })?;
-                if contents.version > VERSION {
-                    return Err(CliError::Journal(format!(
-                        "the journal {} was written by a newer backdrop (format {}); use that \
-                         version, or move the journal away to start over",
-                        path.display(),
-                        contents.version
-                    )));
-                }
-                contents
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Contents {
-                version: VERSION,
-                entries: BTreeMap::new(),
-            },
-            Err(source) => {
-                return Err(CliError::Journal(format!(
-                    "the journal {} cannot be read ({source})",
-                    path.display()
-                )));
-            }
+        let unreadable = |reason: String| {
+            CliError::Journal(format!(
+                "the journal {} cannot be read ({reason}); move it away to start over (inputs \
+                 it lists as running or unconfirmed may then be created again)",
+                path.display()
+            ))
         };
+        let mut pending = Pending::default();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let version: Version =
+                    serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                match version.version {
+                    VERSION => {
+                        let contents: Contents = serde_json::from_slice(&bytes)
+                            .map_err(|e| unreadable(e.to_string()))?;
+                        pending.before_ledger = contents.before_ledger;
+                        for (key, entry) in contents.entries {
+                            let key = InputKey::parse(&key).ok_or_else(|| {
+                                unreadable(format!("{key:?} is not an input key"))
+                            })?;
+                            pending.generation += 1;
+                            pending.entries.insert(key, (entry, pending.generation));
+                        }
+                    }
+                    VERSION_BEFORE_LEDGER => {
+                        let old: before_ledger::Contents = serde_json::from_slice(&bytes)
+                            .map_err(|e| unreadable(e.to_string()))?;
+                        pending.before_ledger = old
+                            .entries
+                            .into_iter()
+                            .map(|(key, entry)| (key, entry.into_ledger()))
+                            .collect();
+                    }
+                    newer => {
+                        return Err(CliError::Journal(format!(
+                            "the journal {} was written by a newer backdrop (format {newer}); use \
+                             that version, or move the journal away to start over",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(unreadable(source.to_string())),
+        }
         Ok(Journal {
-            dir: out.to_owned(),
             path,
-            pending: Mutex::new(Pending {
-                contents,
-                generation: 0,
-            }),
+            pending: Mutex::new(pending),
             written: tokio::sync::Mutex::new(0),
             _lock: lock,
         })
@@ -199,46 +157,106 @@ impl Journal {
         &self.path
     }
 
-    /// The entry for `key`, if any.
-    pub fn get(&self, key: &str) -> Option<Entry> {
-        self.lock().contents.entries.get(key).cloned()
-    }
-
-    /// Sets the entry for `key` and returns once it is on disk.
-    pub async fn record(&self, key: &str, mut entry: Entry) -> Result<(), CliError> {
-        entry.updated_at = now_unix();
+    /// Moves the entry a journal of format 1 kept for `input` (under the key backdrop 0.1 gave
+    /// it, from the same options text) to `key`, so that an upgrade mid-batch resumes, refuses
+    /// or skips exactly what the old version would have. Reads the file again to find the old
+    /// key; does nothing when the journal had no such entries.
+    pub async fn adopt_entry_before_ledger(
+        &self,
+        key: &InputKey,
+        input: &Input,
+        old_options: &str,
+    ) -> Result<(), CliError> {
+        if self.lock().before_ledger.is_empty() {
+            return Ok(());
+        }
+        let (owned, options) = (input.clone(), old_options.to_owned());
+        let old_key =
+            tokio::task::spawn_blocking(move || before_ledger::input_key(&owned, &options))
+                .await
+                .map_err(|e| CliError::Journal(format!("cannot read the input: {e}")))?
+                .map_err(|source| CliError::Write {
+                    path: PathBuf::from(input.label()),
+                    source,
+                })?;
         let generation = {
             let mut pending = self.lock();
-            pending.contents.entries.insert(key.to_owned(), entry);
+            let Some(entry) = pending.before_ledger.remove(&old_key) else {
+                return Ok(());
+            };
+            if pending.entries.contains_key(key) {
+                return Ok(());
+            }
             pending.generation += 1;
-            pending.generation
+            let generation = pending.generation;
+            pending.entries.insert(key.clone(), (entry, generation));
+            generation
         };
-        self.flush(generation).await
+        self.flush(generation)
+            .await
+            .map_err(|e| CliError::Journal(e.to_string()))
     }
 
     /// Writes the journal unless a write already covered `generation`.
-    async fn flush(&self, generation: u64) -> Result<(), CliError> {
+    async fn flush(&self, generation: u64) -> Result<(), StoreError> {
         let mut written = self.written.lock().await;
         if *written >= generation {
             return Ok(());
         }
         let (bytes, covers) = {
             let pending = self.lock();
-            let bytes = serde_json::to_vec_pretty(&pending.contents).map_err(|e| {
-                CliError::Journal(format!("cannot encode the journal as JSON: {e}"))
-            })?;
+            let contents = Contents {
+                version: VERSION,
+                entries: pending
+                    .entries
+                    .iter()
+                    .map(|(key, (entry, _))| (key.to_string(), entry.clone()))
+                    .collect(),
+                before_ledger: pending.before_ledger.clone(),
+            };
+            let bytes = serde_json::to_vec_pretty(&contents)
+                .map_err(|e| StoreError::with_source("cannot encode the journal as JSON", e))?;
             (bytes, pending.generation)
         };
-        let (dir, path) = (self.dir.clone(), self.path.clone());
-        tokio::task::spawn_blocking(move || write_durably(&dir, &path, &bytes))
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || backdrop_core::files::write_atomically(&path, &bytes))
             .await
-            .map_err(|e| CliError::Journal(format!("the journal writer stopped: {e}")))?
-            .map_err(|source| CliError::Write {
-                path: self.path.clone(),
-                source,
+            .map_err(|e| StoreError::new(format!("the journal writer stopped: {e}")))?
+            .map_err(|source| {
+                StoreError::with_source(
+                    format!(
+                        "cannot write the journal {}; check that this user may write to the \
+                         output folder and that the disk is not full",
+                        self.path.display()
+                    ),
+                    source,
+                )
             })?;
         *written = covers;
         Ok(())
+    }
+
+    /// Applies a conditional change under the lock, then writes it to disk.
+    async fn change(
+        &self,
+        key: &InputKey,
+        entry: &Entry,
+        holds: impl FnOnce(Option<u64>) -> bool,
+    ) -> Result<Write<u64>, StoreError> {
+        let generation = {
+            let mut pending = self.lock();
+            if !holds(pending.entries.get(key).map(|(_, version)| *version)) {
+                return Ok(Write::Conflict);
+            }
+            pending.generation += 1;
+            let generation = pending.generation;
+            pending
+                .entries
+                .insert(key.clone(), (entry.clone(), generation));
+            generation
+        };
+        self.flush(generation).await?;
+        Ok(Write::Written(generation))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -248,72 +266,160 @@ impl Journal {
     }
 }
 
-/// Replaces `path` by `bytes`: a temporary file in `dir`, `fsync`, rename, `fsync` of the folder.
-fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let temporary = dir.join(name);
-    let result = (|| {
-        let mut file = File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result?;
-    // The rename is durable once the folder is; not every platform can sync a folder.
-    if let Ok(folder) = File::open(dir) {
-        let _ = folder.sync_all();
-    }
-    Ok(())
+#[derive(Deserialize)]
+struct Version {
+    version: u32,
 }
 
-/// The key of an input: SHA-256 over the format, the options that change the result
-/// (`options`, canonical text), the output name and the image itself (file bytes, or the URL).
-///
-/// A changed prompt, batch size, file or output name makes a new input; an unchanged one is
-/// recognised whatever its path on the command line. Reads the whole file (in pieces).
-pub fn input_key(input: &Input, options: &str) -> std::io::Result<String> {
-    let mut hash = Sha256::new();
-    let mut field = |name: &str, value: &[u8]| {
-        hash.update(name.as_bytes());
-        hash.update((value.len() as u64).to_le_bytes());
-        hash.update(value);
-    };
-    field("backdrop-journal", &VERSION.to_le_bytes());
-    field("options", options.as_bytes());
-    field("output", input.output_stem.to_string_lossy().as_bytes());
-    match &input.source {
-        InputSource::Url(url) => field("url", url.as_bytes()),
-        InputSource::File(path) => {
-            hash.update(b"file");
-            let mut file = File::open(path)?;
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let read = file.read(&mut buffer)?;
-                if read == 0 {
-                    break;
-                }
-                hash.update(&buffer[..read]);
+impl LedgerStore for Journal {
+    type Version = u64;
+
+    async fn load(&self, key: &InputKey) -> Result<Option<(Entry, u64)>, StoreError> {
+        Ok(self.lock().entries.get(key).cloned())
+    }
+
+    async fn insert(&self, key: &InputKey, entry: &Entry) -> Result<Write<u64>, StoreError> {
+        self.change(key, entry, |found| found.is_none()).await
+    }
+
+    async fn replace(
+        &self,
+        key: &InputKey,
+        entry: &Entry,
+        expected: &u64,
+    ) -> Result<Write<u64>, StoreError> {
+        self.change(key, entry, |found| found == Some(*expected))
+            .await
+    }
+}
+
+/// Journals of format 1 (backdrop 0.1 before the ledger): read, converted, never written.
+mod before_ledger {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) struct Contents {
+        #[serde(default)]
+        pub(super) entries: BTreeMap<String, OldEntry>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct OldEntry {
+        input: String,
+        service: String,
+        state: String,
+        #[serde(default)]
+        task_id: Option<String>,
+        #[serde(default)]
+        outputs: Vec<PathBuf>,
+        #[serde(default)]
+        credits: u32,
+        #[serde(default)]
+        failure: Option<OldFailure>,
+        #[serde(default)]
+        updated_at: u64,
+    }
+
+    #[derive(Deserialize)]
+    struct OldFailure {
+        message: String,
+        #[serde(default)]
+        http_status: Option<u16>,
+        #[serde(default)]
+        task_state: Option<i32>,
+        #[serde(default)]
+        transient: bool,
+        #[serde(default)]
+        maybe_accepted: bool,
+    }
+
+    impl OldEntry {
+        /// The same facts as a ledger entry. A create that was "submitting" belonged to a run
+        /// that ended: it is `sending` with a gone owner, which the rules make unconfirmed.
+        pub(super) fn into_ledger(self) -> Entry {
+            let stage = match self.state.as_str() {
+                "submitting" => Stage::Sending,
+                "unconfirmed" => Stage::Unconfirmed,
+                "created" => Stage::Created,
+                "done" => Stage::Done,
+                "expired" => Stage::Expired,
+                _ => Stage::Failed,
+            };
+            let recovery = match stage {
+                Stage::Unconfirmed => Recovery::Unconfirmed,
+                Stage::Expired => Recovery::ResultsLost,
+                Stage::Created => Recovery::Resume,
+                _ => Recovery::Retry,
+            };
+            Entry {
+                stage,
+                label: self.input,
+                service: self.service,
+                owner: (stage == Stage::Sending).then(|| Owner::exclusive("backdrop 0.1")),
+                tasks_created: u32::from(self.task_id.is_some()),
+                task_id: self.task_id,
+                sent_at_ms: None,
+                updated_at_ms: self.updated_at.saturating_mul(1000),
+                outputs: self
+                    .outputs
+                    .iter()
+                    .map(|o| o.to_string_lossy().into_owned())
+                    .collect(),
+                credits: self.credits,
+                failure: self.failure.map(|f| Failure {
+                    message: f.message,
+                    recovery: if f.maybe_accepted {
+                        Recovery::Unconfirmed
+                    } else if f.transient {
+                        recovery
+                    } else {
+                        Recovery::Permanent
+                    },
+                    http_status: f.http_status,
+                    task_state: f.task_state,
+                    task_id: None,
+                    credits_spent: f.maybe_accepted || stage == Stage::Expired,
+                }),
             }
         }
     }
-    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    /// The key backdrop 0.1 gave an input: SHA-256 over length-prefixed fields (format 1, the
+    /// options text, the output name) and the file's bytes or the URL.
+    pub(super) fn input_key(input: &Input, options: &str) -> std::io::Result<String> {
+        let mut hash = Sha256::new();
+        let mut field = |name: &str, value: &[u8]| {
+            hash.update(name.as_bytes());
+            hash.update((value.len() as u64).to_le_bytes());
+            hash.update(value);
+        };
+        field("backdrop-journal", &VERSION_BEFORE_LEDGER.to_le_bytes());
+        field("options", options.as_bytes());
+        field("output", input.output_stem.to_string_lossy().as_bytes());
+        match &input.source {
+            InputSource::Url(url) => field("url", url.as_bytes()),
+            InputSource::File(path) => {
+                hash.update(b"file");
+                let mut file = File::open(path)?;
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let read = file.read(&mut buffer)?;
+                    if read == 0 {
+                        break;
+                    }
+                    hash.update(&buffer[..read]);
+                }
+            }
+        }
+        Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backdrop_core::GenerationOptions;
+    use backdrop_core::ledger::{Begin, ImageIdentity, Ledger, Policy, Refusal};
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir =
@@ -323,44 +429,59 @@ mod tests {
         dir
     }
 
-    fn file_input(dir: &Path, name: &str, bytes: &[u8]) -> Input {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        Input {
-            source: InputSource::File(path),
-            output_stem: PathBuf::from(name.trim_end_matches(".png")),
-        }
-    }
-
-    #[test]
-    fn keys_follow_content_options_and_output_name() {
-        let dir = temp_dir("keys");
-        let a = file_input(&dir, "a.png", b"same bytes");
-        let b = file_input(&dir, "b.png", b"same bytes");
-        let key = input_key(&a, "prompt=x").unwrap();
-        assert_eq!(key.len(), 64);
-        assert_eq!(key, input_key(&a, "prompt=x").unwrap());
-        assert_ne!(key, input_key(&a, "prompt=y").unwrap());
-        assert_ne!(key, input_key(&b, "prompt=x").unwrap());
-        let changed = file_input(&dir, "a.png", b"other bytes");
-        assert_ne!(key, input_key(&changed, "prompt=x").unwrap());
-        std::fs::remove_dir_all(dir).unwrap();
+    fn key(n: usize) -> InputKey {
+        let options = GenerationOptions::prompt("x").unwrap();
+        InputKey::derive(&ImageIdentity::of_bytes(&n.to_le_bytes()), &options, "out")
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn concurrent_updates_all_land_and_the_folder_is_locked() {
+    async fn the_journal_conforms_to_the_ledger_suite() {
+        let root = temp_dir("conformance");
+        let mut n = 0;
+        let dirs = std::cell::RefCell::new(Vec::new());
+        backdrop_core::ledger::conformance::run(|| {
+            n += 1;
+            let dir = root.join(n.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            dirs.borrow_mut().push(dir.clone());
+            Journal::open(&dir).unwrap()
+        })
+        .await;
+        // What the suite wrote is on disk and reads back the same.
+        for dir in dirs.borrow().iter() {
+            let text = std::fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();
+            let contents: Contents = serde_json::from_str(&text).unwrap();
+            assert_eq!(contents.version, VERSION);
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_writes_all_land_and_the_folder_is_locked() {
         let dir = temp_dir("writes");
-        let input = file_input(&dir, "a.png", b"x");
         let journal = std::sync::Arc::new(Journal::open(&dir).unwrap());
         assert!(matches!(Journal::open(&dir), Err(CliError::Journal(_))));
         let mut jobs = Vec::new();
         for n in 0..40 {
             let journal = journal.clone();
-            let input = input.clone();
             jobs.push(tokio::spawn(async move {
-                let mut entry = Entry::new(&input, "svc", EntryState::Created);
-                entry.task_id = Some(format!("task-{n}"));
-                journal.record(&format!("key-{n}"), entry).await.unwrap();
+                let entry = Entry {
+                    stage: Stage::Created,
+                    label: format!("in-{n}.png"),
+                    service: "svc".into(),
+                    owner: None,
+                    task_id: Some(format!("task-{n}")),
+                    tasks_created: 1,
+                    sent_at_ms: None,
+                    updated_at_ms: 0,
+                    outputs: Vec::new(),
+                    credits: 0,
+                    failure: None,
+                };
+                assert!(matches!(
+                    journal.insert(&key(n), &entry).await.unwrap(),
+                    Write::Written(_)
+                ));
             }));
         }
         for job in jobs {
@@ -369,9 +490,9 @@ mod tests {
         drop(journal);
         let journal = Journal::open(&dir).unwrap();
         for n in 0..40 {
-            let entry = journal.get(&format!("key-{n}")).unwrap();
-            assert_eq!(entry.task_id.as_deref(), Some(format!("task-{n}").as_str()));
-            assert_eq!(entry.state, EntryState::Created);
+            let (entry, _) = journal.load(&key(n)).await.unwrap().unwrap();
+            assert_eq!(entry.task_id, Some(format!("task-{n}")));
+            assert_eq!(entry.stage, Stage::Created);
         }
         let leftovers: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -389,6 +510,56 @@ mod tests {
         std::fs::write(dir.join(JOURNAL_FILE), b"{not json").unwrap();
         let error = Journal::open(&dir).unwrap_err();
         assert!(error.to_string().contains("move it away"), "{error}");
+        std::fs::write(dir.join(JOURNAL_FILE), br#"{"version": 9, "entries": {}}"#).unwrap();
+        let error = Journal::open(&dir).unwrap_err();
+        assert!(error.to_string().contains("newer backdrop"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_journal_from_before_the_ledger_is_adopted_entry_by_entry() {
+        let dir = temp_dir("before-ledger");
+        let png = dir.join("mug.png");
+        std::fs::write(&png, b"the bytes").unwrap();
+        let input = Input {
+            source: InputSource::File(png),
+            output_stem: PathBuf::from("mug"),
+        };
+        let old_options = "batch=2\nprompt=Some(\"x\")\nscene=None\nnegative=None";
+        let old_key = before_ledger::input_key(&input, old_options).unwrap();
+        let old = serde_json::json!({
+            "version": 1,
+            "entries": { old_key: {
+                "input": "mug.png", "service": "http://127.0.0.1:9/", "state": "submitting",
+                "updated_at": 1_800_000_000u64
+            }}
+        });
+        std::fs::write(dir.join(JOURNAL_FILE), old.to_string()).unwrap();
+        let journal = Journal::open(&dir).unwrap();
+        let key = key(1);
+        journal
+            .adopt_entry_before_ledger(&key, &input, old_options)
+            .await
+            .unwrap();
+        let ledger = Ledger::new(&journal, "http://127.0.0.1:9/", Policy::exclusive());
+        let begin = ledger
+            .begin(&key, "mug.png", &Owner::exclusive("now"), |_| true)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                begin,
+                Begin::Refused {
+                    refusal: Refusal::Unconfirmed,
+                    ..
+                }
+            ),
+            "a create cut by a crash of the old version is not sent again: {begin:?}"
+        );
+        drop(ledger);
+        drop(journal);
+        let text = std::fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();
+        assert!(text.contains("\"version\": 2"), "{text}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -15,7 +15,8 @@ pub struct Service {
     /// The emulator, kept alive for the client's lifetime.
     pub emulator: Option<Emulator>,
     /// Which service the tasks live at, as the journal records it: the base URL without
-    /// credentials, or [`BUILT_IN`] for the in-process emulator (whose tasks end with the run).
+    /// credentials, or [`BUILT_IN`] with this process's id for the in-process emulator (whose
+    /// tasks end with the run, so a later run never takes them for its own).
     pub identity: String,
 }
 
@@ -77,15 +78,11 @@ impl Service {
             .request_timeout(Duration::from_secs_f64(args.request_timeout))
             .build()?;
         let identity = if emulator.is_some() {
-            BUILT_IN.to_owned()
+            // Its tasks end with this run: no later run can resume them.
+            format!("{BUILT_IN} of process {}", std::process::id())
         } else {
-            let mut url = config.base_url().clone();
             // Credentials in the URL never reach the journal.
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.as_str().trim_end_matches('/').to_owned()
+            config.service_identity()
         };
         Ok(Service {
             client: Client::new(config)?,

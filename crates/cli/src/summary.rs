@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use backdrop_core::Recovery;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{
@@ -58,7 +59,8 @@ pub struct FailureRecord {
     /// The task state, when the task failed or timed out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_state: Option<i32>,
-    /// True when trying again later may succeed.
+    /// True when running the same command again may succeed (it retries or resumes; it never
+    /// pays twice).
     pub transient: bool,
     /// True when the input was refused locally: nothing was sent, nothing spent.
     pub refused_locally: bool,
@@ -66,6 +68,9 @@ pub struct FailureRecord {
     /// arrived: it is not sent again unless asked (`--retry-unconfirmed`).
     #[serde(default)]
     pub maybe_accepted: bool,
+    /// What can be done about it: `retry`, `resume`, `unconfirmed`, `results_lost` or
+    /// `permanent` (core's [`Recovery`]).
+    pub recovery: Recovery,
     /// The exit code this failure alone would give.
     pub exit_code: u8,
 }
@@ -73,16 +78,18 @@ pub struct FailureRecord {
 impl FailureRecord {
     /// The record of a core error.
     pub fn from_error(error: &backdrop_core::Error) -> Self {
+        let recovery = error.recovery();
         FailureRecord {
             message: error.to_string(),
             http_status: error.http_status(),
             task_state: error.task_state().map(|s| s.code()),
-            transient: error.is_transient(),
+            transient: matches!(recovery, Recovery::Retry | Recovery::Resume),
             refused_locally: matches!(
                 error,
                 backdrop_core::Error::Invalid(_) | backdrop_core::Error::Io { .. }
             ),
-            maybe_accepted: error.may_have_created_task(),
+            maybe_accepted: recovery == Recovery::Unconfirmed,
+            recovery,
             exit_code: error::exit_code_for(error),
         }
     }
@@ -96,6 +103,7 @@ impl FailureRecord {
             transient: true,
             refused_locally: false,
             maybe_accepted: false,
+            recovery: Recovery::Retry,
             exit_code: EXIT_FAILED,
         }
     }

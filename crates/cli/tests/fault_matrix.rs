@@ -170,14 +170,14 @@ fn check_invariants(run: &Run) {
         let name = input["input"].as_str().unwrap();
         let entry = journal_entries
             .iter()
-            .find(|e| e["input"] == name)
+            .find(|e| e["label"] == name)
             .unwrap_or_else(|| panic!("{name} has no journal entry"));
         match input["status"].as_str().unwrap() {
             "succeeded" | "already_done" => {
                 let outputs = outputs(input);
                 assert_eq!(outputs.len(), 1, "{input:#}");
                 assert!(outputs.iter().all(|o| is_jpeg(o)), "{input:#}");
-                assert_eq!(entry["state"], "done", "{entry:#}");
+                assert_eq!(entry["stage"], "done", "{entry:#}");
                 assert_eq!(entry["task_id"], input["task_id"]);
             }
             "failed" => {
@@ -187,7 +187,7 @@ fn check_invariants(run: &Run) {
                     "{input:#}"
                 );
                 assert!(outputs(input).is_empty());
-                let state = entry["state"].as_str().unwrap();
+                let state = entry["stage"].as_str().unwrap();
                 assert!(
                     matches!(state, "failed" | "unconfirmed" | "created" | "expired"),
                     "{entry:#}"
@@ -198,7 +198,7 @@ fn check_invariants(run: &Run) {
             other => panic!("unexpected status {other}: {input:#}"),
         }
     }
-    assert_eq!(in_state(&run.journal, "submitting"), 0);
+    assert_eq!(in_state(&run.journal, "sending"), 0);
     // Tasks the run does not know of come only from creates whose answer it never saw.
     let known = run.known_tasks();
     assert!(known.iter().all(|id| run.tasks.contains_key(id)));

@@ -59,7 +59,7 @@ fn polls(emulator: &Emulator) -> HashMap<String, u64> {
 fn task_ids(journal: &serde_json::Value, state: &str) -> HashSet<String> {
     entries(journal)
         .iter()
-        .filter(|e| e["state"] == state)
+        .filter(|e| e["stage"] == state)
         .filter_map(|e| e["task_id"].as_str().map(str::to_owned))
         .collect()
 }
@@ -82,7 +82,7 @@ async fn killed_mid_batch_the_next_run_skips_resumes_and_creates_nothing_twice()
     let pid = child.id().unwrap();
     // Some inputs done, some tasks running, and (almost surely) no create on its way.
     wait_for_journal(&out, Duration::from_secs(60), |j| {
-        in_state(j, "done") >= 2 && in_state(j, "created") >= 1 && in_state(j, "submitting") == 0
+        in_state(j, "done") >= 2 && in_state(j, "created") >= 1 && in_state(j, "sending") == 0
     })
     .await;
     signal(pid, "KILL");
@@ -94,7 +94,7 @@ async fn killed_mid_batch_the_next_run_skips_resumes_and_creates_nothing_twice()
     let created_before = emulator.counters().tasks_created;
     let done = task_ids(&before, "done");
     let running = task_ids(&before, "created");
-    let unanswered = in_state(&before, "submitting");
+    let unanswered = in_state(&before, "sending");
     let polls_before = polls(&emulator);
     assert!(done.len() >= 2 && !running.is_empty(), "{before:#}");
     // Every task the emulator made is in the journal, but for creates cut by the kill.
@@ -280,17 +280,18 @@ async fn an_unanswered_create_is_reported_and_created_again_only_on_request() {
         .as_object()
         .unwrap()
         .iter()
-        .find(|(_, e)| e["input"].as_str().unwrap().ends_with("in-00.png"))
+        .find(|(_, e)| e["label"].as_str().unwrap().ends_with("in-00.png"))
         .map(|(k, e)| (k.clone(), e.clone()))
         .unwrap();
     for output in entry["outputs"].as_array().unwrap() {
         std::fs::remove_file(out.join(output.as_str().unwrap())).unwrap();
     }
     saved["entries"][&key] = serde_json::json!({
-        "input": entry["input"],
+        "label": entry["label"],
         "service": entry["service"],
-        "state": "submitting",
-        "updated_at": entry["updated_at"],
+        "stage": "sending",
+        "owner": {"id": "a run that was killed"},
+        "updated_at_ms": entry["updated_at_ms"],
     });
     std::fs::write(&path, serde_json::to_vec(&saved).unwrap()).unwrap();
     let created = emulator.counters().tasks_created;
@@ -316,7 +317,7 @@ async fn an_unanswered_create_is_reported_and_created_again_only_on_request() {
             created,
             "not created again"
         );
-        assert_eq!(journal(&out)["entries"][&key]["state"], "unconfirmed");
+        assert_eq!(journal(&out)["entries"][&key]["stage"], "unconfirmed");
     }
 
     let output = run(
@@ -329,7 +330,7 @@ async fn an_unanswered_create_is_reported_and_created_again_only_on_request() {
     let summary = summary(&output);
     assert_eq!(summary["succeeded"], 1);
     assert_eq!(summary["already_done"], 1);
-    assert_eq!(journal(&out)["entries"][&key]["state"], "done");
+    assert_eq!(journal(&out)["entries"][&key]["stage"], "done");
     assert!(is_jpeg(&out.join("in-00-1.jpg")));
 }
 

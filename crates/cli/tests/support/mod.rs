@@ -116,11 +116,11 @@ pub fn entries(journal: &serde_json::Value) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-/// How many entries are in `state`.
+/// How many entries are in `stage`.
 pub fn in_state(journal: &serde_json::Value, state: &str) -> usize {
     entries(journal)
         .iter()
-        .filter(|e| e["state"] == state)
+        .filter(|e| e["stage"] == state)
         .count()
 }
 
