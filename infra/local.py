@@ -174,7 +174,7 @@ def claim_of(s3, key):
     """The claim object of the input key, if any."""
     for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="state/").get("Contents", []):
         claim = json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
-        if claim.get("source", {}).get("key") == key:
+        if claim.get("label") == f"s3://{BUCKET}/{key}":
             return claim
     return None
 
@@ -203,7 +203,7 @@ def check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log):
         while True:
             tasks = json.load(urllib.request.urlopen(f"{slow_url}/__emulator/tasks"))
             claim = claim_of(s3, key)
-            if tasks and claim and claim.get("status") == "submitted" and claim.get("task_id"):
+            if tasks and claim and claim.get("stage") == "created" and claim.get("task_id"):
                 break
             if first.poll() is not None:
                 sys.exit(f"crash check: the invocation ended (exit {first.returncode}) before the task was recorded")

@@ -55,9 +55,11 @@ pub struct Config {
     /// Time kept free before the invocation's deadline for writing results (`DEADLINE_MARGIN_SECONDS`,
     /// default 10).
     pub deadline_margin: Duration,
-    /// A claim without a task id older than this belongs to an invocation that died
-    /// (`STALE_CLAIM_SECONDS`, default 180).
-    pub stale_claim: Duration,
+    /// Time added to an invocation's deadline before another invocation may take over its
+    /// work on an object (`LEASE_MARGIN_SECONDS`, default 30): covers clock differences between
+    /// instances. Before that, the input is left to its owner (the platform stops every
+    /// invocation at its deadline).
+    pub lease_margin: Duration,
 }
 
 impl Default for Config {
@@ -74,7 +76,7 @@ impl Default for Config {
             rate_limit: RateLimit::per_second(spec::DEFAULT_QPS),
             max_task_attempts: 3,
             deadline_margin: Duration::from_secs(10),
-            stale_claim: Duration::from_secs(180),
+            lease_margin: Duration::from_secs(30),
         }
     }
 }
@@ -153,7 +155,7 @@ impl Config {
         };
         config.presign_ttl = seconds("PRESIGN_SECONDS", 600)?;
         config.deadline_margin = seconds("DEADLINE_MARGIN_SECONDS", 10)?;
-        config.stale_claim = seconds("STALE_CLAIM_SECONDS", 180)?;
+        config.lease_margin = seconds("LEASE_MARGIN_SECONDS", 30)?;
         config.max_task_attempts = match number("MAX_TASK_ATTEMPTS")? {
             Some(v) if v >= 1 => u32::try_from(v).unwrap_or(u32::MAX),
             Some(v) => {

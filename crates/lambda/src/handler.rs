@@ -4,14 +4,16 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use backdrop_core::ledger::Owner;
 use futures_util::future::join_all;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::LambdaError;
 use crate::event::{self, Invocation, SqsBody, SqsItem};
-use crate::process::{Deps, Outcome, process_object};
+use crate::process::{Deps, Lease, Outcome, process_object};
 use crate::store::ObjectStore;
 
 /// Handles one invocation.
@@ -23,16 +25,12 @@ pub async fn handle<S: ObjectStore>(
     deps: &Deps<S>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, LambdaError> {
-    let deadline = deadline_of(&event.context);
-    tracing::debug!(deadline_ms = event.context.deadline, "invocation");
+    let lease = lease_of(&event.context);
+    tracing::debug!(deadline_ms = event.context.deadline, owner = %lease.owner.id, "invocation");
     match event::parse(&event.payload)? {
         Invocation::Sqs(items) => {
-            let results = join_all(
-                items
-                    .iter()
-                    .map(|item| handle_message(deps, item, deadline)),
-            )
-            .await;
+            let results =
+                join_all(items.iter().map(|item| handle_message(deps, item, &lease))).await;
             let mut response = SqsBatchResponse::default();
             for (item, retry) in items.iter().zip(results) {
                 if retry {
@@ -48,7 +46,7 @@ pub async fn handle<S: ObjectStore>(
             let outcomes = join_all(
                 objects
                     .iter()
-                    .map(|object| process_object(deps, object, deadline)),
+                    .map(|object| process_object(deps, object, &lease)),
             )
             .await;
             let retries: Vec<&Outcome> = outcomes.iter().filter(|o| o.needs_retry()).collect();
@@ -65,10 +63,20 @@ pub async fn handle<S: ObjectStore>(
     }
 }
 
-/// Processes one SQS message; true when it must be delivered again.
-async fn handle_message<S: ObjectStore>(deps: &Deps<S>, item: &SqsItem, deadline: Instant) -> bool {
+/// Processes one SQS message; true when it must be delivered again. Its log lines carry its
+/// message id (one span per message, entered only while its future runs).
+async fn handle_message<S: ObjectStore>(deps: &Deps<S>, item: &SqsItem, lease: &Lease) -> bool {
     let span = tracing::info_span!("message", message_id = %item.message_id);
-    let _entered = span.enter();
+    handle_message_body(deps, item, lease)
+        .instrument(span)
+        .await
+}
+
+async fn handle_message_body<S: ObjectStore>(
+    deps: &Deps<S>,
+    item: &SqsItem,
+    lease: &Lease,
+) -> bool {
     match &item.body {
         SqsBody::TestEvent => {
             tracing::info!("s3:TestEvent acknowledged");
@@ -83,7 +91,7 @@ async fn handle_message<S: ObjectStore>(deps: &Deps<S>, item: &SqsItem, deadline
             let outcomes = join_all(
                 objects
                     .iter()
-                    .map(|object| process_object(deps, object, deadline)),
+                    .map(|object| process_object(deps, object, lease)),
             )
             .await;
             for (object, outcome) in objects.iter().zip(&outcomes) {
@@ -113,6 +121,32 @@ fn describe(outcome: &Outcome) -> Value {
 
 /// Unix milliseconds of 2001-09-09: no real deadline is earlier.
 const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// The invocation's lease: its deadline, and its ledger owner — the request id, whose work
+/// another invocation may take over only after that deadline (the platform stops the invocation
+/// then).
+pub fn lease_of(context: &Context) -> Lease {
+    let deadline = deadline_of(context);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let left_ms = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis() as u64;
+    let id = if context.request_id.is_empty() {
+        // Local runtimes may send none: an id unique to this process and call.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("invocation-{}-{now_ms}-{call}", std::process::id())
+    } else {
+        context.request_id.clone()
+    };
+    Lease {
+        deadline,
+        owner: Owner::leased(id, now_ms.saturating_add(left_ms)),
+    }
+}
 
 /// The invocation's deadline as an [`Instant`].
 ///

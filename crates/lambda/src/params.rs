@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use backdrop_core::{Background, BatchSize, GenerateRequest, GenerateRequestBuilder, request};
-use serde::Serialize;
+use backdrop_core::{Background, BatchSize, GenerationOptions, request};
 
 use crate::config::Defaults;
 
@@ -15,16 +14,22 @@ pub const META_NEGATIVE_PROMPT: &str = "negative-prompt";
 pub const META_SCENE_TYPE: &str = "scene-type";
 /// `x-amz-meta-batch-size`.
 pub const META_BATCH_SIZE: &str = "batch-size";
+/// `x-amz-meta-retry-unconfirmed: true`: create again although an earlier create for the same
+/// object and parameters may have been accepted and charged.
+pub const META_RETRY_UNCONFIRMED: &str = "retry-unconfirmed";
+/// `x-amz-meta-regenerate-expired: true`: generate again although an earlier task for the same
+/// object and parameters was charged and its results were lost.
+pub const META_REGENERATE_EXPIRED: &str = "regenerate-expired";
 
-/// What to generate for one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What to generate for one object, and what its uploader allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parameters {
-    /// Prompt or scene template.
-    pub background: Background,
-    /// Negative prompt.
-    pub negative_prompt: Option<String>,
-    /// Images to generate.
-    pub batch_size: u8,
+    /// The options: part of the object's identity (new options are new work).
+    pub options: GenerationOptions,
+    /// `x-amz-meta-retry-unconfirmed`.
+    pub retry_unconfirmed: bool,
+    /// `x-amz-meta-regenerate-expired`.
+    pub regenerate_expired: bool,
 }
 
 impl Parameters {
@@ -44,30 +49,22 @@ impl Parameters {
             (Some(_), Some(_)) => {
                 return Err("the object's metadata has both x-amz-meta-prompt and x-amz-meta-scene-type; keep one".into());
             }
-            (Some(prompt), None) => {
-                backdrop_core::validate::check_prompt(&prompt)
-                    .map_err(|e| format!("x-amz-meta-prompt: {e}"))?;
-                Background::Prompt(prompt)
-            }
+            (Some(prompt), None) => options(Background::Prompt(prompt), "x-amz-meta-prompt")?,
             (None, Some(scene)) => {
                 let value: i64 = scene.parse().map_err(|_| {
                     format!("x-amz-meta-scene-type {scene:?} is not a whole number")
                 })?;
-                Background::SceneType(
-                    request::check_scene_type(value)
-                        .map_err(|e| format!("x-amz-meta-scene-type: {e}"))?,
-                )
+                let scene = request::check_scene_type(value)
+                    .map_err(|e| format!("x-amz-meta-scene-type: {e}"))?;
+                options(Background::SceneType(scene), "x-amz-meta-scene-type")?
             }
             (None, None) => match (&defaults.prompt, defaults.scene_type) {
-                (Some(prompt), _) => {
-                    backdrop_core::validate::check_prompt(prompt)
-                        .map_err(|e| format!("DEFAULT_PROMPT: {e}"))?;
-                    Background::Prompt(prompt.clone())
+                (Some(prompt), _) => options(Background::Prompt(prompt.clone()), "DEFAULT_PROMPT")?,
+                (None, Some(scene)) => {
+                    let scene = request::check_scene_type(scene)
+                        .map_err(|e| format!("DEFAULT_SCENE_TYPE: {e}"))?;
+                    options(Background::SceneType(scene), "DEFAULT_SCENE_TYPE")?
                 }
-                (None, Some(scene)) => Background::SceneType(
-                    request::check_scene_type(scene)
-                        .map_err(|e| format!("DEFAULT_SCENE_TYPE: {e}"))?,
-                ),
                 (None, None) => {
                     return Err("no background description: set x-amz-meta-prompt (or x-amz-meta-scene-type) on the \
                                 object, or DEFAULT_PROMPT / DEFAULT_SCENE_TYPE on the function"
@@ -84,28 +81,30 @@ impl Parameters {
             }
             None => defaults.batch_size,
         };
+        let mut options = background.with_batch_size(batch_size);
+        if let Some(negative) =
+            meta(META_NEGATIVE_PROMPT).or_else(|| defaults.negative_prompt.clone())
+        {
+            options = options.with_negative_prompt(negative);
+        }
         Ok(Parameters {
-            background,
-            negative_prompt: meta(META_NEGATIVE_PROMPT)
-                .or_else(|| defaults.negative_prompt.clone()),
-            batch_size: batch_size.count(),
+            options,
+            retry_unconfirmed: flag(&meta(META_RETRY_UNCONFIRMED), META_RETRY_UNCONFIRMED)?,
+            regenerate_expired: flag(&meta(META_REGENERATE_EXPIRED), META_REGENERATE_EXPIRED)?,
         })
     }
+}
 
-    /// A request for these parameters over `builder` (which has the image).
-    pub fn request(
-        &self,
-        builder: GenerateRequestBuilder,
-    ) -> Result<GenerateRequest, backdrop_core::ValidationError> {
-        let builder = match &self.background {
-            Background::Prompt(prompt) => builder.prompt(prompt.clone()),
-            Background::SceneType(scene) => builder.scene_type(i64::from(*scene)),
-        };
-        let builder = match &self.negative_prompt {
-            Some(negative) => builder.negative_prompt(negative.clone()),
-            None => builder,
-        };
-        builder.batch_size(i64::from(self.batch_size)).build()
+fn options(background: Background, source: &str) -> Result<GenerationOptions, String> {
+    GenerationOptions::new(background).map_err(|e| format!("{source}: {e}"))
+}
+
+/// A yes/no metadata value: `true`/`yes`/`1` or `false`/`no`/`0`, any case.
+fn flag(value: &Option<String>, name: &str) -> Result<bool, String> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "no" | "0") => Ok(false),
+        Some("true" | "yes" | "1") => Ok(true),
+        Some(other) => Err(format!("x-amz-meta-{name} {other:?} is not true or false")),
     }
 }
 
@@ -124,6 +123,7 @@ mod tests {
     fn metadata_wins_over_defaults() {
         let defaults = Defaults {
             scene_type: Some(3),
+            negative_prompt: Some("text".into()),
             ..Defaults::default()
         };
         let p = Parameters::resolve(
@@ -131,11 +131,16 @@ mod tests {
             &defaults,
         )
         .unwrap();
-        assert_eq!(p.background, Background::Prompt("a beach".into()));
-        assert_eq!(p.batch_size, 1);
+        assert_eq!(
+            p.options.background(),
+            &Background::Prompt("a beach".into())
+        );
+        assert_eq!(p.options.batch_size(), BatchSize::One);
+        assert_eq!(p.options.negative_prompt(), Some("text"));
         let p = Parameters::resolve(&meta(&[]), &defaults).unwrap();
-        assert_eq!(p.background, Background::SceneType(3));
-        assert_eq!(p.batch_size, 2);
+        assert_eq!(p.options.background(), &Background::SceneType(3));
+        assert_eq!(p.options.batch_size(), BatchSize::Two);
+        assert!(!p.retry_unconfirmed && !p.regenerate_expired);
     }
 
     #[test]
@@ -156,5 +161,29 @@ mod tests {
             .is_err()
         );
         assert!(Parameters::resolve(&meta(&[("scene-type", "-1")]), &Defaults::default()).is_err());
+        let long = "é".repeat(1025);
+        let error =
+            Parameters::resolve(&meta(&[("prompt", &long)]), &Defaults::default()).unwrap_err();
+        assert!(error.starts_with("x-amz-meta-prompt:"), "{error}");
+    }
+
+    #[test]
+    fn the_uploader_may_accept_paying_again() {
+        let p = Parameters::resolve(
+            &meta(&[
+                ("prompt", "x"),
+                ("retry-unconfirmed", "TRUE"),
+                ("regenerate-expired", "yes"),
+            ]),
+            &Defaults::default(),
+        )
+        .unwrap();
+        assert!(p.retry_unconfirmed && p.regenerate_expired);
+        let error = Parameters::resolve(
+            &meta(&[("prompt", "x"), ("retry-unconfirmed", "maybe")]),
+            &Defaults::default(),
+        )
+        .unwrap_err();
+        assert!(error.contains("x-amz-meta-retry-unconfirmed"), "{error}");
     }
 }

@@ -1,8 +1,9 @@
-//! The JSON objects the function writes: claims (state), manifests and failure records.
+//! The JSON objects the function writes for people and programs downstream: manifests and
+//! failure records. (Claim objects are ledger entries, see [`crate::claims`].)
 
+use backdrop_core::ledger::Failure;
+use backdrop_core::{GenerationOptions, Recovery, TaskState};
 use serde::{Deserialize, Serialize};
-
-use crate::params::Parameters;
 
 /// The object version a record is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,41 +16,11 @@ pub struct Source {
     pub etag: String,
 }
 
-/// Where the work on one object version stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimStatus {
-    /// An invocation owns it and is about to create a task.
-    Claimed,
-    /// A task was created; its id is recorded.
-    Submitted,
-    /// The last task failed on the service's side, or the create was refused for now; the next
-    /// delivery may create a new task.
-    RetryPending,
-    /// Outputs and manifest are written.
-    Succeeded,
-    /// A failure record is written.
-    Failed,
-}
-
-/// The claim object (`STATE_PREFIX/<hash>.json`): written with `If-None-Match: *` to claim the
-/// object version, then updated with `If-Match`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClaimRecord {
-    /// The object version.
-    pub source: Source,
-    /// Where it stands.
-    pub status: ClaimStatus,
-    /// The current task, once created.
-    pub task_id: Option<String>,
-    /// Tasks created so far.
-    pub attempts: u32,
-    /// When the current task was created (unix seconds).
-    pub submitted_at: Option<f64>,
-    /// Last change (unix seconds).
-    pub updated_at: f64,
-    /// Why the last attempt ended, for people.
-    pub note: Option<String>,
+impl Source {
+    /// `s3://bucket/key`, for people and ledger labels.
+    pub fn label(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
 }
 
 /// Timings of a successful object, in seconds.
@@ -77,12 +48,12 @@ pub struct Manifest {
     /// The task that produced the images.
     pub task_id: String,
     /// What was asked for.
-    pub parameters: Parameters,
+    pub parameters: GenerationOptions,
     /// The task's final state code (1).
     pub state: i32,
     /// Credits charged, by the spec's price list.
     pub credits_charged: u32,
-    /// Tasks created for this object version.
+    /// Tasks created for this object version and parameters.
     pub attempts: u32,
     /// Timings.
     pub timings: Timings,
@@ -90,13 +61,29 @@ pub struct Manifest {
     pub outputs: Vec<String>,
 }
 
+/// Where an object's processing failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureStage {
+    /// The object breaks a rule of the service (nothing was sent).
+    Validation,
+    /// Its metadata (or the function's defaults) describe no valid request.
+    Parameters,
+    /// Creating the task.
+    Create,
+    /// The task, or waiting for it.
+    Task,
+    /// Downloading its results.
+    Download,
+}
+
 /// `FAILED_PREFIX/<path>.json`: why an object has no outputs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailureRecord {
     /// The source object version.
     pub source: Source,
-    /// Where it failed: `validation`, `parameters`, `create`, `task`, `download`.
-    pub stage: &'static str,
+    /// Where it failed.
+    pub stage: FailureStage,
     /// The task state, when the task failed.
     pub state: Option<i32>,
     /// The spec's meaning of that state.
@@ -105,14 +92,58 @@ pub struct FailureRecord {
     pub http_status: Option<u16>,
     /// The full message, with what to do.
     pub message: String,
+    /// What can be done: `retry`, `resume`, `unconfirmed`, `results_lost`, `permanent`.
+    pub recovery: Recovery,
     /// The task, when one was created.
     pub task_id: Option<String>,
     /// Whether credits were (or may have been) spent.
     pub credits_spent: bool,
-    /// Tasks created for this object version.
+    /// Tasks created for this object version and parameters.
     pub attempts: u32,
     /// When this record was written (unix seconds).
     pub failed_at: f64,
+}
+
+impl FailureRecord {
+    /// A refusal before anything was sent: nothing created, nothing spent.
+    pub fn refused(source: &Source, stage: FailureStage, message: String) -> Self {
+        FailureRecord {
+            source: source.clone(),
+            stage,
+            state: None,
+            state_meaning: None,
+            http_status: None,
+            message,
+            recovery: Recovery::Permanent,
+            task_id: None,
+            credits_spent: false,
+            attempts: 0,
+            failed_at: now_unix(),
+        }
+    }
+
+    /// The record of a failure the ledger holds for the object.
+    pub fn from_ledger(
+        source: &Source,
+        stage: FailureStage,
+        failure: &Failure,
+        attempts: u32,
+    ) -> Self {
+        let state = failure.task_state.map(TaskState::from_code);
+        FailureRecord {
+            source: source.clone(),
+            stage,
+            state: failure.task_state,
+            state_meaning: state.filter(|s| s.code() < 0).map(TaskState::meaning),
+            http_status: failure.http_status,
+            message: failure.message.clone(),
+            recovery: failure.recovery,
+            task_id: failure.task_id.clone(),
+            credits_spent: failure.credits_spent,
+            attempts,
+            failed_at: now_unix(),
+        }
+    }
 }
 
 /// Now, in unix seconds.

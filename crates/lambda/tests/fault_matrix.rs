@@ -542,11 +542,11 @@ async fn tasks_that_never_finish() {
     let mut moved = 0;
     for key in claims {
         let mut claim = run.json(&key).await;
-        if claim["status"] != "submitted" {
+        if claim["stage"] != "created" {
             continue;
         }
-        let at = claim["submitted_at"].as_f64().unwrap();
-        claim["submitted_at"] = Value::from(at - 301.0);
+        let at = claim["sent_at_ms"].as_u64().unwrap();
+        claim["sent_at_ms"] = Value::from(at - 301_000);
         run.s3
             .put_object()
             .bucket(&run.bucket)

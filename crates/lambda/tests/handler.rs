@@ -451,3 +451,92 @@ async fn only_transiently_failed_messages_are_retried() {
     assert!(keys.contains(&"failed/bad.png.json".to_owned()));
     assert!(!keys.contains(&"failed/never.png.json".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_s3_claim_store_conforms_to_the_ledger_suite() {
+    let s3 = s3_client();
+    let bucket = bucket(&s3, "ledger").await;
+    let store = backdrop_lambda::S3Store::new(s3.clone());
+    let mut n = 0;
+    backdrop_core::ledger::conformance::run(|| {
+        n += 1;
+        backdrop_lambda::claims::ClaimStore::new(&store, bucket.clone(), format!("state-{n}/"))
+    })
+    .await;
+    assert!(
+        keys(&s3, &bucket)
+            .await
+            .iter()
+            .all(|k| k.starts_with("state-"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_bytes_with_new_metadata_are_new_work_with_the_same_a_duplicate() {
+    let s3 = s3_client();
+    let bucket = bucket(&s3, "identity").await;
+    let emulator = fast_emulator(fast_config()).await;
+    let deps = deps(&emulator, config());
+    let deliver = |deps| {
+        let event = invocation(sqs_event(&bucket, &["incoming/p.png"]), 60);
+        async move { handle(deps, event).await.unwrap() }
+    };
+    // A prompt the service refuses (-17): a failure record, no retry.
+    let refused = [("prompt", "nonsense emulator:fail=-17")];
+    upload(&s3, &bucket, "incoming/p.png", bottle(), &refused).await;
+    assert!(failed_ids(&deliver(&deps).await).is_empty());
+    assert_eq!(emulator.counters().tasks_created, 1);
+    let record = json_of(&read(&s3, &bucket, "failed/p.png.json").await);
+    assert_eq!(record["state"], -17);
+    assert_eq!(record["recovery"], "permanent");
+    // The same bytes and metadata uploaded again: the same input, refused without a request.
+    upload(&s3, &bucket, "incoming/p.png", bottle(), &refused).await;
+    assert!(failed_ids(&deliver(&deps).await).is_empty());
+    assert_eq!(
+        emulator.counters().tasks_created,
+        1,
+        "a duplicate is not sent"
+    );
+    // The same bytes with a corrected prompt: new work.
+    upload(
+        &s3,
+        &bucket,
+        "incoming/p.png",
+        bottle(),
+        &[("prompt", "a beach")],
+    )
+    .await;
+    assert!(failed_ids(&deliver(&deps).await).is_empty());
+    assert_eq!(emulator.counters().tasks_created, 2);
+    let manifest = json_of(&read(&s3, &bucket, "generated/p/manifest.json").await);
+    assert_eq!(manifest["parameters"]["background"]["prompt"], "a beach");
+    let claims: Vec<String> = keys(&s3, &bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("state/"))
+        .collect();
+    assert_eq!(claims.len(), 2, "one ledger entry per input: {claims:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deliveries_of_one_object_at_once_create_one_task() {
+    let s3 = s3_client();
+    let bucket = bucket(&s3, "twice").await;
+    upload(&s3, &bucket, "incoming/a.png", bottle(), &[]).await;
+    let emulator = fast_emulator(fast_config()).await;
+    let deps = deps(&emulator, config());
+    let event = || invocation(sqs_event(&bucket, &["incoming/a.png"]), 60);
+    let (first, second) = tokio::join!(handle(&deps, event()), handle(&deps, event()));
+    let retried = failed_ids(&first.unwrap()).len() + failed_ids(&second.unwrap()).len();
+    assert_eq!(emulator.counters().tasks_created, 1);
+    assert!(retried <= 1, "the busy one comes back later");
+    // Its redelivery finds the work done.
+    let again = handle(&deps, event()).await.unwrap();
+    assert!(failed_ids(&again).is_empty());
+    assert_eq!(emulator.counters().tasks_created, 1);
+    assert!(
+        keys(&s3, &bucket)
+            .await
+            .contains(&"generated/a/manifest.json".to_owned())
+    );
+}

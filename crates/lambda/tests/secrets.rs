@@ -379,8 +379,11 @@ async fn the_key_is_in_no_object_log_line_answer_or_error() {
     let mut notes = 0;
     for key in keys.iter().filter(|k| k.starts_with("state/")) {
         let claim: Value = serde_json::from_slice(&read(&s3, &bucket, key).await).unwrap();
-        if claim["status"] == "retry_pending"
-            && claim["note"].as_str().is_some_and(|n| !n.is_empty())
+        if claim["stage"] == "failed"
+            && claim["failure"]["recovery"] == "retry"
+            && claim["failure"]["message"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
         {
             notes += 1;
         }
