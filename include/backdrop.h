@@ -57,6 +57,56 @@
 #include <stdint.h>
 
 /**
+ * What a caller can do after a failure: core's classification, the same answer the CLI and
+ * the Lambda act on. Every error has exactly one.
+ *
+ * | recovery | a task … | charged | what to do |
+ * |---|---|---|---|
+ * | `BACKDROP_RECOVERY_RETRY` | does not exist (or failed) | no | try the input again later: a new create is safe |
+ * | `BACKDROP_RECOVERY_RESUME` | exists, may still finish | when it succeeds | wait again with its id (`backdrop_task_from_id`); never create |
+ * | `BACKDROP_RECOVERY_UNCONFIRMED` | may exist, id unknown | maybe | ask the user: creating again may pay twice |
+ * | `BACKDROP_RECOVERY_RESULTS_LOST` | ran, its results are gone | yes (or maybe) | ask the user: generating again is paid again |
+ * | `BACKDROP_RECOVERY_PERMANENT` | does not exist (or failed) | no | fix the input, the key or the configuration |
+ */
+enum backdrop_recovery
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Not an error (only for a NULL `error`).
+     */
+    BACKDROP_RECOVERY_NONE = 0,
+    /**
+     * Nothing is running and nothing was charged; trying the input again later may succeed.
+     */
+    BACKDROP_RECOVERY_RETRY = 1,
+    /**
+     * A task exists and may still finish: resume it by id; creating again would pay twice.
+     */
+    BACKDROP_RECOVERY_RESUME = 2,
+    /**
+     * A create was sent and its answer never seen: a task may exist and be charged.
+     */
+    BACKDROP_RECOVERY_UNCONFIRMED = 3,
+    /**
+     * The task was charged (or may have been) and its results are gone.
+     */
+    BACKDROP_RECOVERY_RESULTS_LOST = 4,
+    /**
+     * The same input would fail the same way; nothing was charged.
+     */
+    BACKDROP_RECOVERY_PERMANENT = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum backdrop_recovery backdrop_recovery;
+#else
+typedef uint32_t backdrop_recovery;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The result of every fallible call of the library, returned as a `uint32_t`.
  *
  * `BACKDROP_OK` (0) is success. Failures are banded by family so that a caller can test a
@@ -752,9 +802,28 @@ bool backdrop_error_task_state(const backdrop_error *error, int32_t *state_out);
 const char *backdrop_error_task_id(const backdrop_error *error);
 
 /**
- * True when the same call may succeed if tried again later (service trouble, network, rate
- * limiting, a timeout); false when it would fail the same way (bad input, bad key, a verdict
- * on the content), or when `error` is NULL. Thread-safe.
+ * What can be done about the error: one of `BACKDROP_RECOVERY_*` (see `backdrop_recovery`).
+ * `BACKDROP_RECOVERY_NONE` when `error` is NULL. Thread-safe.
+ */
+backdrop_recovery backdrop_error_recovery(const backdrop_error *error);
+
+/**
+ * True when a create may have been accepted (and charged) although it failed: it was sent and
+ * no answer said no — a timeout, a cut connection, a gateway timeout (HTTP 504), an HTTP 200
+ * answer that could not be read. Do not create the same input again unless the user accepts
+ * paying twice. The same as `backdrop_error_recovery(error) == BACKDROP_RECOVERY_UNCONFIRMED`;
+ * false when `error` is NULL. Thread-safe.
+ */
+bool backdrop_error_may_have_created_task(const backdrop_error *error);
+
+/**
+ * True when starting over is safe and may succeed later: nothing is running and nothing was
+ * charged (rate limiting, a service failure that issued no task, a task that failed on the
+ * service's side). The same as `backdrop_error_recovery(error) == BACKDROP_RECOVERY_RETRY`.
+ *
+ * False whenever a task may exist — a task to resume by id (a timeout, trouble while polling),
+ * a create that may have been charged, results that were charged and lost — and for failures
+ * that would repeat, and when `error` is NULL. Thread-safe.
  */
 bool backdrop_error_is_transient(const backdrop_error *error);
 

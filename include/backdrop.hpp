@@ -58,9 +58,10 @@ inline std::string version() { return backdrop_version(); }
 class error : public std::runtime_error {
   public:
     error(std::uint32_t code, const std::string &message, std::uint16_t http_status,
-          std::optional<std::int32_t> task_state, std::string task_id, bool transient)
+          std::optional<std::int32_t> task_state, std::string task_id,
+          backdrop_recovery recovery)
         : std::runtime_error(message), code_(code), http_status_(http_status),
-          task_state_(task_state), task_id_(std::move(task_id)), transient_(transient) {}
+          task_state_(task_state), task_id_(std::move(task_id)), recovery_(recovery) {}
 
     /// The result code (one of the BACKDROP_ERR_* values).
     std::uint32_t code() const noexcept { return code_; }
@@ -72,15 +73,24 @@ class error : public std::runtime_error {
     const std::optional<std::int32_t> &task_state() const noexcept { return task_state_; }
     /// The task the failure concerns, or "".
     const std::string &task_id() const noexcept { return task_id_; }
-    /// True when trying again later may succeed.
-    bool transient() const noexcept { return transient_; }
+    /// What can be done about the failure: one of the BACKDROP_RECOVERY_* values (see
+    /// `backdrop_recovery` in backdrop.h), the same answer the CLI and the Lambda act on.
+    backdrop_recovery recovery() const noexcept { return recovery_; }
+    /// True when a create may have been accepted (and charged) although it failed: do not
+    /// create the same input again unless the user accepts paying twice.
+    bool may_have_created_task() const noexcept {
+        return recovery_ == BACKDROP_RECOVERY_UNCONFIRMED;
+    }
+    /// True when starting over (a new create for the same input) is safe and may succeed
+    /// later; false whenever a task may exist (see recovery()).
+    bool transient() const noexcept { return recovery_ == BACKDROP_RECOVERY_RETRY; }
 
   private:
     std::uint32_t code_;
     std::uint16_t http_status_;
     std::optional<std::int32_t> task_state_;
     std::string task_id_;
-    bool transient_;
+    backdrop_recovery recovery_;
 };
 
 namespace detail {
@@ -108,7 +118,8 @@ struct bytes_free {
 [[noreturn]] inline void throw_error(std::uint32_t code, backdrop_error *raw) {
     std::unique_ptr<backdrop_error, error_free> owned(raw);
     if (!owned) {
-        throw error(code, result_message(code), 0, std::nullopt, std::string(), false);
+        throw error(code, result_message(code), 0, std::nullopt, std::string(),
+                    BACKDROP_RECOVERY_NONE);
     }
     std::int32_t state = 0;
     std::optional<std::int32_t> task_state;
@@ -119,7 +130,7 @@ struct bytes_free {
     throw error(backdrop_error_code(owned.get()), backdrop_error_message(owned.get()),
                 backdrop_error_http_status(owned.get()), task_state,
                 task_id != nullptr ? std::string(task_id) : std::string(),
-                backdrop_error_is_transient(owned.get()));
+                backdrop_error_recovery(owned.get()));
 }
 
 /// Throws when `code` is not BACKDROP_OK; frees `raw` either way.

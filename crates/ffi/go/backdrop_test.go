@@ -198,8 +198,12 @@ func TestErrorsMatchTheirFamilies(t *testing.T) {
 	if !errors.Is(err, backdrop.ErrNotFound) || !errors.Is(err, backdrop.ErrService) {
 		t.Fatalf("Poll(unknown) = %v", err)
 	}
-	if be := asError(t, err); be.HTTPStatus != 404 || be.TaskID != "no-such-task" {
+	if be := asError(t, err); be.HTTPStatus != 404 || be.TaskID != "no-such-task" ||
+		be.Recovery != backdrop.RecoveryResultsLost || be.Transient {
 		t.Fatalf("Poll(unknown) detail = %+v", be)
+	}
+	if !errors.Is(err, backdrop.ErrResultsLost) || errors.Is(err, backdrop.ErrMaybeCreated) {
+		t.Fatalf("Poll(unknown) = %v: its results are lost, no create is in doubt", err)
 	}
 
 	failing, err := client.CreateTask(backdrop.Request{ImagePath: e.fixture, Prompt: "a beach emulator:fail=-17", BatchSize: 1})
@@ -211,7 +215,8 @@ func TestErrorsMatchTheirFamilies(t *testing.T) {
 	if !errors.Is(err, backdrop.ErrTaskFailed) || !errors.Is(err, backdrop.ErrTask) {
 		t.Fatalf("Wait(failing) = %v", err)
 	}
-	if be := asError(t, err); !be.HasTaskState || be.TaskState != -17 || be.TaskID != failing.ID() || be.Transient {
+	if be := asError(t, err); !be.HasTaskState || be.TaskState != -17 || be.TaskID != failing.ID() ||
+		be.Transient || be.Recovery != backdrop.RecoveryPermanent {
 		t.Fatalf("Wait(failing) detail = %+v", be)
 	}
 
@@ -226,6 +231,27 @@ func TestErrorsMatchTheirFamilies(t *testing.T) {
 	}
 	if _, err := backdrop.NewClient(backdrop.Config{APIKey: " ", BaseURL: e.url}); !errors.Is(err, backdrop.ErrUsage) {
 		t.Fatalf("NewClient(blank key) = %v", err)
+	}
+}
+
+func TestACreateThatMayHaveBeenChargedIsNotTransient(t *testing.T) {
+	e := testEnv(t)
+	for _, name := range []string{"BACKDROP_TEST_URL_DROP", "BACKDROP_TEST_URL_504", "BACKDROP_TEST_URL_GARBLED"} {
+		url := os.Getenv(name)
+		if url == "" {
+			t.Fatalf("%s is not set: run crates/ffi/tests/run.sh", name)
+		}
+		client := newClient(t, url, e.key)
+		_, err := client.CreateTask(backdrop.Request{ImagePath: e.fixture, Prompt: "a beach", BatchSize: 1})
+		if !errors.Is(err, backdrop.ErrMaybeCreated) {
+			t.Fatalf("%s: CreateTask = %v, want ErrMaybeCreated", name, err)
+		}
+		if be := asError(t, err); be.Transient || be.Recovery != backdrop.RecoveryUnconfirmed {
+			t.Fatalf("%s: detail = %+v", name, be)
+		}
+		if errors.Is(err, backdrop.ErrResumable) {
+			t.Fatalf("%s: %v has no task id to resume", name, err)
+		}
 	}
 }
 

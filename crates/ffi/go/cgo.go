@@ -66,6 +66,7 @@ func check(code C.uint32_t, detail *C.backdrop_error) error {
 	if id := C.backdrop_error_task_id(detail); id != nil {
 		err.TaskID = C.GoString(id)
 	}
+	err.Recovery = Recovery(C.backdrop_error_recovery(detail))
 	err.Transient = bool(C.backdrop_error_is_transient(detail))
 	return err
 }

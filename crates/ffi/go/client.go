@@ -257,7 +257,8 @@ type waitState struct {
 // at its next poll too. A panic in onProgress stops the wait and is re-raised here.
 func (c *Client) Wait(ctx context.Context, t *Task, onProgress func(Progress)) error {
 	if err := ctx.Err(); err != nil {
-		return &Error{Code: CodeCancelled, Message: "the context ended before the wait", TaskID: t.ID(), cause: err}
+		return &Error{Code: CodeCancelled, Message: "the context ended before the wait", TaskID: t.ID(),
+			Recovery: RecoveryResume, cause: err}
 	}
 	// The context's deadline is the wait's timeout when it comes before the spec's limit of
 	// 300 s (timeout 0), which the library applies anyway.
@@ -266,7 +267,7 @@ func (c *Client) Wait(ctx context.Context, t *Task, onProgress func(Progress)) e
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
 			return &Error{Code: CodeTimeout, Message: "the context's deadline passed before the wait",
-				TaskID: t.ID(), Transient: true, cause: context.DeadlineExceeded}
+				TaskID: t.ID(), Recovery: RecoveryResume, cause: context.DeadlineExceeded}
 		}
 		if remaining < maxWait {
 			timeout = millis(remaining)

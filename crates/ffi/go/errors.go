@@ -156,7 +156,57 @@ var (
 	ErrTaskFailed = errors.New("backdrop: the task failed")
 	// ErrResultExpired: the result URL expired (they live one hour).
 	ErrResultExpired = errors.New("backdrop: the result expired")
+
+	// ErrMaybeCreated: a create was sent and its answer never seen (a timeout, a cut
+	// connection, HTTP 504, an unreadable HTTP 200): a task may exist and be charged. Do not
+	// create the same input again unless the user accepts paying twice. Matches the errors whose
+	// Recovery is RecoveryUnconfirmed.
+	ErrMaybeCreated = errors.New("backdrop: a task may have been created and charged")
+	// ErrResumable: a task exists and may still finish (a timeout, trouble while polling or
+	// downloading): wait again with Client.TaskFromID and its id; never create it again. Matches
+	// the errors whose Recovery is RecoveryResume.
+	ErrResumable = errors.New("backdrop: the task exists: resume it by its id")
+	// ErrResultsLost: the task was charged (or may have been) and its results are gone.
+	// Matches the errors whose Recovery is RecoveryResultsLost.
+	ErrResultsLost = errors.New("backdrop: the task's results are lost")
 )
+
+// Recovery is what a caller can do after a failure: core's classification, the same answer the
+// CLI and the Lambda act on (backdrop_recovery in backdrop.h).
+type Recovery uint32
+
+// The recoveries of backdrop.h.
+const (
+	// RecoveryNone: not a failure of the library (an error of this package without detail).
+	RecoveryNone Recovery = C.BACKDROP_RECOVERY_NONE
+	// RecoveryRetry: nothing is running and nothing was charged; trying again later may succeed.
+	RecoveryRetry Recovery = C.BACKDROP_RECOVERY_RETRY
+	// RecoveryResume: a task exists and may still finish: resume it by id; never create again.
+	RecoveryResume Recovery = C.BACKDROP_RECOVERY_RESUME
+	// RecoveryUnconfirmed: a create may have been accepted and charged; its id is unknown.
+	RecoveryUnconfirmed Recovery = C.BACKDROP_RECOVERY_UNCONFIRMED
+	// RecoveryResultsLost: the task was charged (or may have been) and its results are gone.
+	RecoveryResultsLost Recovery = C.BACKDROP_RECOVERY_RESULTS_LOST
+	// RecoveryPermanent: the same input would fail the same way; nothing was charged.
+	RecoveryPermanent Recovery = C.BACKDROP_RECOVERY_PERMANENT
+)
+
+// String names the recovery: "retry", "resume", "unconfirmed", "results_lost", "permanent".
+func (r Recovery) String() string {
+	switch r {
+	case RecoveryRetry:
+		return "retry"
+	case RecoveryResume:
+		return "resume"
+	case RecoveryUnconfirmed:
+		return "unconfirmed"
+	case RecoveryResultsLost:
+		return "results_lost"
+	case RecoveryPermanent:
+		return "permanent"
+	}
+	return "none"
+}
 
 // Error is a failure reported by libbackdrop, with its detail.
 type Error struct {
@@ -172,7 +222,10 @@ type Error struct {
 	HasTaskState bool
 	// TaskID is the task the failure concerns, or "".
 	TaskID string
-	// Transient is true when trying again later may succeed.
+	// Recovery is what can be done about the failure (see Recovery).
+	Recovery Recovery
+	// Transient is true when starting over (a new create for the same input) is safe and may
+	// succeed later: Recovery is RecoveryRetry. It is false whenever a task may exist.
 	Transient bool
 
 	cause error
@@ -227,6 +280,12 @@ func (e *Error) Is(target error) bool {
 		return c == CodeTaskFailed
 	case ErrResultExpired:
 		return c == CodeResultExpired
+	case ErrMaybeCreated:
+		return e.Recovery == RecoveryUnconfirmed
+	case ErrResumable:
+		return e.Recovery == RecoveryResume
+	case ErrResultsLost:
+		return e.Recovery == RecoveryResultsLost
 	}
 	return false
 }

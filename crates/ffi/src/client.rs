@@ -5,9 +5,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::future::Future;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use backdrop_core::{Client, GeneratedImage, PollPolicy, TaskInfo, WaitControl, WaitOptions};
@@ -382,36 +380,12 @@ fn fetch(client: &ClientState, task: &TaskData, index: usize) -> Result<Generate
         .map_err(|failure| failure.with_task_id(task.id()))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` whole or not at all ([`backdrop_core::files::write_atomically`]).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let io = |action: &str, target: &Path, error: std::io::Error| {
+    backdrop_core::files::write_atomically(path, bytes).map_err(|error| {
         Failure::new(
             BACKDROP_ERR_IO,
-            format!("cannot {action} {}: {error}", target.display()),
+            format!("cannot write {}: {error}", path.display()),
         )
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Failure::invalid_argument("the output path names no file"))?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(
-        ".{}-{}.part",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temp: PathBuf = path.with_file_name(temp_name);
-    let written = std::fs::File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .map_err(|e| io("write", &temp, e))
-        .and_then(|()| std::fs::rename(&temp, path).map_err(|e| io("write", path, e)));
-    if written.is_err() {
-        // Best effort: the temporary file may not even exist.
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
+    })
 }

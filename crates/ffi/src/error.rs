@@ -7,7 +7,7 @@ use std::any::Any;
 use std::ffi::{CString, c_char};
 
 use backdrop_core::validate::InspectFileError;
-use backdrop_core::{Error as CoreError, ValidationError};
+use backdrop_core::{Error as CoreError, Recovery, ValidationError};
 
 use crate::handle::{Castable, OwnershipBox, c_string, free_box, to_box_ptr, try_ref};
 use crate::result::backdrop_result::{self, *};
@@ -35,7 +35,7 @@ pub(crate) struct ErrorDetail {
     http_status: u16,
     task_state: Option<i32>,
     task_id: Option<CString>,
-    transient: bool,
+    recovery: Recovery,
 }
 
 /// A failure on its way out of an exported function: a code and its detail.
@@ -46,7 +46,7 @@ pub(crate) struct Failure {
     http_status: u16,
     task_state: Option<i32>,
     task_id: Option<String>,
-    transient: bool,
+    recovery: Recovery,
 }
 
 impl Failure {
@@ -58,7 +58,7 @@ impl Failure {
             http_status: 0,
             task_state: None,
             task_id: None,
-            transient: false,
+            recovery: Recovery::Permanent,
         }
     }
 
@@ -126,7 +126,7 @@ impl Failure {
             http_status: self.http_status,
             task_state: self.task_state,
             task_id: self.task_id.as_deref().map(c_string),
-            transient: self.transient,
+            recovery: self.recovery,
         })
     }
 }
@@ -202,7 +202,7 @@ impl From<CoreError> for Failure {
             http_status: error.http_status().unwrap_or(0),
             task_state: error.task_state().map(|state| state.code()),
             task_id: error.task_id().map(str::to_owned),
-            transient: error.is_transient(),
+            recovery: error.recovery(),
         }
     }
 }
@@ -302,14 +302,87 @@ pub unsafe extern "C" fn backdrop_error_task_id(error: *const backdrop_error) ->
     })
 }
 
-/// True when the same call may succeed if tried again later (service trouble, network, rate
-/// limiting, a timeout); false when it would fail the same way (bad input, bad key, a verdict
-/// on the content), or when `error` is NULL. Thread-safe.
+/// What a caller can do after a failure: core's classification, the same answer the CLI and
+/// the Lambda act on. Every error has exactly one.
+///
+/// | recovery | a task … | charged | what to do |
+/// |---|---|---|---|
+/// | `BACKDROP_RECOVERY_RETRY` | does not exist (or failed) | no | try the input again later: a new create is safe |
+/// | `BACKDROP_RECOVERY_RESUME` | exists, may still finish | when it succeeds | wait again with its id (`backdrop_task_from_id`); never create |
+/// | `BACKDROP_RECOVERY_UNCONFIRMED` | may exist, id unknown | maybe | ask the user: creating again may pay twice |
+/// | `BACKDROP_RECOVERY_RESULTS_LOST` | ran, its results are gone | yes (or maybe) | ask the user: generating again is paid again |
+/// | `BACKDROP_RECOVERY_PERMANENT` | does not exist (or failed) | no | fix the input, the key or the configuration |
+#[repr(u32)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum backdrop_recovery {
+    /// Not an error (only for a NULL `error`).
+    BACKDROP_RECOVERY_NONE = 0,
+    /// Nothing is running and nothing was charged; trying the input again later may succeed.
+    BACKDROP_RECOVERY_RETRY = 1,
+    /// A task exists and may still finish: resume it by id; creating again would pay twice.
+    BACKDROP_RECOVERY_RESUME = 2,
+    /// A create was sent and its answer never seen: a task may exist and be charged.
+    BACKDROP_RECOVERY_UNCONFIRMED = 3,
+    /// The task was charged (or may have been) and its results are gone.
+    BACKDROP_RECOVERY_RESULTS_LOST = 4,
+    /// The same input would fail the same way; nothing was charged.
+    BACKDROP_RECOVERY_PERMANENT = 5,
+}
+
+impl From<Recovery> for backdrop_recovery {
+    fn from(recovery: Recovery) -> Self {
+        match recovery {
+            Recovery::Retry => backdrop_recovery::BACKDROP_RECOVERY_RETRY,
+            Recovery::Resume => backdrop_recovery::BACKDROP_RECOVERY_RESUME,
+            Recovery::Unconfirmed => backdrop_recovery::BACKDROP_RECOVERY_UNCONFIRMED,
+            Recovery::ResultsLost => backdrop_recovery::BACKDROP_RECOVERY_RESULTS_LOST,
+            Recovery::Permanent => backdrop_recovery::BACKDROP_RECOVERY_PERMANENT,
+        }
+    }
+}
+
+/// What can be done about the error: one of `BACKDROP_RECOVERY_*` (see `backdrop_recovery`).
+/// `BACKDROP_RECOVERY_NONE` when `error` is NULL. Thread-safe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn backdrop_error_recovery(
+    error: *const backdrop_error,
+) -> backdrop_recovery {
+    ffi_infallible!(backdrop_recovery::BACKDROP_RECOVERY_NONE, {
+        // SAFETY: the header's contract: NULL or a live error.
+        unsafe { try_ref(error) }.map_or(backdrop_recovery::BACKDROP_RECOVERY_NONE, |detail| {
+            detail.recovery.into()
+        })
+    })
+}
+
+/// True when a create may have been accepted (and charged) although it failed: it was sent and
+/// no answer said no — a timeout, a cut connection, a gateway timeout (HTTP 504), an HTTP 200
+/// answer that could not be read. Do not create the same input again unless the user accepts
+/// paying twice. The same as `backdrop_error_recovery(error) == BACKDROP_RECOVERY_UNCONFIRMED`;
+/// false when `error` is NULL. Thread-safe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn backdrop_error_may_have_created_task(
+    error: *const backdrop_error,
+) -> bool {
+    ffi_infallible!(false, {
+        // SAFETY: the header's contract: NULL or a live error.
+        unsafe { try_ref(error) }.is_some_and(|detail| detail.recovery == Recovery::Unconfirmed)
+    })
+}
+
+/// True when starting over is safe and may succeed later: nothing is running and nothing was
+/// charged (rate limiting, a service failure that issued no task, a task that failed on the
+/// service's side). The same as `backdrop_error_recovery(error) == BACKDROP_RECOVERY_RETRY`.
+///
+/// False whenever a task may exist — a task to resume by id (a timeout, trouble while polling),
+/// a create that may have been charged, results that were charged and lost — and for failures
+/// that would repeat, and when `error` is NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn backdrop_error_is_transient(error: *const backdrop_error) -> bool {
     ffi_infallible!(false, {
         // SAFETY: the header's contract: NULL or a live error.
-        unsafe { try_ref(error) }.is_some_and(|detail| detail.transient)
+        unsafe { try_ref(error) }.is_some_and(|detail| detail.recovery == Recovery::Retry)
     })
 }
 
@@ -362,10 +435,23 @@ mod tests {
         assert_eq!(failure.task_state, Some(-17));
         assert_eq!(failure.task_id.as_deref(), Some("T1"));
         let failure: Failure = CoreError::Unauthorized {
+            during: backdrop_core::Operation::Create,
             message: "no".into(),
         }
         .into();
         assert_eq!(failure.http_status, 401);
-        assert!(!failure.transient);
+        assert_eq!(failure.recovery, Recovery::Permanent);
+        let failure: Failure = CoreError::Server {
+            during: backdrop_core::Operation::Create,
+            status: 504,
+            message: "gateway timeout".into(),
+            attempts: 1,
+        }
+        .into();
+        assert_eq!(
+            failure.recovery,
+            Recovery::Unconfirmed,
+            "may have created: not transient"
+        );
     }
 }

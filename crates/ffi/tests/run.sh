@@ -139,6 +139,8 @@ start_emulator BACKDROP_TEST_URL_NEVER "${quick[@]}" --never-finish-rate 1
 start_emulator BACKDROP_TEST_URL_500 "${quick[@]}" --error-500-rate 1
 start_emulator BACKDROP_TEST_URL_STRICT --queue-ms 50 --prepare-ms 50 --processing-ms 200 --qps 1
 start_emulator BACKDROP_TEST_URL_DROP "${quick[@]}" --drop-rate 1
+start_emulator BACKDROP_TEST_URL_504 "${quick[@]}" --lost-answer-rate 1 --lost-answer-as gateway-timeout
+start_emulator BACKDROP_TEST_URL_GARBLED "${quick[@]}" --lost-answer-rate 1 --lost-answer-as garbled
 export BACKDROP_TEST_KEY="$key"
 export BACKDROP_TEST_FIXTURE="$root/tests/fixtures/bottle.png"
 export BACKDROP_TEST_VERSION="$version"

@@ -521,6 +521,7 @@ static void test_service_errors(void) {
     CHECK(backdrop_error_http_status(err) == 401);
     CHECK(strstr(backdrop_error_message(err), wrong_key) == NULL);
     CHECK(!backdrop_error_is_transient(err));
+    CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_PERMANENT);
     CHECK(backdrop_error_task_id(err) == NULL);
     backdrop_error_free(err);
     err = NULL;
@@ -532,6 +533,10 @@ static void test_service_errors(void) {
     CHECK(backdrop_error_http_status(err) == 404);
     CHECK(backdrop_error_task_id(err) != NULL &&
           strcmp(backdrop_error_task_id(err), "no-such-task") == 0);
+    /* The service no longer knows a task it issued: its results are lost, maybe paid for; never
+     * a reason to create it again on its own. */
+    CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_RESULTS_LOST);
+    CHECK(!backdrop_error_is_transient(err));
     backdrop_error_free(err);
     err = NULL;
     CHECK_ERR(backdrop_client_wait(client, task, 5000, NULL, NULL, &err), BACKDROP_ERR_NOT_FOUND,
@@ -549,6 +554,7 @@ static void test_service_errors(void) {
     CHECK(backdrop_error_task_id(err) != NULL &&
           strcmp(backdrop_error_task_id(err), backdrop_task_id(task)) == 0);
     CHECK(!backdrop_error_is_transient(err));
+    CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_PERMANENT);
     CHECK(backdrop_error_http_status(err) == 0);
     backdrop_error_free(err);
     err = NULL;
@@ -567,6 +573,8 @@ static void test_service_errors(void) {
                BACKDROP_ERR_TASK_FAILED);
     CHECK(backdrop_error_task_state(err, &state) && state == -8);
     CHECK(backdrop_error_is_transient(err));
+    CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_RETRY);
+    CHECK(!backdrop_error_may_have_created_task(err));
     backdrop_error_free(err);
     err = NULL;
     backdrop_task_free(task);
@@ -618,7 +626,10 @@ static void test_fault_emulators(void) {
         CHECK(backdrop_error_task_state(err, &state) && state > 1);
         CHECK(backdrop_error_task_id(err) != NULL &&
               strcmp(backdrop_error_task_id(err), backdrop_task_id(task)) == 0);
-        CHECK(backdrop_error_is_transient(err));
+        /* The task exists: resume it by id; starting over would pay twice. */
+        CHECK(!backdrop_error_is_transient(err));
+        CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_RESUME);
+        CHECK(!backdrop_error_may_have_created_task(err));
         backdrop_error_free(err);
         err = NULL;
         backdrop_task_free(task);
@@ -634,6 +645,8 @@ static void test_fault_emulators(void) {
         CHECK(task == NULL);
         CHECK(backdrop_error_http_status(err) == 500);
         CHECK(backdrop_error_is_transient(err));
+        CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_RETRY);
+        CHECK(!backdrop_error_may_have_created_task(err));
         backdrop_error_free(err);
         err = NULL;
         CHECK(counter(env("BACKDROP_TEST_URL_500"), "responses_500_injected") == before + 2);
@@ -654,6 +667,9 @@ static void test_fault_emulators(void) {
                    BACKDROP_ERR_NETWORK_MAYBE_CREATED);
         CHECK(task == NULL);
         CHECK(backdrop_error_http_status(err) == 0);
+        CHECK(backdrop_error_may_have_created_task(err));
+        CHECK(!backdrop_error_is_transient(err));
+        CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_UNCONFIRMED);
         backdrop_error_free(err);
         err = NULL;
         CHECK(counter(url, "create_requests") == before + 1);
@@ -662,6 +678,32 @@ static void test_fault_emulators(void) {
         CHECK_ERR(backdrop_client_poll(client, task, &err), BACKDROP_ERR_NETWORK, err);
         backdrop_task_free(task);
         backdrop_client_free(client);
+    }
+
+    /* A create the service accepted (and charged) whose answer is a gateway's 504, or an HTTP 200
+     * that cannot be read: "may have created", never transient, never sent again. */
+    {
+        const char *urls[2] = {env("BACKDROP_TEST_URL_504"), env("BACKDROP_TEST_URL_GARBLED")};
+        const uint32_t codes[2] = {BACKDROP_ERR_SERVER, BACKDROP_ERR_INVALID_RESPONSE};
+        const uint16_t statuses[2] = {504, 200};
+        int i;
+        for (i = 0; i < 2; i++) {
+            const backdrop_client *client = client_for_key(urls[i], key(), CLIENT_QPS, 3);
+            long long before = counter(urls[i], "create_requests");
+            long long tasks_before = counter(urls[i], "tasks_created");
+            task = NULL;
+            CHECK_CODE(backdrop_client_create_task(client, request, &task, &err), codes[i]);
+            CHECK(task == NULL);
+            CHECK(backdrop_error_http_status(err) == statuses[i]);
+            CHECK(backdrop_error_may_have_created_task(err));
+            CHECK(!backdrop_error_is_transient(err));
+            CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_UNCONFIRMED);
+            backdrop_error_free(err);
+            err = NULL;
+            CHECK(counter(urls[i], "create_requests") == before + 1);
+            CHECK(counter(urls[i], "tasks_created") == tasks_before + 1);
+            backdrop_client_free(client);
+        }
     }
 
     /* 429: a client that ignores the key's QPS of 1, with no retries left. */
@@ -678,7 +720,9 @@ static void test_fault_emulators(void) {
         }
         CHECK_CODE(code, BACKDROP_ERR_RATE_LIMITED);
         CHECK(backdrop_error_http_status(err) == 429);
-        CHECK(backdrop_error_is_transient(err));
+        /* A poll refused: the task is unharmed, wait for it again. */
+        CHECK(backdrop_error_recovery(err) == BACKDROP_RECOVERY_RESUME);
+        CHECK(!backdrop_error_is_transient(err));
         backdrop_error_free(err);
         err = NULL;
         backdrop_task_free(task);
@@ -775,6 +819,8 @@ static void test_null_parameters(void) {
     CHECK(!backdrop_error_task_state(NULL, &state) && state == 5);
     CHECK(backdrop_error_task_id(NULL) == NULL);
     CHECK(!backdrop_error_is_transient(NULL));
+    CHECK(!backdrop_error_may_have_created_task(NULL));
+    CHECK(backdrop_error_recovery(NULL) == BACKDROP_RECOVERY_NONE);
     CHECK(backdrop_bytes_data(NULL) == NULL && backdrop_bytes_len(NULL) == 0);
     CHECK(strcmp(backdrop_bytes_extension(NULL), "") == 0);
     CHECK(strcmp(backdrop_bytes_mime_type(NULL), "") == 0);
@@ -1530,7 +1576,7 @@ static void test_calls_after_errors(void) {
         task = NULL;
         backdrop_client_free(never);
         CHECK(backdrop_error_task_id(kept) != NULL && strlen(backdrop_error_task_id(kept)) > 0);
-        CHECK(backdrop_error_is_transient(kept));
+        CHECK(backdrop_error_recovery(kept) == BACKDROP_RECOVERY_RESUME);
         backdrop_error_free(kept);
         kept = NULL;
     }

@@ -66,7 +66,7 @@ backdrop::error expect_error(std::uint32_t code, Call call) {
         return e;
     }
     ADD_FAILURE() << "expected backdrop::error " << backdrop_result_name(code);
-    return backdrop::error(0, "", 0, std::nullopt, "", false);
+    return backdrop::error(0, "", 0, std::nullopt, "", BACKDROP_RECOVERY_NONE);
 }
 
 struct stop_waiting : std::runtime_error {
@@ -185,6 +185,8 @@ TEST(Errors, CarryCodeStatusStateAndTaskId) {
     EXPECT_EQ(not_found.http_status(), 404);
     EXPECT_EQ(not_found.task_id(), "no-such-task");
     EXPECT_EQ(not_found.name(), "BACKDROP_ERR_NOT_FOUND");
+    EXPECT_EQ(not_found.recovery(), BACKDROP_RECOVERY_RESULTS_LOST);
+    EXPECT_FALSE(not_found.transient());
 
     backdrop::task failing = client.create_task(request_with("a beach emulator:fail=-17"));
     auto failed = expect_error(BACKDROP_ERR_TASK_FAILED, [&] { client.wait(failing, 30s); });
@@ -192,6 +194,7 @@ TEST(Errors, CarryCodeStatusStateAndTaskId) {
     EXPECT_EQ(*failed.task_state(), -17);
     EXPECT_EQ(failed.task_id(), failing.id());
     EXPECT_FALSE(failed.transient());
+    EXPECT_EQ(failed.recovery(), BACKDROP_RECOVERY_PERMANENT);
 
     const std::string wrong_key = "wrong-key-5e1d8c0a77";
     const backdrop::client stranger = client_for(env("BACKDROP_TEST_URL"), wrong_key);
@@ -199,6 +202,21 @@ TEST(Errors, CarryCodeStatusStateAndTaskId) {
                                 [&] { stranger.create_task(request_with("a beach")); });
     EXPECT_EQ(refused.http_status(), 401);
     EXPECT_EQ(std::string(refused.what()).find(wrong_key), std::string::npos);
+}
+
+TEST(Errors, ACreateThatMayHaveBeenChargedSaysSo) {
+    for (const char *name : {"BACKDROP_TEST_URL_DROP", "BACKDROP_TEST_URL_504",
+                             "BACKDROP_TEST_URL_GARBLED"}) {
+        const backdrop::client client = client_for(env(name));
+        try {
+            client.create_task(request_with("a beach"));
+            ADD_FAILURE() << name << ": the create succeeded";
+        } catch (const backdrop::error &e) {
+            EXPECT_TRUE(e.may_have_created_task()) << name << ": " << e.what();
+            EXPECT_EQ(e.recovery(), BACKDROP_RECOVERY_UNCONFIRMED) << name;
+            EXPECT_FALSE(e.transient()) << name;
+        }
+    }
 }
 
 TEST(Callback, CancelAndTimeout) {
@@ -216,7 +234,9 @@ TEST(Callback, CancelAndTimeout) {
 
     auto timed_out = expect_error(BACKDROP_ERR_TIMEOUT, [&] { client.wait(task, 500ms); });
     EXPECT_TRUE(timed_out.task_state().has_value());
-    EXPECT_TRUE(timed_out.transient());
+    EXPECT_EQ(timed_out.recovery(), BACKDROP_RECOVERY_RESUME);
+    EXPECT_FALSE(timed_out.transient()) << "the task exists: resume it, never start over";
+    EXPECT_FALSE(timed_out.may_have_created_task());
 }
 
 TEST(Callback, ExceptionsDoNotCrossTheCBoundary) {
