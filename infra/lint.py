@@ -38,6 +38,10 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+# Actions AWS defines no resource for: they can only be granted on "*".
+RESOURCELESS_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
 def iam_problems(template):
     problems = []
     for path, statement in statements(template.get("Resources", {})):
@@ -48,6 +52,8 @@ def iam_problems(template):
                 problems.append(f"{path}: wildcard action {action!r}")
         if "Principal" in statement:
             continue  # resource policies name their own resource
+        if set(as_list(statement.get("Action", []))) <= RESOURCELESS_ACTIONS:
+            continue
         for resource in as_list(statement.get("Resource", [])):
             if resource == "*" or (isinstance(resource, str) and resource.endswith(":*") and resource.count(":") <= 1):
                 problems.append(f"{path}: resource {resource!r} is everything")

@@ -111,6 +111,12 @@ impl Client {
         self.inner.scheduler.limiter().granted()
     }
 
+    /// HTTP 429 answers this client and its clones received so far (each was waited out and
+    /// retried, within the retry limit).
+    pub fn rate_limited_answers(&self) -> u64 {
+        self.inner.scheduler.limiter().rate_limited_answers()
+    }
+
     /// The median processing time the client expects now: its prior, moved by every task it
     /// has seen finish.
     pub fn expected_processing_median(&self) -> std::time::Duration {

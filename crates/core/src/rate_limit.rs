@@ -30,6 +30,8 @@ struct WindowState {
     paused_until: Option<Instant>,
     /// Requests granted so far.
     granted: u64,
+    /// 429 answers received so far.
+    rate_limited: u64,
     /// Requests allowed per window now: the configured number, less after 429s.
     allowed: Option<usize>,
     /// Answers without a 429 since `allowed` last changed.
@@ -99,6 +101,7 @@ impl RateLimiter {
         let now = Instant::now();
         let configured = self.configured();
         let mut state = self.lock_state();
+        state.rate_limited += 1;
         let already_paused = state.paused_until.is_some_and(|until| until > now);
         Self::pause(&mut state, now + pause);
         if !already_paused {
@@ -133,6 +136,11 @@ impl RateLimiter {
     /// Requests allowed per window now (the configured number unless 429s lowered it).
     pub fn allowed_per_window(&self) -> usize {
         Self::allowed_now(&self.lock_state(), self.configured())
+    }
+
+    /// 429 answers received since the limiter was made.
+    pub fn rate_limited_answers(&self) -> u64 {
+        self.lock_state().rate_limited
     }
 
     /// Requests granted since the limiter was made.

@@ -60,6 +60,19 @@ pub struct Config {
     /// instances. Before that, the input is left to its owner (the platform stops every
     /// invocation at its deadline).
     pub lease_margin: Duration,
+    /// The first delay before an SQS message is delivered again after transient trouble
+    /// (`RETRY_BASE_SECONDS`, default 30); it doubles with each delivery.
+    pub retry_base: Duration,
+    /// The longest such delay (`RETRY_MAX_SECONDS`, default 600).
+    pub retry_max: Duration,
+    /// The queue's `maxReceiveCount` (`MAX_RECEIVE_COUNT`, default 5): on that delivery the
+    /// function writes a failure record instead of asking for another, so that no message
+    /// reaches the dead-letter queue without one.
+    pub max_receive_count: u32,
+    /// The name the function's metrics carry (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda).
+    pub function_name: String,
+    /// Where upload mode streams an object before sending it (`TMPDIR`, default `/tmp`).
+    pub scratch_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -77,6 +90,11 @@ impl Default for Config {
             max_task_attempts: 3,
             deadline_margin: Duration::from_secs(10),
             lease_margin: Duration::from_secs(30),
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(600),
+            max_receive_count: 5,
+            function_name: "backdrop-lambda".into(),
+            scratch_dir: std::env::temp_dir(),
         }
     }
 }
@@ -156,6 +174,30 @@ impl Config {
         config.presign_ttl = seconds("PRESIGN_SECONDS", 600)?;
         config.deadline_margin = seconds("DEADLINE_MARGIN_SECONDS", 10)?;
         config.lease_margin = seconds("LEASE_MARGIN_SECONDS", 30)?;
+        config.retry_base = seconds("RETRY_BASE_SECONDS", 30)?;
+        config.retry_max = seconds("RETRY_MAX_SECONDS", 600)?;
+        if config.retry_max < config.retry_base {
+            return Err(LambdaError::Config(format!(
+                "RETRY_MAX_SECONDS ({}) is below RETRY_BASE_SECONDS ({})",
+                config.retry_max.as_secs(),
+                config.retry_base.as_secs()
+            )));
+        }
+        config.max_receive_count = match number("MAX_RECEIVE_COUNT")? {
+            Some(v) if v >= 1 => u32::try_from(v).unwrap_or(u32::MAX),
+            Some(v) => {
+                return Err(LambdaError::Config(format!(
+                    "MAX_RECEIVE_COUNT={v} must be at least 1 (the queue's maxReceiveCount)"
+                )));
+            }
+            None => 5,
+        };
+        if let Some(name) = get("AWS_LAMBDA_FUNCTION_NAME") {
+            config.function_name = name;
+        }
+        if let Some(dir) = get("TMPDIR") {
+            config.scratch_dir = dir.into();
+        }
         config.max_task_attempts = match number("MAX_TASK_ATTEMPTS")? {
             Some(v) if v >= 1 => u32::try_from(v).unwrap_or(u32::MAX),
             Some(v) => {
@@ -169,6 +211,20 @@ impl Config {
         let instances = number("MAX_INSTANCES")?.unwrap_or(1);
         config.rate_limit = instance_share(key_qps, instances)?;
         Ok(config)
+    }
+
+    /// How long the message of a delivery that ends in transient trouble waits before it is
+    /// delivered again: `retry_base × 2^(receive_count − 1)`, at most `retry_max`.
+    pub fn retry_delay(&self, receive_count: u32) -> Duration {
+        let doublings = receive_count.saturating_sub(1).min(20);
+        self.retry_base
+            .saturating_mul(1u32 << doublings)
+            .min(self.retry_max)
+    }
+
+    /// True when the delivery numbered `receive_count` is the last the queue makes.
+    pub fn last_delivery(&self, receive_count: u32) -> bool {
+        receive_count >= self.max_receive_count
     }
 
     /// The bucket outputs of an object in `source_bucket` go to.
@@ -233,6 +289,16 @@ mod tests {
         assert!(config(&[("SUBMIT_MODE", "carrier-pigeon")]).is_err());
         assert!(config(&[("KEY_QPS", "0")]).is_err());
         assert!(config(&[("MAX_TASK_ATTEMPTS", "zero")]).is_err());
+    }
+
+    #[test]
+    fn retries_back_off_and_the_last_delivery_is_known() {
+        let c = config(&[]).unwrap();
+        let delays: Vec<u64> = (1..=7).map(|n| c.retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, vec![30, 60, 120, 240, 480, 600, 600]);
+        assert!(!c.last_delivery(4) && c.last_delivery(5));
+        assert!(config(&[("RETRY_BASE_SECONDS", "60"), ("RETRY_MAX_SECONDS", "30")]).is_err());
+        assert!(config(&[("MAX_RECEIVE_COUNT", "0")]).is_err());
     }
 
     #[test]

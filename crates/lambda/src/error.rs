@@ -20,6 +20,20 @@ pub enum LambdaError {
         bucket: String,
         /// The key.
         key: String,
+        /// The HTTP status S3 answered, if it answered.
+        status: Option<u16>,
+        /// S3's error code (`AccessDenied`, `KMS.DisabledException`, …), if any.
+        code: Option<String>,
+        /// The cause.
+        message: String,
+    },
+    /// An SQS call failed.
+    #[error("SQS {operation} on {queue} failed: {message}")]
+    Sqs {
+        /// The operation ("ChangeMessageVisibility", …).
+        operation: &'static str,
+        /// The queue (ARN or URL).
+        queue: String,
         /// The cause.
         message: String,
     },
@@ -29,4 +43,23 @@ pub enum LambdaError {
     /// The event is not one of the accepted shapes.
     #[error("unrecognised event: {0}")]
     Event(String),
+}
+
+impl LambdaError {
+    /// True when S3 refused the function's role (HTTP 403, `AccessDenied`, a KMS key it may not
+    /// use): delivering the event again cannot help until the role or the key policy changes.
+    pub fn access_denied(&self) -> bool {
+        match self {
+            LambdaError::S3 { status, code, .. } => {
+                *status == Some(403)
+                    || code.as_deref().is_some_and(|code| {
+                        code == "AccessDenied"
+                            || code == "AllAccessDisabled"
+                            || code.starts_with("KMS.")
+                            || code == "InvalidObjectState"
+                    })
+            }
+            _ => false,
+        }
+    }
 }

@@ -38,6 +38,13 @@ pub enum Invocation {
 pub struct SqsItem {
     /// The message id (reported back when the message must be retried).
     pub message_id: String,
+    /// The receipt handle of this delivery (to delay the next one), if the event has it.
+    pub receipt_handle: Option<String>,
+    /// How many times SQS has delivered the message, this delivery included
+    /// (`attributes.ApproximateReceiveCount`); 1 when the event does not say.
+    pub receive_count: u32,
+    /// The queue's ARN (`eventSourceARN`), if the event has it.
+    pub queue_arn: Option<String>,
     /// The objects, or why the body names none.
     pub body: SqsBody,
 }
@@ -132,6 +139,13 @@ pub fn parse(payload: &Value) -> Result<Invocation, LambdaError> {
             .records
             .into_iter()
             .map(|message| SqsItem {
+                receive_count: message
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|count| count.trim().parse().ok())
+                    .unwrap_or(1),
+                receipt_handle: message.receipt_handle.filter(|h| !h.is_empty()),
+                queue_arn: message.event_source_arn.filter(|a| !a.is_empty()),
                 message_id: message.message_id.unwrap_or_default(),
                 body: sqs_body(message.body.as_deref().unwrap_or("")),
             })

@@ -13,24 +13,38 @@ use tracing::Instrument;
 
 use crate::error::LambdaError;
 use crate::event::{self, Invocation, SqsBody, SqsItem};
-use crate::process::{Deps, Lease, Outcome, process_object};
+use crate::metrics::Metrics;
+use crate::process::{Delivery, Deps, Lease, Outcome, process_object};
+use crate::queue::MessageQueue;
 use crate::store::ObjectStore;
 
-/// Handles one invocation.
+/// Handles one invocation, then writes its metrics.
 ///
 /// For SQS events the answer is a partial batch response listing the messages to deliver again
-/// (transient failures only). For direct S3 and EventBridge events, an error asks Lambda to retry
-/// the invocation when any object needs it; finished objects are skipped on that retry.
-pub async fn handle<S: ObjectStore>(
-    deps: &Deps<S>,
+/// (transient failures only); each such message is first delayed by a backoff
+/// ([`Config::retry_delay`](crate::Config::retry_delay)) so that it comes back in seconds or
+/// minutes, well inside the hour its task's results live. On a message's last delivery
+/// ([`Config::max_receive_count`](crate::Config)) transient trouble ends in a failure record
+/// instead, so nothing reaches the dead-letter queue without one. For direct S3 and
+/// EventBridge events, an error asks Lambda to retry the invocation when any object needs it;
+/// finished objects are skipped on that retry.
+pub async fn handle<S: ObjectStore, Q: MessageQueue>(
+    deps: &Deps<S, Q>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, LambdaError> {
     let lease = lease_of(&event.context);
+    let metrics = Metrics::default();
+    let rate_limited_before = deps.client.rate_limited_answers();
     tracing::debug!(deadline_ms = event.context.deadline, owner = %lease.owner.id, "invocation");
-    match event::parse(&event.payload)? {
-        Invocation::Sqs(items) => {
-            let results =
-                join_all(items.iter().map(|item| handle_message(deps, item, &lease))).await;
+    let answer = match event::parse(&event.payload) {
+        Err(error) => Err(error),
+        Ok(Invocation::Sqs(items)) => {
+            let results = join_all(
+                items
+                    .iter()
+                    .map(|item| handle_message(deps, item, &lease, &metrics)),
+            )
+            .await;
             let mut response = SqsBatchResponse::default();
             for (item, retry) in items.iter().zip(results) {
                 if retry {
@@ -42,40 +56,74 @@ pub async fn handle<S: ObjectStore>(
             serde_json::to_value(&response)
                 .map_err(|e| LambdaError::Event(format!("batch response: {e}")))
         }
-        Invocation::Direct(objects) => {
+        Ok(Invocation::Direct(objects)) => {
+            let delivery = Delivery {
+                lease: &lease,
+                last: false,
+                metrics: &metrics,
+            };
             let outcomes = join_all(
                 objects
                     .iter()
-                    .map(|object| process_object(deps, object, &lease)),
+                    .map(|object| process_object(deps, object, delivery)),
             )
             .await;
             let retries: Vec<&Outcome> = outcomes.iter().filter(|o| o.needs_retry()).collect();
-            if !retries.is_empty() {
-                return Err(LambdaError::Retry(format!(
+            for _ in &retries {
+                metrics.retried();
+            }
+            if retries.is_empty() {
+                Ok(json!({ "objects": outcomes.iter().map(describe).collect::<Vec<_>>() }))
+            } else {
+                Err(LambdaError::Retry(format!(
                     "{} of {} objects must be retried: {:?}",
                     retries.len(),
                     outcomes.len(),
                     retries
-                )));
+                )))
             }
-            Ok(json!({ "objects": outcomes.iter().map(describe).collect::<Vec<_>>() }))
         }
-    }
+    };
+    metrics.rate_limited(
+        deps.client
+            .rate_limited_answers()
+            .saturating_sub(rate_limited_before),
+    );
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    deps.metrics
+        .write(metrics.emf_lines(&deps.config.function_name, now_ms));
+    answer
 }
 
-/// Processes one SQS message; true when it must be delivered again. Its log lines carry its
-/// message id (one span per message, entered only while its future runs).
-async fn handle_message<S: ObjectStore>(deps: &Deps<S>, item: &SqsItem, lease: &Lease) -> bool {
-    let span = tracing::info_span!("message", message_id = %item.message_id);
-    handle_message_body(deps, item, lease)
-        .instrument(span)
-        .await
-}
-
-async fn handle_message_body<S: ObjectStore>(
-    deps: &Deps<S>,
+/// Processes one SQS message; true when it must be delivered again (after its backoff). Its
+/// log lines carry its message id (one span per message, entered only while its future runs).
+async fn handle_message<S: ObjectStore, Q: MessageQueue>(
+    deps: &Deps<S, Q>,
     item: &SqsItem,
     lease: &Lease,
+    metrics: &Metrics,
+) -> bool {
+    let span = tracing::info_span!("message", message_id = %item.message_id, receive_count = item.receive_count);
+    async {
+        let retry = handle_message_body(deps, item, lease, metrics).await;
+        if retry {
+            metrics.retried();
+            delay_next_delivery(deps, item).await;
+        }
+        retry
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle_message_body<S: ObjectStore, Q: MessageQueue>(
+    deps: &Deps<S, Q>,
+    item: &SqsItem,
+    lease: &Lease,
+    metrics: &Metrics,
 ) -> bool {
     match &item.body {
         SqsBody::TestEvent => {
@@ -88,16 +136,39 @@ async fn handle_message_body<S: ObjectStore>(
             false
         }
         SqsBody::Objects(objects) => {
+            let delivery = Delivery {
+                lease,
+                last: deps.config.last_delivery(item.receive_count),
+                metrics,
+            };
             let outcomes = join_all(
                 objects
                     .iter()
-                    .map(|object| process_object(deps, object, lease)),
+                    .map(|object| process_object(deps, object, delivery)),
             )
             .await;
             for (object, outcome) in objects.iter().zip(&outcomes) {
                 tracing::info!(bucket = %object.bucket, key = %object.key, outcome = %describe(outcome), "record handled");
             }
             outcomes.iter().any(Outcome::needs_retry)
+        }
+    }
+}
+
+/// Asks SQS to deliver the message again only after its backoff; without that (no receipt
+/// handle, SQS refused) it comes back after the queue's visibility timeout.
+async fn delay_next_delivery<S, Q: MessageQueue>(deps: &Deps<S, Q>, item: &SqsItem) {
+    let delay = deps.config.retry_delay(item.receive_count);
+    let (Some(queue), Some(handle)) = (&item.queue_arn, &item.receipt_handle) else {
+        tracing::warn!(
+            "the message has no queue ARN or receipt handle: it comes back after the queue's visibility timeout"
+        );
+        return;
+    };
+    match deps.queue.delay(queue, handle, delay).await {
+        Ok(()) => tracing::info!(delay_s = delay.as_secs(), "next delivery delayed"),
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot delay the next delivery: it comes back after the queue's visibility timeout")
         }
     }
 }
@@ -111,8 +182,12 @@ fn describe(outcome: &Outcome) -> Value {
         } => {
             json!({"status": "done", "task_id": task_id, "outputs": outputs, "credits": credits})
         }
-        Outcome::Failed { record, reason } => {
-            json!({"status": "failed", "record": record, "reason": reason})
+        Outcome::Failed {
+            record,
+            stage,
+            reason,
+        } => {
+            json!({"status": "failed", "stage": stage.as_str(), "record": record, "reason": reason})
         }
         Outcome::Skipped(reason) => json!({"status": "skipped", "reason": reason}),
         Outcome::Retry(reason) => json!({"status": "retry", "reason": reason}),

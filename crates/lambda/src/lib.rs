@@ -14,9 +14,12 @@ pub mod error;
 pub mod event;
 pub mod handler;
 pub mod inspect;
+pub mod logging;
+pub mod metrics;
 pub mod outputs;
 pub mod params;
 pub mod process;
+pub mod queue;
 pub mod records;
 #[cfg(feature = "aws")]
 pub mod secrets;
@@ -25,7 +28,10 @@ pub mod store;
 pub use config::Config;
 pub use error::LambdaError;
 pub use handler::handle;
-pub use process::{Deps, Lease, Outcome};
+pub use process::{Delivery, Deps, Lease, Outcome};
+#[cfg(feature = "aws")]
+pub use queue::SqsQueue;
+pub use queue::{MessageQueue, NoQueue};
 pub use store::ObjectStore;
 #[cfg(feature = "aws")]
 pub use store::S3Store;

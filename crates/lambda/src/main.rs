@@ -1,13 +1,19 @@
 //! The Lambda entry point: read the configuration, build the clients once, run the handler.
 
 use backdrop_core::{Client, ClientConfig};
-use backdrop_lambda::{Config, Deps, S3Store, handle, secrets};
+use backdrop_lambda::metrics::MetricsSink;
+use backdrop_lambda::{Config, Deps, S3Store, SqsQueue, handle, logging, secrets};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    // JSON lines on stdout (CloudWatch), at the function's log level.
+    let subscriber = logging::subscriber(
+        logging::filter(|name| std::env::var(name).ok()),
+        std::io::stdout,
+    );
+    tracing::subscriber::set_global_default(subscriber)?;
     let config = Config::from_env()?;
     let aws = aws_config::load_from_env().await;
     let force_path_style =
@@ -24,24 +30,14 @@ async fn main() -> Result<(), Error> {
     }
     let deps = Deps {
         store: S3Store::new(s3),
+        queue: SqsQueue::new(aws_sdk_sqs::Client::new(&aws)),
         client: Client::new(client.build()?)?,
         config,
+        metrics: MetricsSink::Stdout,
     };
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle(deps, event).await.map_err(Error::from)
     }))
     .await
-}
-
-/// JSON lines on stdout (CloudWatch), level from `RUST_LOG` (default info).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .without_time()
-        .init();
 }

@@ -22,23 +22,42 @@ use crate::config::{Config, SubmitMode};
 use crate::error::LambdaError;
 use crate::event::ObjectRef;
 use crate::inspect::{HeaderVerdict, check_header};
+use crate::metrics::{Metrics, MetricsSink};
 use crate::outputs::{Destination, Results, store_failure, store_results};
 use crate::params::Parameters;
-use crate::records::{FailureRecord, FailureStage, Source};
+use crate::queue::{MessageQueue, NoQueue};
+use crate::records::{FailureRecord, FailureStage, Source, now_unix};
 use crate::store::ObjectStore;
 
 /// The shortest time left before the deadline in which new work is started.
 const MIN_TIME_TO_START: Duration = Duration::from_secs(5);
 
-/// What the handler needs: storage, the API client and the configuration.
+/// What the handler needs: storage, the queue, the API client, the configuration and where
+/// metrics go.
 #[derive(Debug, Clone)]
-pub struct Deps<S> {
+pub struct Deps<S, Q = NoQueue> {
     /// S3.
     pub store: S,
+    /// SQS (to delay a message's next delivery).
+    pub queue: Q,
     /// The PicWish client (its rate limiter is this instance's share of the key).
     pub client: Client,
     /// The configuration.
     pub config: Config,
+    /// Where the invocation's metric lines go.
+    pub metrics: MetricsSink,
+}
+
+/// One delivery of an object's event.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The invocation.
+    pub lease: &'a Lease,
+    /// True when the event source will not deliver the event again (the SQS message's last
+    /// receive): transient trouble then ends in a failure record, never in silence.
+    pub last: bool,
+    /// The invocation's metrics.
+    pub metrics: &'a Metrics,
 }
 
 /// The invocation working on objects: its deadline, and the owner it is in the task ledger
@@ -67,6 +86,8 @@ pub enum Outcome {
     Failed {
         /// The failure record's key.
         record: String,
+        /// Where it failed.
+        stage: FailureStage,
         /// Why.
         reason: String,
     },
@@ -87,22 +108,26 @@ impl Outcome {
 #[derive(Debug)]
 enum Stop {
     /// Write this failure record.
-    Fail(FailureRecord),
-    /// Deliver the event again later.
-    Retry(String),
+    Fail(Box<FailureRecord>),
+    /// Deliver the event again later; the ledger entry as it stands, when one was read.
+    Retry {
+        reason: String,
+        entry: Option<Box<Entry>>,
+    },
     /// Nothing to do.
     Skip(String),
 }
 
-impl From<LambdaError> for Stop {
-    fn from(error: LambdaError) -> Self {
-        Stop::Retry(error.to_string())
+impl Stop {
+    fn retry(reason: impl Into<String>, entry: Option<&Entry>) -> Self {
+        Stop::Retry {
+            reason: reason.into(),
+            entry: entry.map(|e| Box::new(e.clone())),
+        }
     }
-}
 
-impl From<backdrop_core::ledger::LedgerError> for Stop {
-    fn from(error: backdrop_core::ledger::LedgerError) -> Self {
-        Stop::Retry(error.to_string())
+    fn fail(record: FailureRecord) -> Self {
+        Stop::Fail(Box::new(record))
     }
 }
 
@@ -123,12 +148,13 @@ pub fn is_input_key(config: &Config, key: &str) -> bool {
 }
 
 /// Processes one object; never panics, never returns an error: every path ends in an [`Outcome`].
-pub async fn process_object<S: ObjectStore>(
-    deps: &Deps<S>,
+pub async fn process_object<S: ObjectStore, Q: MessageQueue>(
+    deps: &Deps<S, Q>,
     object: &ObjectRef,
-    lease: &Lease,
+    delivery: Delivery<'_>,
 ) -> Outcome {
     let config = &deps.config;
+    let lease = delivery.lease;
     if !is_input_key(config, &object.key) {
         return Outcome::Skipped(format!(
             "{} is not under {} or not a .png",
@@ -143,6 +169,17 @@ pub async fn process_object<S: ObjectStore>(
             (config.deadline_margin + MIN_TIME_TO_START).as_secs()
         ));
     }
+    let relative = &object.key[config.input_prefix.len()..];
+    let mut job = Job {
+        deps,
+        source: Source {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            etag: object.etag.clone().unwrap_or_default(),
+        },
+        destination: Destination::of(config, &object_source(object), relative),
+        delivery,
+    };
     let head = match deps.store.head(&object.bucket, &object.key).await {
         Ok(Some(head)) => head,
         Ok(None) => {
@@ -151,45 +188,46 @@ pub async fn process_object<S: ObjectStore>(
                 object.bucket, object.key
             ));
         }
-        Err(e) => return Outcome::Retry(e.to_string()),
+        Err(error) => {
+            let stop = job.trouble(error);
+            return job.stopped(stop).await;
+        }
     };
     // Always the version S3 has now: a newer upload's own event then finds its own entry.
-    let source = Source {
-        bucket: object.bucket.clone(),
-        key: object.key.clone(),
-        etag: head.etag.clone(),
-    };
-    let relative = &object.key[config.input_prefix.len()..];
-    let job = Job {
-        deps,
-        destination: Destination::of(config, &source, relative),
-        source,
-        lease,
-    };
+    job.source.etag = head.etag.clone();
     match job.run(head.size, &head.metadata).await {
         Ok(outcome) => outcome,
         Err(stop) => job.stopped(stop).await,
     }
 }
 
+fn object_source(object: &ObjectRef) -> Source {
+    Source {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        etag: object.etag.clone().unwrap_or_default(),
+    }
+}
+
 /// The object being processed and where its records go.
-struct Job<'a, S> {
-    deps: &'a Deps<S>,
+struct Job<'a, S, Q> {
+    deps: &'a Deps<S, Q>,
     source: Source,
     destination: Destination,
-    lease: &'a Lease,
+    delivery: Delivery<'a>,
 }
 
 type ClaimTicket<'l, 's, S> = Ticket<'l, ClaimStore<'s, S>>;
 
-impl<S: ObjectStore> Job<'_, S> {
+impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
     async fn run(&self, size: u64, metadata: &HashMap<String, String>) -> Result<Outcome, Stop> {
         // 1. Validate before spending: size, then the PNG header from a ranged GET.
         check_file_size(size)
             .map_err(|rule| self.refused(FailureStage::Validation, rule.to_string()))?;
-        if let HeaderVerdict::Invalid(rule) =
-            check_header(&self.deps.store, &self.source, size).await?
-        {
+        let verdict = check_header(&self.deps.store, &self.source, size)
+            .await
+            .map_err(|e| self.trouble(e))?;
+        if let HeaderVerdict::Invalid(rule) = verdict {
             return Err(self.refused(FailureStage::Validation, rule.to_string()));
         }
         let parameters = Parameters::resolve(metadata, &self.deps.config.defaults)
@@ -215,18 +253,31 @@ impl<S: ObjectStore> Job<'_, S> {
         };
         let key = InputKey::derive(&image, &parameters.options, "");
         let begin = ledger
-            .begin(&key, &self.source.label(), &self.lease.owner, |_| true)
-            .await?;
+            .begin(
+                &key,
+                &self.source.label(),
+                &self.delivery.lease.owner,
+                |_| true,
+            )
+            .await
+            .map_err(|e| self.ledger_trouble(e, None))?;
 
         // 3. Create a task, unless one is recorded; then wait, download and store.
         match begin {
             Begin::Done(_) => Err(Stop::Skip("already done (duplicate event)".into())),
-            Begin::Busy(entry) => Err(Stop::Retry(format!(
-                "another invocation ({}) is working on this object",
-                entry.owner.map(|o| o.id).unwrap_or_default()
-            ))),
+            Begin::Busy(entry) => Err(Stop::retry(
+                format!(
+                    "another invocation ({}) is creating a task for this object",
+                    entry
+                        .owner
+                        .as_ref()
+                        .map(|o| o.id.as_str())
+                        .unwrap_or_default()
+                ),
+                Some(&entry),
+            )),
             Begin::Refused { entry, refusal } => {
-                Err(Stop::Fail(self.refusal_record(&entry, refusal)))
+                Err(Stop::fail(self.refusal_record(&entry, refusal)))
             }
             Begin::Resume(ticket) => {
                 tracing::info!(key = %self.source.key, task_id = ticket.task_id().unwrap_or_default(), "resuming the recorded task");
@@ -246,36 +297,33 @@ impl<S: ObjectStore> Job<'_, S> {
         ticket: &mut ClaimTicket<'_, '_, S>,
         parameters: &Parameters,
     ) -> Result<(), Stop> {
+        // No deadline check here: a task created late runs while its message waits for the
+        // next delivery, which resumes it.
         let config = &self.deps.config;
-        let left = self
-            .lease
-            .deadline
-            .saturating_duration_since(Instant::now());
-        if left < config.deadline_margin + MIN_TIME_TO_START {
-            self.release(ticket).await;
-            return Err(Stop::Retry(
-                "too close to the invocation's deadline to create a task".into(),
-            ));
-        }
-        let request = match self.request(parameters).await {
+        let scratch = Scratch::new(config, ticket.key());
+        let request = match self.request(parameters, &scratch).await {
             Ok(Some(request)) => request,
             Ok(None) => {
                 self.release(ticket).await;
                 return Err(Stop::Skip(format!(
-                    "{} was deleted before it could be uploaded",
+                    "{} was deleted or replaced before it could be uploaded",
                     self.source.label()
                 )));
             }
             Err(error) => {
                 self.release(ticket).await;
-                return Err(error.into());
+                return Err(self.trouble(error));
             }
         };
-        match ticket.create_task(&self.deps.client, &request).await {
+        let created = ticket.create_task(&self.deps.client, &request).await;
+        drop(scratch);
+        match created {
             Ok(task_id) => {
+                self.delivery.metrics.task_created();
                 tracing::info!(key = %self.source.key, task_id = %task_id, tasks = ticket.entry().tasks_created, "task created");
                 Ok(())
             }
+            Err(ApiError::Ledger(error)) => Err(self.ledger_trouble(error, Some(ticket.entry()))),
             Err(error) => Err(self.stop_for(
                 &Failure::from_error(&error, None),
                 FailureStage::Create,
@@ -285,10 +333,13 @@ impl<S: ObjectStore> Job<'_, S> {
     }
 
     /// The request: a presigned URL of the object version (the function never holds the
-    /// image), or its bytes. `None` when the object was deleted meanwhile.
+    /// image), or the object streamed to a scratch file, which the create streams in turn
+    /// (the function holds a few pieces of it at a time). `None` when the object was deleted or
+    /// replaced meanwhile.
     async fn request(
         &self,
         parameters: &Parameters,
+        scratch: &Scratch,
     ) -> Result<Option<GenerateRequest>, LambdaError> {
         let config = &self.deps.config;
         let (bucket, key) = (&self.source.bucket, &self.source.key);
@@ -302,11 +353,15 @@ impl<S: ObjectStore> Job<'_, S> {
                 GenerateRequest::builder().image_url(&url)
             }
             SubmitMode::Upload => {
-                let Some((bytes, _)) = self.deps.store.get(bucket, key).await? else {
+                let downloaded = self
+                    .deps
+                    .store
+                    .download(bucket, key, &self.source.etag, &scratch.path)
+                    .await?;
+                if downloaded.is_none() {
                     return Ok(None);
-                };
-                let name = key.rsplit('/').next().unwrap_or("image.png").to_owned();
-                GenerateRequest::builder().image_bytes(bytes, name)
+                }
+                GenerateRequest::builder().image_path(scratch.path.clone())
             }
         };
         builder
@@ -324,6 +379,7 @@ impl<S: ObjectStore> Job<'_, S> {
     ) -> Result<Outcome, Stop> {
         let task_id = ticket.task_id().unwrap_or_default().to_owned();
         let left = self
+            .delivery
             .lease
             .deadline
             .saturating_duration_since(Instant::now())
@@ -340,6 +396,12 @@ impl<S: ObjectStore> Job<'_, S> {
             Ok(task) => task,
             Err(error) => return Err(self.failed(&mut ticket, &error, FailureStage::Task).await),
         };
+        // When the service says it finished, against when this poll saw it.
+        let detection_delay = task
+            .completed_at
+            .as_deref()
+            .and_then(|at| at.trim().parse::<f64>().ok())
+            .map(|completed| now_unix() - completed);
         let images = match client.download_results(&task).await {
             Ok(images) => images,
             Err(error) => {
@@ -371,7 +433,10 @@ impl<S: ObjectStore> Job<'_, S> {
                 if let Err(e) = ticket.fail(failure).await {
                     tracing::warn!(key = %self.source.key, error = %e, "cannot record the failed store");
                 }
-                return Err(error.into());
+                return Err(match self.trouble(error) {
+                    Stop::Retry { reason, .. } => Stop::retry(reason, Some(ticket.entry())),
+                    other => other,
+                });
             }
         };
         if let Err(e) = ticket
@@ -380,11 +445,17 @@ impl<S: ObjectStore> Job<'_, S> {
         {
             tracing::warn!(key = %self.source.key, task_id = %task_id, error = %e, "cannot mark the claim done; the outputs are written");
         }
+        self.delivery.metrics.succeeded(
+            manifest.credits_charged,
+            manifest.timings.seconds,
+            detection_delay,
+        );
         tracing::info!(
             key = %self.source.key,
             task_id = %task_id,
             state = manifest.state,
             seconds = manifest.timings.seconds,
+            detection_delay,
             credits = manifest.credits_charged,
             outputs = manifest.outputs.len(),
             "object done"
@@ -428,15 +499,15 @@ impl<S: ObjectStore> Job<'_, S> {
     /// task, or the same task resumed), a failure record otherwise.
     fn stop_for(&self, failure: &Failure, stage: FailureStage, entry: &Entry) -> Stop {
         match failure.recovery {
-            Recovery::Retry => Stop::Retry(failure.message.clone()),
-            Recovery::Resume => Stop::Retry(format!(
-                "{} (the next delivery resumes the task)",
-                failure.message
-            )),
+            Recovery::Retry => Stop::retry(failure.message.clone(), Some(entry)),
+            Recovery::Resume => Stop::retry(
+                format!("{} (the next delivery resumes the task)", failure.message),
+                Some(entry),
+            ),
             Recovery::Unconfirmed | Recovery::ResultsLost | Recovery::Permanent => {
                 let mut failure = failure.clone();
                 advise(&mut failure, stage);
-                Stop::Fail(FailureRecord::from_ledger(
+                Stop::fail(FailureRecord::from_ledger(
                     &self.source,
                     stage,
                     &failure,
@@ -470,7 +541,53 @@ impl<S: ObjectStore> Job<'_, S> {
 
     /// A refusal before anything was claimed or sent.
     fn refused(&self, stage: FailureStage, message: String) -> Stop {
-        Stop::Fail(FailureRecord::refused(&self.source, stage, message))
+        Stop::fail(FailureRecord::refused(&self.source, stage, message))
+    }
+
+    /// S3 trouble: a failure record when the function's role is refused (retrying cannot help
+    /// until the role changes; an ERROR log names what is missing), else a retry.
+    fn trouble(&self, error: LambdaError) -> Stop {
+        if !error.access_denied() {
+            return Stop::retry(error.to_string(), None);
+        }
+        let message = format!(
+            "{error}; S3 refused the function's role, so delivering the event again cannot help. \
+             The role needs s3:GetObject on the input prefix (and kms:Decrypt on the bucket's \
+             key for SSE-KMS), s3:ListBucket on the bucket (so that a deleted object answers \
+             404, not 403), and s3:GetObject and s3:PutObject on the state prefix, s3:PutObject \
+             on the output and failed prefixes. Fix the role, then upload the object again"
+        );
+        tracing::error!(key = %self.source.key, error = %error, "S3 refused the function's role: a configuration problem");
+        Stop::fail(FailureRecord::refused(
+            &self.source,
+            FailureStage::Configuration,
+            message,
+        ))
+    }
+
+    /// Trouble with the claim objects: S3's refusals as [`trouble`](Self::trouble), the rest
+    /// (a lost race, a store that failed) a retry.
+    fn ledger_trouble(
+        &self,
+        error: backdrop_core::ledger::LedgerError,
+        entry: Option<&Entry>,
+    ) -> Stop {
+        let s3 =
+            std::error::Error::source(&error).and_then(|cause| cause.downcast_ref::<LambdaError>());
+        match s3 {
+            Some(s3) if s3.access_denied() => {
+                let s3 = LambdaError::S3 {
+                    operation: "claim",
+                    bucket: self.destination.bucket.clone(),
+                    key: self.deps.config.state_prefix.clone(),
+                    status: Some(403),
+                    code: None,
+                    message: error.to_string(),
+                };
+                self.trouble(s3)
+            }
+            _ => Stop::retry(error.to_string(), entry),
+        }
     }
 
     /// Stops owning the input, so that the next delivery need not wait for this lease.
@@ -480,10 +597,18 @@ impl<S: ObjectStore> Job<'_, S> {
         }
     }
 
-    /// The outcome of a stop: the failure record written, or the retry or skip reported.
+    /// The outcome of a stop: the failure record written, or the retry or skip reported. On
+    /// the last delivery a retry becomes a failure record saying what is left (a task that may
+    /// still finish, credits that may be spent).
     async fn stopped(&self, stop: Stop) -> Outcome {
+        let stop = match stop {
+            Stop::Retry { reason, entry } if self.delivery.last => {
+                Stop::fail(self.exhausted_record(reason, entry.as_deref()))
+            }
+            other => other,
+        };
         match stop {
-            Stop::Retry(reason) => {
+            Stop::Retry { reason, .. } => {
                 tracing::info!(key = %self.source.key, reason = %reason, "object to be delivered again");
                 Outcome::Retry(reason)
             }
@@ -491,9 +616,10 @@ impl<S: ObjectStore> Job<'_, S> {
             Stop::Fail(record) => {
                 match store_failure(&self.deps.store, &self.destination, &record).await {
                     Ok(key) => {
+                        self.delivery.metrics.failed(record.stage.as_str());
                         tracing::info!(
                             key = %self.source.key,
-                            stage = ?record.stage,
+                            stage = record.stage.as_str(),
                             state = record.state,
                             task_id = record.task_id.as_deref(),
                             credits_spent = record.credits_spent,
@@ -502,13 +628,78 @@ impl<S: ObjectStore> Job<'_, S> {
                         );
                         Outcome::Failed {
                             record: key,
+                            stage: record.stage,
                             reason: record.message,
+                        }
+                    }
+                    Err(e) if e.access_denied() || self.delivery.last => {
+                        // Nothing more can be done from here: say so where operators look.
+                        tracing::error!(key = %self.source.key, error = %e, reason = %record.message, "cannot write the failure record");
+                        self.delivery.metrics.failed(record.stage.as_str());
+                        Outcome::Failed {
+                            record: String::new(),
+                            stage: record.stage,
+                            reason: format!(
+                                "{}; the failure record could not be written: {e}",
+                                record.message
+                            ),
                         }
                     }
                     Err(e) => Outcome::Retry(e.to_string()),
                 }
             }
         }
+    }
+
+    /// The failure record of transient trouble on the last delivery.
+    fn exhausted_record(&self, reason: String, entry: Option<&Entry>) -> FailureRecord {
+        let task = entry.and_then(|e| e.task_id.clone());
+        let running = entry.is_some_and(|e| e.stage == backdrop_core::ledger::Stage::Created);
+        let mut message = format!(
+            "gave up after {} deliveries of the event: {reason}",
+            self.deps.config.max_receive_count
+        );
+        let recovery = if running {
+            message.push_str(&format!(
+                "; task {} may still finish (and then be charged): upload the object again with \
+                 the same metadata within the hour to fetch its results",
+                task.as_deref().unwrap_or("?")
+            ));
+            Recovery::Resume
+        } else {
+            message.push_str("; nothing was charged: upload the object again to try again");
+            Recovery::Retry
+        };
+        let mut failure = Failure::new(message, recovery);
+        failure.task_id = task;
+        failure.credits_spent = running;
+        FailureRecord::from_ledger(
+            &self.source,
+            FailureStage::Retries,
+            &failure,
+            entry.map_or(0, |e| e.tasks_created),
+        )
+    }
+}
+
+/// A scratch file for upload mode, removed when dropped.
+struct Scratch {
+    path: std::path::PathBuf,
+}
+
+impl Scratch {
+    fn new(config: &Config, key: &InputKey) -> Self {
+        Scratch {
+            path: config
+                .scratch_dir
+                .join(format!("backdrop-{key}-{}.png", std::process::id())),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

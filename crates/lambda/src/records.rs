@@ -75,6 +75,26 @@ pub enum FailureStage {
     Task,
     /// Downloading its results.
     Download,
+    /// The function's role may not read or write what it needs (S3 answered 403): fix the role
+    /// or the key policy; retrying cannot help.
+    Configuration,
+    /// Transient trouble outlasted the queue's deliveries (`MAX_RECEIVE_COUNT`).
+    Retries,
+}
+
+impl FailureStage {
+    /// The stage's name as written in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureStage::Validation => "validation",
+            FailureStage::Parameters => "parameters",
+            FailureStage::Create => "create",
+            FailureStage::Task => "task",
+            FailureStage::Download => "download",
+            FailureStage::Configuration => "configuration",
+            FailureStage::Retries => "retries",
+        }
+    }
 }
 
 /// `FAILED_PREFIX/<path>.json`: why an object has no outputs.

@@ -74,6 +74,17 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<(Bytes, String)>, LambdaError>> + Send;
 
+    /// Streams the object version with `etag` to the file at `path` (created or replaced), in
+    /// pieces: the function never holds the whole image. `None` when the object is gone or was
+    /// replaced by a newer version; else the bytes written.
+    fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        path: &std::path::Path,
+    ) -> impl Future<Output = Result<Option<u64>, LambdaError>> + Send;
+
     /// Writes an object whole.
     fn put(
         &self,
@@ -116,22 +127,28 @@ fn s3_error<E: ProvideErrorMetadata + std::fmt::Debug>(
     key: &str,
     error: &SdkError<E>,
 ) -> LambdaError {
-    let message = match error {
+    let (status, code, message) = match error {
         SdkError::ServiceError(service) => {
             let inner = service.err();
-            format!(
-                "HTTP {}: {} {}",
-                service.raw().status().as_u16(),
-                inner.code().unwrap_or("error"),
-                inner.message().unwrap_or("")
+            let status = service.raw().status().as_u16();
+            (
+                Some(status),
+                inner.code().map(str::to_owned),
+                format!(
+                    "HTTP {status}: {} {}",
+                    inner.code().unwrap_or("error"),
+                    inner.message().unwrap_or("")
+                ),
             )
         }
-        other => format!("{other:?}").chars().take(300).collect(),
+        other => (None, None, format!("{other:?}").chars().take(300).collect()),
     };
     LambdaError::S3 {
         operation,
         bucket: bucket.to_owned(),
         key: key.to_owned(),
+        status,
+        code,
         message,
     }
 }
@@ -148,6 +165,8 @@ async fn read_body(
         operation,
         bucket: bucket.to_owned(),
         key: key.to_owned(),
+        status: None,
+        code: None,
         message: e.to_string(),
     })?;
     Ok(collected.into_bytes())
@@ -232,6 +251,43 @@ impl ObjectStore for S3Store {
         let etag = output.e_tag().map(unquote).unwrap_or_default();
         let body = read_body("GetObject", bucket, key, output.body).await?;
         Ok(Some((body, etag)))
+    }
+
+    async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        path: &std::path::Path,
+    ) -> Result<Option<u64>, LambdaError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(format!("\"{etag}\""))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if matches!(status_of(&error), Some(404 | 412)) => return Ok(None),
+            Err(error) => return Err(s3_error("GetObject", bucket, key, &error)),
+        };
+        let local = |e: std::io::Error| LambdaError::S3 {
+            operation: "GetObject (to a file)",
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            status: None,
+            code: None,
+            message: format!("{}: {e}", path.display()),
+        };
+        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+        let mut body = output.body.into_async_read();
+        let written = tokio::io::copy(&mut body, &mut file).await.map_err(local)?;
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(local)?;
+        Ok(Some(written))
     }
 
     async fn put(

@@ -110,6 +110,8 @@ impl Run {
         let emulator = fast_emulator(emulator).await;
         let deps = Deps {
             store: S3Store::new(s3_client()),
+            queue: backdrop_lambda::NoQueue,
+            metrics: backdrop_lambda::metrics::MetricsSink::Stdout,
             client: client_with(&emulator, qps, client),
             config: Config {
                 deadline_margin: Duration::from_secs(1),

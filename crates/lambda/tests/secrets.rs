@@ -188,6 +188,8 @@ fn client_with_key(emulator: &Emulator, attempts: u32) -> Client {
 fn deps_with(client: Client) -> Deps<S3Store> {
     Deps {
         store: S3Store::new(s3_client()),
+        queue: backdrop_lambda::NoQueue,
+        metrics: backdrop_lambda::metrics::MetricsSink::Stdout,
         client,
         config: config(),
     }

@@ -142,6 +142,8 @@ pub async fn read(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
 pub fn deps(emulator: &Emulator, config: Config) -> Deps<S3Store> {
     Deps {
         store: S3Store::new(s3_client()),
+        queue: backdrop_lambda::NoQueue,
+        metrics: backdrop_lambda::metrics::MetricsSink::Stdout,
         client: backdrop_tests::client_for(emulator, 2),
         config,
     }
