@@ -737,7 +737,7 @@ impl Chunks {
         let mut kind = [0u8; 4];
         kind.copy_from_slice(&self.small[4..8]);
         let offset = self.pos - 8;
-        let name = kind_name(&kind);
+        let name = KindName(kind);
         if !kind.iter().all(u8::is_ascii_alphabetic) {
             return Err(damaged(format!(
                 "the chunk at byte {offset} has the type {name}, not four letters{}",
@@ -809,14 +809,12 @@ impl Chunks {
             }
             _ => {}
         }
-        self.chunk = Chunk {
-            kind,
-            length,
-            offset,
-            remaining: length,
-            crc: crc32fast::Hasher::new(),
-            keep,
-        };
+        self.chunk.kind = kind;
+        self.chunk.length = length;
+        self.chunk.offset = offset;
+        self.chunk.remaining = length;
+        self.chunk.keep = keep;
+        self.chunk.crc.reset();
         self.chunk.crc.update(&kind);
         self.kept.clear();
         self.stage = if length == 0 {
@@ -909,7 +907,8 @@ impl Chunks {
             Idat::Over => Err(damaged(format!(
                 "the IDAT chunks are not consecutive: another one at byte {offset} follows the {} \
                  chunk",
-                self.last.map_or_else(String::new, |k| kind_name(&k))
+                self.last
+                    .map_or_else(String::new, |k| KindName(k).to_string())
             ))),
             Idat::NotYet => {
                 let Some(layout) = self.layout else {
@@ -941,13 +940,13 @@ impl Chunks {
     /// A chunk's CRC has arrived (`pos` is just past it).
     fn chunk_end(&mut self) -> Result<(), ValidationError> {
         let stored = be_u32(&self.small[0..4]);
-        let computed = std::mem::replace(&mut self.chunk.crc, crc32fast::Hasher::new()).finalize();
+        let computed = self.chunk.crc.clone().finalize();
         let (kind, offset) = (self.chunk.kind, self.chunk.offset);
         if stored != computed {
             return Err(damaged(format!(
                 "the CRC of the {} chunk at byte {offset} is {stored:08x} but its bytes give \
                  {computed:08x}: the chunk is damaged",
-                kind_name(&kind)
+                KindName(kind)
             )));
         }
         if let Some(error) = self.data_error.take() {
@@ -977,10 +976,10 @@ impl Chunks {
     fn finish(&mut self) -> Result<Tally, ValidationError> {
         let last = self.last.map_or_else(
             || "signature".to_owned(),
-            |k| format!("{} chunk", kind_name(&k)),
+            |k| format!("{} chunk", KindName(k)),
         );
         let (name, offset, length) = (
-            kind_name(&self.chunk.kind),
+            KindName(self.chunk.kind),
             self.chunk.offset,
             self.chunk.length,
         );
@@ -1021,7 +1020,7 @@ impl Chunks {
     /// ", after the IHDR chunk", for messages.
     fn after_last(&self) -> String {
         self.last.map_or_else(String::new, |k| {
-            format!(", after the {} chunk", kind_name(&k))
+            format!(", after the {} chunk", KindName(k))
         })
     }
 }
@@ -1079,11 +1078,18 @@ fn damaged(reason: String) -> ValidationError {
 }
 
 /// A chunk type for messages: its letters, or its bytes in hex when they are not letters.
-fn kind_name(kind: &[u8; 4]) -> String {
-    if kind.iter().all(u8::is_ascii_alphabetic) {
-        kind.iter().map(|&b| char::from(b)).collect()
-    } else {
-        let hex: Vec<String> = kind.iter().map(|b| format!("{b:02x}")).collect();
-        format!("[{}]", hex.join(" "))
+#[derive(Debug, Clone, Copy)]
+struct KindName([u8; 4]);
+
+impl fmt::Display for KindName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.iter().all(u8::is_ascii_alphabetic) {
+            self.0
+                .iter()
+                .try_for_each(|&b| write!(f, "{}", char::from(b)))
+        } else {
+            let [a, b, c, d] = self.0;
+            write!(f, "[{a:02x} {b:02x} {c:02x} {d:02x}]")
+        }
     }
 }
