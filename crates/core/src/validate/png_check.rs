@@ -65,7 +65,8 @@ const MAX_CHUNK_LENGTH: u32 = 0x7fff_ffff;
 pub struct PixelRules {
     /// Skip both pixel rules (nothing fully transparent, nothing visible): what they would refuse
     /// is reported as a [`PngWarning::Overridden`] instead. For the user who knows the image is
-    /// right. The structure and the image data are checked all the same.
+    /// right. The header rules (an alpha channel or a `tRNS` chunk among them), the structure and
+    /// the image data are checked all the same.
     pub allow_opaque: bool,
     /// Warn ([`PngWarning::MostlyOpaque`]) when more than this share of the pixels (0 to 1) is
     /// fully opaque; [`MOSTLY_OPAQUE_SHARE`] by default. 1.0 never warns.
