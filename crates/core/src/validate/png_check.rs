@@ -16,7 +16,8 @@
 //!    of the size its colour type gives; at least one `IDAT`, all of them consecutive; no
 //!    unknown critical chunk; `IEND` empty and last, with nothing after it; nothing cut short;
 //!    exactly the declared number of bytes. ([`ValidationError::DamagedPng`],
-//!    [`ValidationError::TrailingData`].)
+//!    [`ValidationError::TrailingData`].) A `tRNS` chunk in an image with an alpha channel, which
+//!    PNG forbids, is ignored with a warning, as decoders do.
 //! 3. **The image data**: inflated, unfiltered and counted as a stream (see `png_data`): a
 //!    damaged zlib stream, a bad filter type, too little or too much data, a wrong Adler-32 are
 //!    [`ValidationError::DamagedImageData`]. A decoding error found inside an `IDAT` chunk is
@@ -29,8 +30,8 @@
 //!
 //! An image with some fully transparent pixels but more than [`MOSTLY_OPAQUE_SHARE`] (99.9 %)
 //! fully opaque ones passes with a [`PngWarning::MostlyOpaque`] in its report. A product
-//! photographed edge to edge and cut out leaves only a thin transparent border, and the service
-//! takes it; a warning tells the user to look without refusing what may be right. Both pixel rules
+//! photographed edge to edge and cut out leaves only a thin transparent border, and is a fair
+//! input; a warning tells the user to look without refusing what may be right. Both pixel rules
 //! can be turned off ([`PixelRules::allow_opaque`]), which reports what they would have refused as
 //! a [`PngWarning::Overridden`] instead; the structure and the image data are always checked.
 
