@@ -1,11 +1,19 @@
 //! Local pre-validation: everything the service would refuse is refused here first, before a
 //! request is sent, so a bad input costs neither credits nor rate-limit budget.
 //!
-//! The PNG check reads the file's header only — the signature, the `IHDR` chunk and the chunk
-//! headers up to the first `IDAT` — never the pixel data, so a 20 MiB file validates in
-//! microseconds. [`PngHeaderReader`] is the step-by-step form for sources that fetch bytes
-//! remotely (an S3 ranged GET); [`inspect_png_bytes`] and [`inspect_png_file`] drive it over memory
-//! and a file.
+//! Two PNG checks:
+//!
+//! - **The header check** reads the file's header only — the signature, the `IHDR` chunk and the
+//!   chunk headers up to the first `IDAT` — never the pixel data, so a 20 MiB file validates in
+//!   microseconds. [`PngHeaderReader`] is the step-by-step form for sources that fetch bytes
+//!   remotely (an S3 ranged GET); [`inspect_png_bytes`] and [`inspect_png_file`] drive it over
+//!   memory and a file.
+//! - **The full check** ([`PngChecker`], in its own module) reads every byte once, in order: the
+//!   same header rules with the same messages first, then every chunk's length and CRC, the chunk
+//!   order, the compressed image data (inflated and unfiltered as a stream, one row at a time),
+//!   and the pixels themselves — a PNG whose every pixel is opaque still has its background, one
+//!   whose every pixel is transparent has no foreground. [`check_png_bytes`],
+//!   [`check_png_file`], [`check_png_reader`] and [`check_png_async_read`] drive it.
 
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
@@ -14,6 +22,18 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::spec;
+
+mod png_check;
+#[cfg(test)]
+mod png_check_tests;
+mod png_data;
+#[cfg(test)]
+pub(crate) mod test_png;
+
+pub use png_check::{
+    MOSTLY_OPAQUE_SHARE, PixelCounts, PixelRules, PngChecker, PngReport, PngWarning,
+    check_png_async_read, check_png_bytes, check_png_file, check_png_reader,
+};
 
 /// The PNG file signature.
 pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
@@ -105,6 +125,56 @@ pub enum ValidationError {
         color_type: u8,
         /// Its name.
         color_name: &'static str,
+    },
+    /// The PNG's chunk structure is damaged or cut short (found by the full check).
+    #[error(
+        "damaged PNG: {reason}; the file was probably cut short or corrupted while copying — \
+         re-export or copy it again"
+    )]
+    DamagedPng {
+        /// What is wrong, and where.
+        reason: String,
+    },
+    /// Bytes follow the `IEND` chunk that ends the PNG (found by the full check).
+    #[error(
+        "the PNG goes on for {bytes} bytes after its IEND chunk (the end of the image); such \
+         trailing data is not part of a PNG — re-export the image, or cut the file after IEND"
+    )]
+    TrailingData {
+        /// Bytes after the end of the `IEND` chunk.
+        bytes: u64,
+    },
+    /// The compressed image data does not decode to the image the header describes (found by the
+    /// full check).
+    #[error(
+        "damaged PNG image data: {reason}; the file was probably cut short or corrupted while \
+         copying — re-export or copy it again"
+    )]
+    DamagedImageData {
+        /// What is wrong.
+        reason: String,
+    },
+    /// No pixel is fully transparent: the background was not removed (found by the full check;
+    /// [`PixelRules::allow_opaque`] turns it into a warning).
+    #[error("{}", nothing_transparent_message(*pixels, *opaque, *transparency))]
+    NothingTransparent {
+        /// Pixels in the image.
+        pixels: u64,
+        /// Of which fully opaque; the rest are partly transparent.
+        opaque: u64,
+        /// Where the PNG's transparency comes from.
+        transparency: Transparency,
+    },
+    /// Every pixel is fully transparent: there is no foreground (found by the full check;
+    /// [`PixelRules::allow_opaque`] turns it into a warning).
+    #[error(
+        "every one of the {pixels} pixels is fully transparent: the PNG has no foreground; the \
+         service needs the product or subject on a transparent background — check that the \
+         right layer was exported (or pass the override if you know better)"
+    )]
+    NothingVisible {
+        /// Pixels in the image.
+        pixels: u64,
     },
     /// The prompt is empty or only white space.
     #[error(
@@ -483,6 +553,29 @@ pub fn color_type_name(color_type: u8) -> &'static str {
         6 => "RGBA",
         _ => "invalid",
     }
+}
+
+/// The message of [`ValidationError::NothingTransparent`]: "every pixel is opaque" when that is
+/// the case, the split between opaque and partly transparent pixels otherwise.
+fn nothing_transparent_message(pixels: u64, opaque: u64, transparency: Transparency) -> String {
+    let found = if opaque == pixels {
+        format!("every one of the {pixels} pixels is opaque")
+    } else {
+        format!(
+            "none of the {pixels} pixels is fully transparent ({opaque} opaque, {} partly \
+             transparent)",
+            pixels - opaque
+        )
+    };
+    let from = match transparency {
+        Transparency::AlphaChannel => "an alpha channel",
+        Transparency::TrnsChunk => "a tRNS chunk",
+    };
+    format!(
+        "{found}: the PNG has {from} but the background was not removed; the service needs the \
+         foreground alone on a transparent background — remove the background and export again \
+         (or pass the override if you know better)"
+    )
 }
 
 fn valid_depth(color_type: u8, bit_depth: u8) -> bool {

@@ -164,10 +164,30 @@ async fn source_image_failures() {
     let streamed = create_task(&client, &emulator, url_form(&streamed_url, "beach")).await;
     let good_url = serve_image(product_png(300, 400)).await;
     let good = create_task(&client, &emulator, url_form(&good_url, "beach")).await;
+    // An alpha channel but no transparent pixel; no visible pixel; a damaged chunk.
+    let background_kept = create_task(
+        &client,
+        &emulator,
+        file_form(rgba_png(300, 300, |_, _| 255), "beach"),
+    )
+    .await;
+    let nothing_visible = create_task(
+        &client,
+        &emulator,
+        file_form(rgba_png(300, 300, |_, _| 0), "beach"),
+    )
+    .await;
+    let mut damaged = product_png(300, 300);
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x10;
+    let damaged = create_task(&client, &emulator, file_form(damaged, "beach")).await;
     for (task_id, expected) in [
         (&not_png, -7),
         (&opaque, -14),
         (&small, -14),
+        (&background_kept, -14),
+        (&nothing_visible, -14),
+        (&damaged, -7),
         (&unreachable, -3),
         (&missing, -3),
         (&huge, -5),
@@ -182,8 +202,16 @@ async fn source_image_failures() {
             assert!(data["time_elapsed"].is_u64());
         }
     }
+    for (task_id, detail) in [
+        (&background_kept, "no transparent pixel"),
+        (&nothing_visible, "no visible pixel"),
+    ] {
+        let data = final_data(&client, &emulator, task_id).await;
+        let shown = data["state_detail"].as_str().unwrap_or_default();
+        assert!(shown.contains(detail), "{data}");
+    }
     let counters = emulator.counters();
-    assert_eq!(counters.tasks_failed, 7);
+    assert_eq!(counters.tasks_failed, 10);
     assert_eq!(counters.tasks_succeeded, 1);
     assert_eq!(counters.credits_charged, 6);
     emulator.shutdown().await;

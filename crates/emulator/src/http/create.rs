@@ -9,6 +9,11 @@
 //! A field sent with an empty value counts as absent (the spec: "the other image source parameter
 //! must be empty"); a prompt of white space only is present and refused as blank. Unknown fields
 //! are read and ignored; a known field sent twice is refused.
+//!
+//! These rules are the emulator's own reading of the spec, in its own words: none of them calls
+//! `backdrop_core`'s validator (only the spec's numbers come from `backdrop_core::spec`), so a
+//! client rule that drifts from the spec shows up as a disagreement in the tests that run the
+//! client against the emulator.
 
 use std::sync::Arc;
 
@@ -16,9 +21,7 @@ use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{ConnectInfo, FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use backdrop_core::request::{check_scene_type, parse_image_url};
 use backdrop_core::spec::{self, HttpStatus, field};
-use backdrop_core::validate::{self, ValidationError};
 use backdrop_core::{BatchSize, spec::MAX_IMAGE_FILE_BYTES};
 use bytes::Bytes;
 
@@ -80,12 +83,6 @@ impl Refusal {
             status: HttpStatus::PayloadTooLarge,
             message: message.into(),
         }
-    }
-}
-
-impl From<ValidationError> for Refusal {
-    fn from(error: ValidationError) -> Self {
-        Refusal::bad(error.to_string())
     }
 }
 
@@ -281,17 +278,20 @@ pub(crate) fn check_form(form: Form) -> Result<NewTask, Refusal> {
     let image_file = form.image_file.filter(|file| file.size > 0);
     match (&image_url, &image_file) {
         (Some(_), Some(_)) => {
-            return Err(ValidationError::ImageSource {
-                found: "both image_url and image_file given",
-            }
-            .into());
+            return Err(Refusal::bad(
+                "both image_url and image_file given; send exactly one source image (the other \
+                 must be empty)",
+            ));
         }
-        (None, None) if empty_file => return Err(ValidationError::EmptyFile.into()),
+        (None, None) if empty_file => {
+            return Err(Refusal::bad(
+                "the image_file is empty (0 bytes); send a transparent PNG",
+            ));
+        }
         (None, None) => {
-            return Err(ValidationError::ImageSource {
-                found: "neither image_url nor image_file given",
-            }
-            .into());
+            return Err(Refusal::bad(
+                "neither image_url nor image_file given; send exactly one source image",
+            ));
         }
         _ => {}
     }
@@ -300,55 +300,45 @@ pub(crate) fn check_form(form: Form) -> Result<NewTask, Refusal> {
     let scene_type = form.scene_type.filter(|scene| !scene.is_empty());
     let backdrop = match (prompt, scene_type) {
         (Some(_), Some(_)) => {
-            return Err(ValidationError::Background {
-                found: "both prompt and scene_type given",
-            }
-            .into());
+            return Err(Refusal::bad(
+                "both prompt and scene_type given; describe the background with exactly one of them",
+            ));
         }
         (None, None) => {
-            return Err(ValidationError::Background {
-                found: "neither prompt nor scene_type given",
-            }
-            .into());
+            return Err(Refusal::bad(
+                "neither prompt nor scene_type given; describe the background with one of them",
+            ));
         }
         (Some(prompt), None) => {
-            validate::check_prompt(&prompt)?;
+            check_prompt(&prompt)?;
             Backdrop::Prompt {
                 prompt,
                 negative: form.negative_prompt.filter(|n| !n.trim().is_empty()),
             }
         }
-        (None, Some(raw)) => {
-            let value = parse_integer(field::SCENE_TYPE, &raw)?;
-            Backdrop::Scene(check_scene_type(value)?)
-        }
+        (None, Some(raw)) => Backdrop::Scene(scene(parse_integer(field::SCENE_TYPE, &raw)?)?),
     };
 
     let batch_size = match form.batch_size.filter(|b| !b.is_empty()) {
-        None => BatchSize::try_from(i64::from(spec::DEFAULT_BATCH_SIZE))?,
-        Some(raw) => BatchSize::try_from(parse_integer(field::BATCH_SIZE, &raw)?)?,
+        None => batch_size(i64::from(spec::DEFAULT_BATCH_SIZE))?,
+        Some(raw) => batch_size(parse_integer(field::BATCH_SIZE, &raw)?)?,
     };
 
     let source = match (image_url, image_file) {
-        (Some(url), _) => {
-            parse_image_url(&url)?;
-            Source::Url(url.trim().to_owned())
-        }
+        (Some(url), _) => Source::Url(image_url_of(&url)?),
         (None, Some(file)) if file.too_large() => {
-            return Err(Refusal::too_large(
-                ValidationError::FileTooLarge {
-                    bytes: file.size,
-                    max: MAX_IMAGE_FILE_BYTES,
-                }
-                .to_string(),
-            ));
+            return Err(Refusal::too_large(format!(
+                "the image_file is {} bytes, over the limit of {MAX_IMAGE_FILE_BYTES} bytes ({} \
+                 MiB)",
+                file.size,
+                MAX_IMAGE_FILE_BYTES >> 20
+            )));
         }
         (None, Some(file)) => Source::File(file.data),
         (None, None) => {
-            return Err(ValidationError::ImageSource {
-                found: "no source image given",
-            }
-            .into());
+            return Err(Refusal::bad(
+                "neither image_url nor image_file given; send exactly one source image",
+            ));
         }
     };
     Ok(NewTask {
@@ -356,6 +346,72 @@ pub(crate) fn check_form(form: Form) -> Result<NewTask, Refusal> {
         backdrop,
         batch_size,
     })
+}
+
+/// The prompt: not blank, at most [`spec::MAX_PROMPT_CHARS`] characters ("maximum length is
+/// 1024 characters": counted in characters, not bytes).
+fn check_prompt(prompt: &str) -> Result<(), Refusal> {
+    if prompt.trim().is_empty() {
+        return Err(Refusal::bad(
+            "the prompt is empty (white space only); describe the background",
+        ));
+    }
+    let chars = prompt.chars().count();
+    if chars > spec::MAX_PROMPT_CHARS {
+        return Err(Refusal::bad(format!(
+            "the prompt is {chars} characters long; its maximum length is {} characters",
+            spec::MAX_PROMPT_CHARS
+        )));
+    }
+    Ok(())
+}
+
+/// A scene template id: a positive integer (the spec's type is "integer"; ids are positive).
+fn scene(value: i64) -> Result<u32, Refusal> {
+    u32::try_from(value)
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            Refusal::bad(format!(
+                "scene type {value} is not a template id; scene_type must be a positive integer"
+            ))
+        })
+}
+
+/// `batch_size`: one of [`spec::BATCH_SIZES`].
+fn batch_size(value: i64) -> Result<BatchSize, Refusal> {
+    let size = u8::try_from(value)
+        .ok()
+        .filter(|size| spec::BATCH_SIZES.contains(size))
+        .ok_or_else(|| {
+            Refusal::bad(format!(
+                "batch size {value} is not supported; batch_size must be one of {:?}",
+                spec::BATCH_SIZES
+            ))
+        })?;
+    Ok(if size == 1 {
+        BatchSize::One
+    } else {
+        BatchSize::Two
+    })
+}
+
+/// An `image_url` the emulator can download: absolute, http or https, with a host.
+fn image_url_of(raw: &str) -> Result<String, Refusal> {
+    let trimmed = raw.trim();
+    let shown: String = trimmed.chars().take(80).collect();
+    let url = reqwest::Url::parse(trimmed)
+        .map_err(|error| Refusal::bad(format!("image_url {shown:?} is not a URL: {error}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Refusal::bad(format!(
+            "image_url {shown:?} has the scheme {:?}; only http and https URLs can be downloaded",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Refusal::bad(format!("image_url {shown:?} has no host")));
+    }
+    Ok(trimmed.to_owned())
 }
 
 fn parse_integer(name: &str, raw: &str) -> Result<i64, Refusal> {

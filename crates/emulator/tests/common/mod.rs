@@ -44,6 +44,14 @@ pub fn product_png(width: u32, height: u32) -> Vec<u8> {
     encode_png(DynamicImage::ImageRgba8(image))
 }
 
+/// An RGBA PNG whose pixel (x, y) has the alpha `alpha(x, y)`.
+pub fn rgba_png(width: u32, height: u32, alpha: impl Fn(u32, u32) -> u8) -> Vec<u8> {
+    let image = RgbaImage::from_fn(width, height, |x, y| {
+        Rgba([x as u8, y as u8, 90, alpha(x, y)])
+    });
+    encode_png(DynamicImage::ImageRgba8(image))
+}
+
 /// A PNG without any transparency.
 pub fn opaque_png(width: u32, height: u32) -> Vec<u8> {
     encode_png(DynamicImage::ImageRgb8(RgbImage::from_pixel(
