@@ -57,6 +57,19 @@
 #include <stdint.h>
 
 /**
+ * `flags` of `backdrop_validate_png_file_with` and `_bytes_with`: check the header only
+ * (signature, 20 MiB, 256–4096 px, a transparency channel) — fast, but blind to damaged image
+ * data and to images with nothing transparent. The pixel counts of the info are then 0.
+ */
+#define BACKDROP_VALIDATE_HEADER_ONLY 1
+
+/**
+ * `flags`: accept an image in which no pixel is transparent (the background was not removed)
+ * or none is visible. The structure and the image data are checked all the same.
+ */
+#define BACKDROP_VALIDATE_ALLOW_OPAQUE 2
+
+/**
  * What a caller can do after a failure: core's classification, the same answer the CLI and
  * the Lambda act on. Every error has exactly one.
  *
@@ -223,6 +236,26 @@ enum backdrop_result
      * The request has no background description, or both a prompt and a scene type.
      */
     BACKDROP_ERR_INVALID_BACKGROUND = 7113,
+    /**
+     * The PNG's structure is damaged: cut short, a chunk's CRC wrong, no IEND.
+     */
+    BACKDROP_ERR_INVALID_DAMAGED_PNG = 7114,
+    /**
+     * The PNG goes on after its IEND chunk.
+     */
+    BACKDROP_ERR_INVALID_TRAILING_DATA = 7115,
+    /**
+     * The PNG's compressed image data is damaged.
+     */
+    BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA = 7116,
+    /**
+     * No pixel is transparent: the background was not removed.
+     */
+    BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT = 7117,
+    /**
+     * Every pixel is fully transparent: there is no foreground.
+     */
+    BACKDROP_ERR_INVALID_NOTHING_VISIBLE = 7118,
     /**
      * The input breaks a rule this version has no specific code for.
      */
@@ -459,7 +492,7 @@ typedef struct backdrop_task backdrop_task;
 typedef uint32_t (*backdrop_progress_callback)(void *userdata, const backdrop_task *task);
 
 /**
- * What the header of a valid source PNG says.
+ * What the check found in a valid source PNG.
  */
 typedef struct {
     /**
@@ -484,9 +517,29 @@ typedef struct {
      */
     bool alpha_channel;
     /**
+     * True when the pixels were checked and counted (not with `BACKDROP_VALIDATE_HEADER_ONLY`).
+     */
+    bool pixels_checked;
+    /**
+     * True when the image is Adam7 interlaced (only known when the pixels were checked).
+     */
+    bool interlaced;
+    /**
      * Size of the whole file in bytes.
      */
     uint64_t file_size;
+    /**
+     * Pixels in the image (width × height), when checked; else 0.
+     */
+    uint64_t total_pixels;
+    /**
+     * Fully transparent pixels, when checked.
+     */
+    uint64_t transparent_pixels;
+    /**
+     * Fully opaque pixels, when checked.
+     */
+    uint64_t opaque_pixels;
 } backdrop_png_info;
 
 #ifdef __cplusplus
@@ -907,10 +960,20 @@ uint32_t backdrop_request_set_scene_type(backdrop_request *request, int64_t scen
 uint32_t backdrop_request_set_batch_size(backdrop_request *request, uint32_t batch_size);
 
 /**
+ * Sends the image even when none of its pixels is transparent (the background was not
+ * removed) or none is visible (`allow` true); by default (false) such an image is refused with
+ * `BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT` or `_NOTHING_VISIBLE`. The file's structure and
+ * header rules are checked either way.
+ *
+ * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` (nothing changed).
+ */
+uint32_t backdrop_request_set_allow_opaque(backdrop_request *request, bool allow);
+
+/**
  * Checks the request locally, as `backdrop_client_create_task` does before sending anything:
- * the rules between fields, the prompt, the batch size, the scene type, the URL, and the PNG
- * header of a file or bytes (signature, 256–4096 px, at most 20 MiB, transparency). Sends
- * nothing.
+ * the rules between fields, the prompt, the batch size, the scene type, the URL, and the whole
+ * PNG of a file or bytes (signature, 256–4096 px, at most 20 MiB, transparency, every chunk and
+ * its CRC, the image data, some pixels transparent and some visible). Sends nothing.
  *
  * Returns `BACKDROP_OK` when a create would send the request; otherwise the code of the first
  * rule broken (`BACKDROP_ERR_INVALID_*`, or `BACKDROP_ERR_IO` when the file cannot be read),
@@ -1005,10 +1068,12 @@ const char *backdrop_task_state_meaning(int32_t state);
 void backdrop_task_free(backdrop_task *task);
 
 /**
- * Checks that the file at `path` is a PNG the service accepts (signature, 256–4096 px per side,
- * at most 20 MiB, transparency), reading its header only. Sends nothing; needs no client.
+ * Checks that the file at `path` is a PNG the service accepts: the whole file — signature,
+ * 256–4096 px per side, at most 20 MiB, transparency, every chunk and its CRC, the image data,
+ * and that some pixels are transparent and some visible. Sends nothing; needs no client. The
+ * same as `backdrop_validate_png_file_with(path, 0, info_out, error_out)`.
  *
- * `info_out` is optional: when it is not NULL and the file is valid, the header's facts are
+ * `info_out` is optional: when it is not NULL and the file is valid, what the check found is
  * written to it. Returns `BACKDROP_OK` for a valid file; otherwise writes nothing to `info_out`
  * and returns the broken rule's `BACKDROP_ERR_INVALID_*` code, `BACKDROP_ERR_IO` when the file
  * cannot be read, or `BACKDROP_ERR_NULL_PARAMETER`, with the detail in `*error_out` if
@@ -1017,6 +1082,16 @@ void backdrop_task_free(backdrop_task *task);
 uint32_t backdrop_validate_png_file(const char *path,
                                     backdrop_png_info *info_out,
                                     backdrop_error **error_out);
+
+/**
+ * Like `backdrop_validate_png_file`, with `flags`: 0, or `BACKDROP_VALIDATE_HEADER_ONLY`
+ * (the header alone: fast, blind to the image data), or `BACKDROP_VALIDATE_ALLOW_OPAQUE` (the
+ * pixel rules skipped). Other bits: `BACKDROP_ERR_INVALID_ARGUMENT`. Thread-safe.
+ */
+uint32_t backdrop_validate_png_file_with(const char *path,
+                                         uint32_t flags,
+                                         backdrop_png_info *info_out,
+                                         backdrop_error **error_out);
 
 /**
  * Checks that the `len` bytes at `data` are a PNG file the service accepts, like
@@ -1029,6 +1104,15 @@ uint32_t backdrop_validate_png_bytes(const uint8_t *data,
                                      size_t len,
                                      backdrop_png_info *info_out,
                                      backdrop_error **error_out);
+
+/**
+ * Like `backdrop_validate_png_bytes`, with the `flags` of `backdrop_validate_png_file_with`.
+ */
+uint32_t backdrop_validate_png_bytes_with(const uint8_t *data,
+                                          size_t len,
+                                          uint32_t flags,
+                                          backdrop_png_info *info_out,
+                                          backdrop_error **error_out);
 
 /**
  * The version of the library, such as `"0.1.0"` (semantic versioning; the shared library's

@@ -129,6 +129,11 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub regenerate_expired: bool,
 
+    /// Send images in which no pixel is transparent (the background was not removed) or none
+    /// is visible: the pixel rules become warnings. The file's structure is checked all the same.
+    #[arg(long)]
+    pub allow_opaque: bool,
+
     /// How to reach the service.
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -166,6 +171,15 @@ pub struct ValidateArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Check the header only (signature, size, dimensions, a transparency channel): fast, but
+    /// blind to damaged image data and to images with nothing transparent.
+    #[arg(long)]
+    pub header_only: bool,
+
+    /// Accept images in which no pixel is transparent or none is visible (a warning instead).
+    #[arg(long, conflicts_with = "header_only")]
+    pub allow_opaque: bool,
 }
 
 /// `backdrop status`.

@@ -106,7 +106,9 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
 
 /// Adds the command's background options to a builder that has its image.
 fn request_for(args: &GenerateArgs, builder: GenerateRequestBuilder) -> GenerateRequestBuilder {
-    let mut builder = builder.batch_size(args.batch);
+    let mut builder = builder
+        .batch_size(args.batch)
+        .allow_opaque(args.allow_opaque);
     if let Some(prompt) = &args.prompt {
         builder = builder.prompt(prompt.clone());
     }

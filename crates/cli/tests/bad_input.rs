@@ -52,6 +52,15 @@ struct Scenario {
 
 fn nothing(_: &Path) {}
 
+/// One of core's PNG fixtures, by name.
+fn png_fixture(name: &str) -> Vec<u8> {
+    backdrop_core::validate::fixtures::all()
+        .into_iter()
+        .find(|f| f.name == name)
+        .map(|f| f.bytes)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
@@ -169,6 +178,68 @@ fn scenarios() -> Vec<Scenario> {
                 "no transparency",
                 "colour type 2 (RGB) without a tRNS chunk",
                 "remove the background",
+            ],
+        },
+        Scenario {
+            input: "file cut short",
+            setup: |dir| write(dir, "half.png", &png_fixture("truncated-mid-idat")),
+            args: &["generate", "half.png", "-p", "a beach"],
+            service: Service::Emulator,
+            code: 3,
+            expect: &[
+                "half.png",
+                "damaged PNG: the file is cut short",
+                "past the end of the file",
+                "re-export or copy it again",
+            ],
+        },
+        Scenario {
+            input: "damaged image data",
+            setup: |dir| write(dir, "garbled.png", &png_fixture("bad-zlib-stream")),
+            args: &["generate", "garbled.png", "-p", "a beach"],
+            service: Service::Emulator,
+            code: 3,
+            expect: &[
+                "garbled.png",
+                "damaged PNG image data",
+                "re-export or copy it again",
+            ],
+        },
+        Scenario {
+            input: "bytes after the end",
+            setup: |dir| write(dir, "tail.png", &png_fixture("trailing-garbage")),
+            args: &["generate", "tail.png", "-p", "a beach"],
+            service: Service::Emulator,
+            code: 3,
+            expect: &[
+                "tail.png",
+                "goes on for 28 bytes after its IEND chunk",
+                "cut the file after IEND",
+            ],
+        },
+        Scenario {
+            input: "background not removed",
+            setup: |dir| write(dir, "studio.png", &png_fixture("rgba-all-opaque")),
+            args: &["generate", "studio.png", "-p", "a beach"],
+            service: Service::Emulator,
+            code: 3,
+            expect: &[
+                "studio.png",
+                "every one of the 90000 pixels is opaque",
+                "the background was not removed",
+                "override",
+            ],
+        },
+        Scenario {
+            input: "nothing visible",
+            setup: |dir| write(dir, "blank.png", &png_fixture("rgba-all-transparent")),
+            args: &["generate", "blank.png", "-p", "a beach"],
+            service: Service::Emulator,
+            code: 3,
+            expect: &[
+                "blank.png",
+                "every one of the 90000 pixels is fully transparent",
+                "no foreground",
             ],
         },
         Scenario {
@@ -615,6 +686,11 @@ row_tests! {
     too_small => "too small",
     too_large => "too large",
     no_transparency => "no transparency",
+    file_cut_short => "file cut short",
+    damaged_image_data => "damaged image data",
+    bytes_after_the_end => "bytes after the end",
+    background_not_removed => "background not removed",
+    nothing_visible => "nothing visible",
     prompt_too_long => "prompt too long",
     blank_prompt => "blank prompt",
     prompt_and_scene_both => "prompt and scene both",

@@ -278,3 +278,104 @@ async fn a_refused_key_exits_4_and_status_reads_a_task() {
     assert!(is_jpeg(&out.join(format!("{task_id}-1.jpg"))));
     std::fs::remove_dir_all(out).unwrap();
 }
+
+/// Every PNG fixture of core through `validate` and `generate`: the verdict core gives, the
+/// transparent share shown for the valid ones, and not one request for the refused ones; with
+/// `--allow-opaque` the pixel rules give way, nothing else does.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_png_fixture_gets_its_verdict_in_validate_and_generate() {
+    let fixtures = backdrop_core::validate::fixtures::all();
+    let folder = temp_dir("fixtures-in");
+    for fixture in &fixtures {
+        std::fs::write(folder.join(format!("{}.png", fixture.name)), &fixture.bytes).unwrap();
+    }
+    let folder_arg = folder.to_str().unwrap().to_owned();
+
+    // validate: one line per file, the share for the valid ones; JSON with the counts.
+    let output = backdrop(&["validate", &folder_arg], &[]);
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = text(&output.stdout);
+    for fixture in &fixtures {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!("{}.png:", fixture.name)))
+            .unwrap_or_else(|| panic!("no line for {}: {stdout}", fixture.name));
+        match fixture.refused_by {
+            None => assert!(
+                line.starts_with("ok") && line.contains("% of the pixels transparent"),
+                "{line}"
+            ),
+            Some(_) => assert!(line.starts_with("FAIL"), "{line}"),
+        }
+    }
+    let output = backdrop(&["validate", &folder_arg, "--json"], &[]);
+    let verdicts: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let valid_rgba = verdicts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["file"].as_str().unwrap().ends_with("valid-rgba.png"))
+        .unwrap();
+    assert_eq!(valid_rgba["pixels"]["total"], 90_000);
+    let share = valid_rgba["transparent_share"].as_f64().unwrap();
+    assert!(share > 0.5 && share < 0.8, "{share}");
+    // The header alone passes every damaged file and every pixel refusal.
+    let output = backdrop(&["validate", &folder_arg, "--header-only"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    // The override: only the damaged files are refused.
+    let output = backdrop(&["validate", &folder_arg, "--allow-opaque", "--json"], &[]);
+    let verdicts: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for verdict in verdicts.as_array().unwrap() {
+        let name = verdict["file"].as_str().unwrap();
+        let fixture = fixtures
+            .iter()
+            .find(|f| name.ends_with(&format!("/{}.png", f.name)))
+            .unwrap();
+        let expected = fixture.refused_by.is_none_or(|rule| rule.is_pixel_rule());
+        assert_eq!(verdict["valid"], expected, "{verdict}");
+    }
+
+    // generate: the valid ones are sent, the refused ones cost nothing.
+    let emulator = fast_emulator(fast_config()).await;
+    let out = temp_dir("fixtures-out");
+    let scale = TIME_SCALE.to_string();
+    let (base, out_arg) = (emulator.base_url(), out.to_str().unwrap().to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        backdrop(
+            &[
+                "generate",
+                &folder_arg,
+                "-p",
+                "a beach",
+                "--batch",
+                "1",
+                "--json",
+                "--out",
+                &out_arg,
+                "--timeout",
+                "60",
+                "--time-scale",
+                &scale,
+            ],
+            &[
+                ("PICWISH_API_KEY", "emulator-key"),
+                ("PICWISH_BASE_URL", &base),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    // Every failure was a local refusal: exit code 3, nothing spent on them.
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let valid = fixtures.iter().filter(|f| f.refused_by.is_none()).count();
+    assert_eq!(summary["succeeded"], valid, "{summary:#}");
+    assert_eq!(emulator.counters().create_requests, valid as u64);
+    for input in summary["inputs"].as_array().unwrap() {
+        if input["status"] == "failed" {
+            assert_eq!(input["error"]["refused_locally"], true, "{input}");
+        }
+    }
+    std::fs::remove_dir_all(&folder).ok();
+    std::fs::remove_dir_all(&out).ok();
+}

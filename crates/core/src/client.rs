@@ -125,8 +125,8 @@ impl Client {
 
     /// Creates a task and returns its id.
     ///
-    /// The input is validated locally first (PNG header, size, dimensions, transparency); a file
-    /// is read only now. A create is retried only when the service surely did not accept it
+    /// The input is validated locally first — the whole file: header rules, structure, image
+    /// data and pixels ([`validate::check_png_file`]); a file is read only now. A create is retried only when the service surely did not accept it
     /// (the connection could not be opened, HTTP 429, or a documented failure answer such as
     /// 500); a timeout or a broken connection after the request was sent is returned as
     /// [`Error::Network`] with `maybe_accepted`, never sent again.
@@ -151,7 +151,7 @@ impl Client {
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<()>> + Send,
     {
-        let image = load_image(request.image()).await?;
+        let image = load_image(request.image(), request.pixel_rules()).await?;
         self.inner.scheduler.turn(Want::Create).await;
         let granted_at = Instant::now();
         let mut answer = CreateAnswer {
@@ -361,13 +361,21 @@ enum LoadedImage {
     Url(String),
 }
 
-async fn load_image(source: &ImageSource) -> Result<LoadedImage> {
+/// The image as it will be sent, after the full check (structure, image data, pixels by
+/// `rules`), run on a blocking thread: a file is read once to check it and streamed again when
+/// the request is sent.
+async fn load_image(source: &ImageSource, rules: validate::PixelRules) -> Result<LoadedImage> {
     match source {
         ImageSource::Path(path) => {
-            let info = validate::inspect_png_file(path).map_err(|error| match error {
-                validate::InspectFileError::Invalid(rule) => Error::Invalid(rule),
-                validate::InspectFileError::Io(io) => Error::io("read", path, io),
-            })?;
+            let checked = path.clone();
+            let report =
+                tokio::task::spawn_blocking(move || validate::check_png_file(&checked, rules))
+                    .await
+                    .map_err(|e| Error::io("read", path, std::io::Error::other(e.to_string())))?
+                    .map_err(|error| match error {
+                        validate::InspectFileError::Invalid(rule) => Error::Invalid(rule),
+                        validate::InspectFileError::Io(io) => Error::io("read", path, io),
+                    })?;
             let file_name = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -375,12 +383,17 @@ async fn load_image(source: &ImageSource) -> Result<LoadedImage> {
                 .to_owned();
             Ok(LoadedImage::Path {
                 path: path.clone(),
-                len: info.file_size,
+                len: report.info.file_size,
                 file_name,
             })
         }
         ImageSource::Bytes { data, file_name } => {
-            validate::inspect_png_bytes(data)?;
+            let checked = data.clone();
+            tokio::task::spawn_blocking(move || validate::check_png_bytes(&checked, rules))
+                .await
+                .map_err(|e| {
+                    Error::io("read", file_name, std::io::Error::other(e.to_string()))
+                })??;
             Ok(LoadedImage::Bytes {
                 data: data.clone(),
                 file_name: file_name.clone(),

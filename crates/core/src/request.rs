@@ -215,6 +215,7 @@ impl GenerationOptions {
 pub struct GenerateRequest {
     image: ImageSource,
     options: GenerationOptions,
+    allow_opaque: bool,
 }
 
 impl GenerateRequest {
@@ -225,7 +226,26 @@ impl GenerateRequest {
 
     /// A request for `image` with `options` (both already valid).
     pub fn new(image: ImageSource, options: GenerationOptions) -> Self {
-        GenerateRequest { image, options }
+        GenerateRequest {
+            image,
+            options,
+            allow_opaque: false,
+        }
+    }
+
+    /// The same request with the pixel rules of the image check overridden (see
+    /// [`GenerateRequestBuilder::allow_opaque`]).
+    pub fn with_allow_opaque(mut self, allow_opaque: bool) -> Self {
+        self.allow_opaque = allow_opaque;
+        self
+    }
+
+    /// The rules the image's pixels are checked by before it is sent.
+    pub fn pixel_rules(&self) -> validate::PixelRules {
+        validate::PixelRules {
+            allow_opaque: self.allow_opaque,
+            ..validate::PixelRules::default()
+        }
     }
 
     /// The source image.
@@ -263,6 +283,7 @@ pub struct GenerateRequestBuilder {
     scene_type: Option<i64>,
     negative_prompt: Option<String>,
     batch_size: Option<i64>,
+    allow_opaque: bool,
 }
 
 impl GenerateRequestBuilder {
@@ -317,6 +338,14 @@ impl GenerateRequestBuilder {
     /// Generate 1 or 2 images (default 2).
     pub fn batch_size(mut self, batch_size: i64) -> Self {
         self.batch_size = Some(batch_size);
+        self
+    }
+
+    /// Sends an image file even when none of its pixels is transparent (the background was
+    /// not removed) or none is visible: the full check's pixel rules become warnings. For the
+    /// user who knows better; the file's structure and header rules are checked all the same.
+    pub fn allow_opaque(mut self, allow_opaque: bool) -> Self {
+        self.allow_opaque = allow_opaque;
         self
     }
 
@@ -381,7 +410,11 @@ impl GenerateRequestBuilder {
         if let Some(negative) = self.negative_prompt {
             options = options.with_negative_prompt(negative);
         }
-        Ok(GenerateRequest { image, options })
+        Ok(GenerateRequest {
+            image,
+            options,
+            allow_opaque: self.allow_opaque,
+        })
     }
 }
 

@@ -23,11 +23,13 @@ use serde::Serialize;
 
 use crate::spec;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
 mod png_check;
 #[cfg(test)]
 mod png_check_tests;
 mod png_data;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 pub(crate) mod test_png;
 
 pub use png_check::{

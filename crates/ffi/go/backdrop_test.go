@@ -105,7 +105,14 @@ func TestVersionAndCodes(t *testing.T) {
 
 func TestValidation(t *testing.T) {
 	e := testEnv(t)
+	header, err := backdrop.ValidatePNGFileWith(e.fixture, backdrop.ValidateHeaderOnly)
+	if err != nil || header.PixelsChecked || header.Width != 480 {
+		t.Fatalf("ValidatePNGFileWith(header only) = %+v, %v", header, err)
+	}
 	info, err := backdrop.ValidatePNGFile(e.fixture)
+	if err == nil && (!info.PixelsChecked || info.TotalPixels != 480*640 || info.TransparentShare() <= 0) {
+		t.Fatalf("ValidatePNGFile = %+v: the pixels were not counted", info)
+	}
 	if err != nil || info.Width != 480 || info.Height != 640 || !info.AlphaChannel {
 		t.Fatalf("ValidatePNGFile = %+v, %v", info, err)
 	}

@@ -62,6 +62,16 @@ const (
 	CodeInvalidImageSource Code = C.BACKDROP_ERR_INVALID_IMAGE_SOURCE
 	// CodeInvalidBackground: The request has no background description, or both a prompt and a scene type.
 	CodeInvalidBackground Code = C.BACKDROP_ERR_INVALID_BACKGROUND
+	// CodeInvalidDamagedPNG: The PNG's structure is damaged: cut short, a chunk's CRC wrong, no IEND.
+	CodeInvalidDamagedPNG Code = C.BACKDROP_ERR_INVALID_DAMAGED_PNG
+	// CodeInvalidTrailingData: The PNG goes on after its IEND chunk.
+	CodeInvalidTrailingData Code = C.BACKDROP_ERR_INVALID_TRAILING_DATA
+	// CodeInvalidDamagedImageData: The PNG's compressed image data is damaged.
+	CodeInvalidDamagedImageData Code = C.BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA
+	// CodeInvalidNothingTransparent: No pixel is transparent: the background was not removed.
+	CodeInvalidNothingTransparent Code = C.BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT
+	// CodeInvalidNothingVisible: Every pixel is fully transparent: there is no foreground.
+	CodeInvalidNothingVisible Code = C.BACKDROP_ERR_INVALID_NOTHING_VISIBLE
 	// CodeInvalidOther: The input breaks a rule this version has no specific code for.
 	CodeInvalidOther Code = C.BACKDROP_ERR_INVALID_OTHER
 	// CodeBadRequest: HTTP 400: the service rejected the parameters.

@@ -28,9 +28,12 @@ type Request struct {
 	SceneType int64
 	// BatchSize is the number of images, 1 or 2 (0: the default, 2).
 	BatchSize uint32
+	// AllowOpaque sends an image in which no pixel is transparent (the background was not
+	// removed) or none is visible; by default such an image is refused before sending.
+	AllowOpaque bool
 }
 
-// Validate checks every rule locally, the PNG's header included, without sending anything.
+// Validate checks every rule locally, the whole PNG included, without sending anything.
 func (r Request) Validate() error {
 	creq, err := r.toC()
 	if err != nil {
@@ -120,6 +123,9 @@ func (r Request) toC() (*C.backdrop_request, error) {
 				return nil
 			}
 			return check(C.backdrop_request_set_batch_size(creq, C.uint32_t(r.BatchSize)), nil)
+		},
+		func() error {
+			return check(C.backdrop_request_set_allow_opaque(creq, C.bool(r.AllowOpaque)), nil)
 		},
 	}
 	for _, step := range steps {

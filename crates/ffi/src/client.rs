@@ -198,7 +198,8 @@ pub unsafe extern "C" fn backdrop_client_create_task(
         let client = arg_ref!(client);
         let request = arg_ref!(request);
         let task_out = arg_out!(task_out);
-        let request = request.validate()?;
+        // The core create checks the whole image before anything is sent.
+        let request = request.build()?;
         let task_id = client.run(client.core.create_task(&request))?;
         write_out!(
             task_out,

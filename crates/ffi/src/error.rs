@@ -148,6 +148,11 @@ pub(crate) fn validation_code(error: &ValidationError) -> backdrop_result {
         ValidationError::ImageUrl { .. } => BACKDROP_ERR_INVALID_IMAGE_URL,
         ValidationError::ImageSource { .. } => BACKDROP_ERR_INVALID_IMAGE_SOURCE,
         ValidationError::Background { .. } => BACKDROP_ERR_INVALID_BACKGROUND,
+        ValidationError::DamagedPng { .. } => BACKDROP_ERR_INVALID_DAMAGED_PNG,
+        ValidationError::TrailingData { .. } => BACKDROP_ERR_INVALID_TRAILING_DATA,
+        ValidationError::DamagedImageData { .. } => BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA,
+        ValidationError::NothingTransparent { .. } => BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT,
+        ValidationError::NothingVisible { .. } => BACKDROP_ERR_INVALID_NOTHING_VISIBLE,
         _ => BACKDROP_ERR_INVALID_OTHER,
     }
 }

@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 use std::path::PathBuf;
 
-use backdrop_core::validate::{inspect_png_bytes, inspect_png_file};
+use backdrop_core::validate::{check_png_bytes, check_png_file};
 use backdrop_core::{GenerateRequest, ImageSource, ValidationError};
 use bytes::Bytes;
 
@@ -42,6 +42,7 @@ pub(crate) struct RequestData {
     scene_type: Option<i64>,
     negative_prompt: Option<String>,
     batch_size: Option<i64>,
+    allow_opaque: bool,
 }
 
 impl RequestData {
@@ -69,16 +70,16 @@ impl RequestData {
         if let Some(batch) = self.batch_size {
             builder = builder.batch_size(batch);
         }
-        builder.build()
+        builder.allow_opaque(self.allow_opaque).build()
     }
 
-    /// Every local check, the image's header included: what a create would refuse before
-    /// sending.
+    /// Every local check, the whole image included (header rules, structure, image data,
+    /// pixels): what a create would refuse before sending.
     pub(crate) fn validate(&self) -> Result<GenerateRequest, Failure> {
         let request = self.build()?;
         match request.image() {
             ImageSource::Path(path) => {
-                inspect_png_file(path).map_err(|error| match error {
+                check_png_file(path, request.pixel_rules()).map_err(|error| match error {
                     backdrop_core::validate::InspectFileError::Io(io) => Failure::new(
                         crate::result::backdrop_result::BACKDROP_ERR_IO,
                         format!("cannot read {}: {io}", path.display()),
@@ -87,7 +88,7 @@ impl RequestData {
                 })?;
             }
             ImageSource::Bytes { data, .. } => {
-                inspect_png_bytes(data)?;
+                check_png_bytes(data, request.pixel_rules())?;
             }
             ImageSource::Url(_) => {}
         }
@@ -238,10 +239,28 @@ pub unsafe extern "C" fn backdrop_request_set_batch_size(
     })
 }
 
+/// Sends the image even when none of its pixels is transparent (the background was not
+/// removed) or none is visible (`allow` true); by default (false) such an image is refused with
+/// `BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT` or `_NOTHING_VISIBLE`. The file's structure and
+/// header rules are checked either way.
+///
+/// Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` (nothing changed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn backdrop_request_set_allow_opaque(
+    request: *mut backdrop_request,
+    allow: bool,
+) -> u32 {
+    ffi_boundary!({
+        let request = arg_mut!(request);
+        request.allow_opaque = allow;
+        Ok(())
+    })
+}
+
 /// Checks the request locally, as `backdrop_client_create_task` does before sending anything:
-/// the rules between fields, the prompt, the batch size, the scene type, the URL, and the PNG
-/// header of a file or bytes (signature, 256–4096 px, at most 20 MiB, transparency). Sends
-/// nothing.
+/// the rules between fields, the prompt, the batch size, the scene type, the URL, and the whole
+/// PNG of a file or bytes (signature, 256–4096 px, at most 20 MiB, transparency, every chunk and
+/// its CRC, the image data, some pixels transparent and some visible). Sends nothing.
 ///
 /// Returns `BACKDROP_OK` when a create would send the request; otherwise the code of the first
 /// rule broken (`BACKDROP_ERR_INVALID_*`, or `BACKDROP_ERR_IO` when the file cannot be read),

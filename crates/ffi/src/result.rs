@@ -75,6 +75,16 @@ pub enum backdrop_result {
     BACKDROP_ERR_INVALID_IMAGE_SOURCE = 7112,
     /// The request has no background description, or both a prompt and a scene type.
     BACKDROP_ERR_INVALID_BACKGROUND = 7113,
+    /// The PNG's structure is damaged: cut short, a chunk's CRC wrong, no IEND.
+    BACKDROP_ERR_INVALID_DAMAGED_PNG = 7114,
+    /// The PNG goes on after its IEND chunk.
+    BACKDROP_ERR_INVALID_TRAILING_DATA = 7115,
+    /// The PNG's compressed image data is damaged.
+    BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA = 7116,
+    /// No pixel is transparent: the background was not removed.
+    BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT = 7117,
+    /// Every pixel is fully transparent: there is no foreground.
+    BACKDROP_ERR_INVALID_NOTHING_VISIBLE = 7118,
     /// The input breaks a rule this version has no specific code for.
     BACKDROP_ERR_INVALID_OTHER = 7199,
 
@@ -130,7 +140,7 @@ pub enum backdrop_result {
 use backdrop_result::*;
 
 /// Every code, for the tests and for `from_u32`.
-pub(crate) const ALL: [backdrop_result; 44] = [
+pub(crate) const ALL: [backdrop_result; 49] = [
     BACKDROP_OK,
     BACKDROP_ERR_NULL_PARAMETER,
     BACKDROP_ERR_INVALID_UTF8,
@@ -154,6 +164,11 @@ pub(crate) const ALL: [backdrop_result; 44] = [
     BACKDROP_ERR_INVALID_IMAGE_URL,
     BACKDROP_ERR_INVALID_IMAGE_SOURCE,
     BACKDROP_ERR_INVALID_BACKGROUND,
+    BACKDROP_ERR_INVALID_DAMAGED_PNG,
+    BACKDROP_ERR_INVALID_TRAILING_DATA,
+    BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA,
+    BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT,
+    BACKDROP_ERR_INVALID_NOTHING_VISIBLE,
     BACKDROP_ERR_INVALID_OTHER,
     BACKDROP_ERR_BAD_REQUEST,
     BACKDROP_ERR_UNAUTHORIZED,
@@ -214,6 +229,11 @@ impl backdrop_result {
             BACKDROP_ERR_INVALID_IMAGE_URL => c"BACKDROP_ERR_INVALID_IMAGE_URL",
             BACKDROP_ERR_INVALID_IMAGE_SOURCE => c"BACKDROP_ERR_INVALID_IMAGE_SOURCE",
             BACKDROP_ERR_INVALID_BACKGROUND => c"BACKDROP_ERR_INVALID_BACKGROUND",
+            BACKDROP_ERR_INVALID_DAMAGED_PNG => c"BACKDROP_ERR_INVALID_DAMAGED_PNG",
+            BACKDROP_ERR_INVALID_TRAILING_DATA => c"BACKDROP_ERR_INVALID_TRAILING_DATA",
+            BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA => c"BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA",
+            BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT => c"BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT",
+            BACKDROP_ERR_INVALID_NOTHING_VISIBLE => c"BACKDROP_ERR_INVALID_NOTHING_VISIBLE",
             BACKDROP_ERR_INVALID_OTHER => c"BACKDROP_ERR_INVALID_OTHER",
             BACKDROP_ERR_BAD_REQUEST => c"BACKDROP_ERR_BAD_REQUEST",
             BACKDROP_ERR_UNAUTHORIZED => c"BACKDROP_ERR_UNAUTHORIZED",
@@ -285,6 +305,21 @@ impl backdrop_result {
             }
             BACKDROP_ERR_INVALID_BACKGROUND => {
                 "a request needs exactly one background description: a prompt or a scene type"
+            }
+            BACKDROP_ERR_INVALID_DAMAGED_PNG => {
+                "the PNG is damaged (cut short, a bad CRC, no IEND): re-export or copy it again"
+            }
+            BACKDROP_ERR_INVALID_TRAILING_DATA => {
+                "the PNG goes on after its end (IEND): re-export it"
+            }
+            BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA => {
+                "the PNG's image data is damaged: re-export or copy it again"
+            }
+            BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT => {
+                "no pixel is transparent: remove the background (or allow opaque images)"
+            }
+            BACKDROP_ERR_INVALID_NOTHING_VISIBLE => {
+                "every pixel is fully transparent: the image has no foreground"
             }
             BACKDROP_ERR_INVALID_OTHER => "the input breaks a rule of the service",
             BACKDROP_ERR_BAD_REQUEST => "the service rejected the parameters (HTTP 400)",

@@ -145,6 +145,8 @@ export BACKDROP_TEST_KEY="$key"
 export BACKDROP_TEST_FIXTURE="$root/tests/fixtures/bottle.png"
 export BACKDROP_TEST_VERSION="$version"
 export BACKDROP_TEST_OUT="$work/out"
+export BACKDROP_TEST_PNG_FIXTURES="$work/png-fixtures"
+cargo run --quiet -p backdrop-tests --bin write-png-fixtures "$BACKDROP_TEST_PNG_FIXTURES"
 mkdir -p "$BACKDROP_TEST_OUT"
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ pub const META_RETRY_UNCONFIRMED: &str = "retry-unconfirmed";
 /// `x-amz-meta-regenerate-expired: true`: generate again although an earlier task for the same
 /// object and parameters was charged and its results were lost.
 pub const META_REGENERATE_EXPIRED: &str = "regenerate-expired";
+/// `x-amz-meta-allow-opaque: true`: send the image even when no pixel is transparent (the
+/// background was not removed) or none is visible.
+pub const META_ALLOW_OPAQUE: &str = "allow-opaque";
 
 /// What to generate for one object, and what its uploader allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +33,19 @@ pub struct Parameters {
     pub retry_unconfirmed: bool,
     /// `x-amz-meta-regenerate-expired`.
     pub regenerate_expired: bool,
+    /// `x-amz-meta-allow-opaque`.
+    pub allow_opaque: bool,
 }
 
 impl Parameters {
+    /// The pixel rules the object's image is checked by.
+    pub fn pixel_rules(&self) -> backdrop_core::validate::PixelRules {
+        backdrop_core::validate::PixelRules {
+            allow_opaque: self.allow_opaque,
+            ..backdrop_core::validate::PixelRules::default()
+        }
+    }
+
     /// Reads the parameters: metadata first, then `defaults`. Both a prompt and a scene type in
     /// the metadata, neither anywhere, or a value the service refuses, is an error that says which.
     pub fn resolve(
@@ -91,6 +104,7 @@ impl Parameters {
             options,
             retry_unconfirmed: flag(&meta(META_RETRY_UNCONFIRMED), META_RETRY_UNCONFIRMED)?,
             regenerate_expired: flag(&meta(META_REGENERATE_EXPIRED), META_REGENERATE_EXPIRED)?,
+            allow_opaque: flag(&meta(META_ALLOW_OPAQUE), META_ALLOW_OPAQUE)?,
         })
     }
 }

@@ -21,7 +21,7 @@ use crate::claims::ClaimStore;
 use crate::config::{Config, SubmitMode};
 use crate::error::LambdaError;
 use crate::event::ObjectRef;
-use crate::inspect::{HeaderVerdict, check_header};
+use crate::inspect::{Verdict, check_object};
 use crate::metrics::{Metrics, MetricsSink};
 use crate::outputs::{Destination, Results, store_failure, store_results};
 use crate::params::Parameters;
@@ -221,17 +221,35 @@ type ClaimTicket<'l, 's, S> = Ticket<'l, ClaimStore<'s, S>>;
 
 impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
     async fn run(&self, size: u64, metadata: &HashMap<String, String>) -> Result<Outcome, Stop> {
-        // 1. Validate before spending: size, then the PNG header from a ranged GET.
-        check_file_size(size)
-            .map_err(|rule| self.refused(FailureStage::Validation, rule.to_string()))?;
-        let verdict = check_header(&self.deps.store, &self.source, size)
-            .await
-            .map_err(|e| self.trouble(e))?;
-        if let HeaderVerdict::Invalid(rule) = verdict {
-            return Err(self.refused(FailureStage::Validation, rule.to_string()));
-        }
+        // 1. Validate before spending: the parameters, the size, then the whole PNG, streamed.
         let parameters = Parameters::resolve(metadata, &self.deps.config.defaults)
             .map_err(|reason| self.refused(FailureStage::Parameters, reason))?;
+        check_file_size(size)
+            .map_err(|rule| self.refused(FailureStage::Validation, rule.to_string()))?;
+        let verdict = check_object(
+            &self.deps.store,
+            &self.source,
+            size,
+            parameters.pixel_rules(),
+        )
+        .await
+        .map_err(|e| self.trouble(e))?;
+        match verdict {
+            Verdict::Valid(report) => {
+                for warning in &report.warnings {
+                    tracing::warn!(key = %self.source.key, warning = %warning, "image accepted with a warning");
+                }
+            }
+            Verdict::Invalid(rule) => {
+                return Err(self.refused(FailureStage::Validation, rule.to_string()));
+            }
+            Verdict::Gone => {
+                return Err(Stop::Skip(format!(
+                    "{} was deleted or replaced before it could be checked",
+                    self.source.label()
+                )));
+            }
+        }
 
         // 2. Find what earlier deliveries did, and claim the input (object version + options).
         let config = &self.deps.config;
@@ -366,6 +384,7 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         };
         builder
             .options(parameters.options.clone())
+            .allow_opaque(parameters.allow_opaque)
             .build()
             .map(Some)
             .map_err(|e| LambdaError::Config(format!("the request cannot be built: {e}")))

@@ -57,15 +57,17 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<ObjectHead>, LambdaError>> + Send;
 
-    /// Bytes `offset..offset+len` of the object version with `etag` (fewer at its end).
-    fn get_range(
+    /// A stream of the bytes of the object version with `etag`.
+    type Body: tokio::io::AsyncRead + Send + Unpin;
+
+    /// Opens the object version with `etag` for reading, in pieces; `None` when it is gone or
+    /// was replaced by a newer version.
+    fn open(
         &self,
         bucket: &str,
         key: &str,
         etag: &str,
-        offset: u64,
-        len: usize,
-    ) -> impl Future<Output = Result<Bytes, LambdaError>> + Send;
+    ) -> impl Future<Output = Result<Option<Self::Body>, LambdaError>> + Send;
 
     /// The whole object with its ETag; `None` when it does not exist.
     fn get(
@@ -83,7 +85,27 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         etag: &str,
         path: &std::path::Path,
-    ) -> impl Future<Output = Result<Option<u64>, LambdaError>> + Send;
+    ) -> impl Future<Output = Result<Option<u64>, LambdaError>> + Send {
+        async move {
+            let Some(mut body) = self.open(bucket, key, etag).await? else {
+                return Ok(None);
+            };
+            let local = |e: std::io::Error| LambdaError::S3 {
+                operation: "GetObject (to a file)",
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                status: None,
+                code: None,
+                message: format!("{}: {e}", path.display()),
+            };
+            let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+            let written = tokio::io::copy(&mut body, &mut file).await.map_err(local)?;
+            tokio::io::AsyncWriteExt::flush(&mut file)
+                .await
+                .map_err(local)?;
+            Ok(Some(written))
+        }
+    }
 
     /// Writes an object whole.
     fn put(
@@ -211,28 +233,27 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn get_range(
+    type Body = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+    async fn open(
         &self,
         bucket: &str,
         key: &str,
         etag: &str,
-        offset: u64,
-        len: usize,
-    ) -> Result<Bytes, LambdaError> {
-        let last = offset + (len.max(1) as u64) - 1;
-        let output = self
+    ) -> Result<Option<Self::Body>, LambdaError> {
+        match self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
             .if_match(format!("\"{etag}\""))
-            .range(format!("bytes={offset}-{last}"))
             .send()
             .await
-            .map_err(|e| s3_error("GetObject (range)", bucket, key, &e))?;
-        let mut bytes = read_body("GetObject (range)", bucket, key, output.body).await?;
-        bytes.truncate(len);
-        Ok(bytes)
+        {
+            Ok(output) => Ok(Some(Box::pin(output.body.into_async_read()))),
+            Err(error) if matches!(status_of(&error), Some(404 | 412)) => Ok(None),
+            Err(error) => Err(s3_error("GetObject", bucket, key, &error)),
+        }
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<(Bytes, String)>, LambdaError> {
@@ -251,43 +272,6 @@ impl ObjectStore for S3Store {
         let etag = output.e_tag().map(unquote).unwrap_or_default();
         let body = read_body("GetObject", bucket, key, output.body).await?;
         Ok(Some((body, etag)))
-    }
-
-    async fn download(
-        &self,
-        bucket: &str,
-        key: &str,
-        etag: &str,
-        path: &std::path::Path,
-    ) -> Result<Option<u64>, LambdaError> {
-        let output = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .if_match(format!("\"{etag}\""))
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(error) if matches!(status_of(&error), Some(404 | 412)) => return Ok(None),
-            Err(error) => return Err(s3_error("GetObject", bucket, key, &error)),
-        };
-        let local = |e: std::io::Error| LambdaError::S3 {
-            operation: "GetObject (to a file)",
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            status: None,
-            code: None,
-            message: format!("{}: {e}", path.display()),
-        };
-        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
-        let mut body = output.body.into_async_read();
-        let written = tokio::io::copy(&mut body, &mut file).await.map_err(local)?;
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(local)?;
-        Ok(Some(written))
     }
 
     async fn put(

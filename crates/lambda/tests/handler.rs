@@ -540,3 +540,83 @@ async fn two_deliveries_of_one_object_at_once_create_one_task() {
             .contains(&"generated/a/manifest.json".to_owned())
     );
 }
+
+/// A phrase of the message of each rule a fixture breaks.
+fn phrase(rule: backdrop_core::validate::fixtures::Rule) -> &'static str {
+    use backdrop_core::validate::fixtures::Rule;
+    match rule {
+        Rule::DamagedPng => "damaged PNG:",
+        Rule::TrailingData => "after its IEND chunk",
+        Rule::DamagedImageData => "damaged PNG image data",
+        Rule::NothingTransparent => "the background was not removed",
+        Rule::NothingVisible => "no foreground",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_png_fixture_gets_its_verdict_and_the_refused_cost_no_request() {
+    let s3 = s3_client();
+    let bucket = bucket(&s3, "fixtures").await;
+    let fixtures = backdrop_core::validate::fixtures::all();
+    let mut uploaded = Vec::new();
+    for fixture in &fixtures {
+        let key = format!("incoming/{}.png", fixture.name);
+        upload(&s3, &bucket, &key, fixture.bytes.clone(), &[]).await;
+        uploaded.push(key);
+    }
+    let emulator = fast_emulator(fast_config()).await;
+    let deps = deps(&emulator, config());
+    let keys_ref: Vec<&str> = uploaded.iter().map(String::as_str).collect();
+    let answer = handle(&deps, invocation(sqs_event(&bucket, &keys_ref), 120))
+        .await
+        .unwrap();
+    assert!(failed_ids(&answer).is_empty(), "{answer}");
+    let valid = fixtures.iter().filter(|f| f.refused_by.is_none()).count() as u64;
+    assert_eq!(
+        emulator.counters().create_requests,
+        valid,
+        "only the valid ones are sent"
+    );
+    let stored = keys(&s3, &bucket).await;
+    for fixture in &fixtures {
+        let name = fixture.name;
+        match fixture.refused_by {
+            None => assert!(
+                stored.contains(&format!("generated/{name}/manifest.json")),
+                "{name}: {stored:?}"
+            ),
+            Some(rule) => {
+                let record = json_of(&read(&s3, &bucket, &format!("failed/{name}.png.json")).await);
+                assert_eq!(record["stage"], "validation", "{name}: {record}");
+                assert_eq!(record["credits_spent"], false);
+                let message = record["message"].as_str().unwrap();
+                assert!(message.contains(phrase(rule)), "{name}: {message}");
+            }
+        }
+    }
+    // The uploader who knows better: the same opaque image, sent with x-amz-meta-allow-opaque.
+    let opaque = fixtures
+        .iter()
+        .find(|f| f.name == "rgba-all-opaque")
+        .unwrap();
+    upload(
+        &s3,
+        &bucket,
+        "incoming/override.png",
+        opaque.bytes.clone(),
+        &[("allow-opaque", "true")],
+    )
+    .await;
+    let before = emulator.counters().create_requests;
+    handle(
+        &deps,
+        invocation(sqs_event(&bucket, &["incoming/override.png"]), 60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        emulator.counters().create_requests,
+        before + 1,
+        "sent despite the pixel rule"
+    );
+}

@@ -3,6 +3,8 @@
 //! over IDAT chunks of any size; and an independent count of the pixels by transparency.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Built for other crates' tests too (feature test-support), which use only the fixtures.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use super::PNG_SIGNATURE;
 

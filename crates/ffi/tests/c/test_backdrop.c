@@ -13,6 +13,9 @@
  *   BACKDROP_TEST_FIXTURE      a transparent PNG (tests/fixtures/bottle.png)
  *   BACKDROP_TEST_OUT          a writable folder
  *   BACKDROP_TEST_VERSION      the version the library must report
+ *   BACKDROP_TEST_URL_504      emulator whose creates are accepted, then answered 504
+ *   BACKDROP_TEST_URL_GARBLED  emulator whose creates are accepted, then answered a cut HTTP 200
+ *   BACKDROP_TEST_PNG_FIXTURES core's PNG fixtures and their verdicts.txt (write-png-fixtures)
  *
  * Usage: test_backdrop [TEST_NAME...]   (no name: every test but panic_boundary, which needs a
  * library built with the test-hooks feature; run.sh runs it separately).
@@ -196,7 +199,8 @@ static backdrop_task *create(const backdrop_client *client, const backdrop_reque
 }
 
 /* A minimal PNG header: signature, IHDR (width, height, depth 8, colour type), then IDAT/IEND
- * chunk headers; enough for the validator, which reads headers only. */
+ * chunk headers: enough for the header check (BACKDROP_VALIDATE_HEADER_ONLY, and the header
+ * rules, which the full check applies first), not a whole PNG. */
 static size_t png_header(uint8_t *out, uint32_t width, uint32_t height, uint8_t color_type) {
     static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     size_t at = 0;
@@ -320,8 +324,12 @@ static void test_validation(void) {
               err);
 
     len = png_header(png, 512, 512, 6);
-    CHECK_ERR(backdrop_validate_png_bytes(png, len, &info, &err), BACKDROP_OK, err);
-    CHECK(info.width == 512);
+    CHECK_ERR(backdrop_validate_png_bytes_with(png, len, BACKDROP_VALIDATE_HEADER_ONLY, &info, &err),
+              BACKDROP_OK, err);
+    CHECK(info.width == 512 && !info.pixels_checked);
+    /* The whole file is checked by default: headers alone are a damaged PNG. */
+    CHECK_ERR(backdrop_validate_png_bytes(png, len, &info, &err), BACKDROP_ERR_INVALID_DAMAGED_PNG,
+              err);
 
     /* Outputs only on success: a failure leaves info as it was. */
     memset(&info, 0xAB, sizeof info);
@@ -880,7 +888,8 @@ static void test_null_parameters(void) {
     /* Validation. */
     CHECK_ERR(backdrop_validate_png_file(NULL, &info, &err), null, err);
     CHECK_ERR(backdrop_validate_png_bytes(NULL, len, &info, &err), null, err);
-    CHECK_ERR(backdrop_validate_png_bytes(png, len, NULL, NULL), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_validate_png_bytes_with(png, len, BACKDROP_VALIDATE_HEADER_ONLY, NULL, NULL),
+              BACKDROP_OK, err);
 
     /* Task. */
     CHECK_CODE(backdrop_task_from_id(NULL, &task), null);
@@ -1156,9 +1165,9 @@ static void test_buffer_lengths(void) {
     /* Length 0 with a valid pointer: an empty file. */
     CHECK_ERR(backdrop_validate_png_bytes(png, 0, &info, &err), BACKDROP_ERR_INVALID_EMPTY_FILE,
               err);
-    /* Every cut of a valid file, from a buffer of exactly that length, never read past (ASan,
+    /* Every cut of a header, from a buffer of exactly that length, never read past (ASan,
      * valgrind): refused while the signature and IHDR (33 bytes) are incomplete, accepted after
-     * (only headers are read). */
+     * by the header check, always refused by the full check (cut short). */
     for (len = 1; len < png_len; len++) {
         backdrop_png_info cut;
         heap = exact_copy(png, len);
@@ -1170,16 +1179,43 @@ static void test_buffer_lengths(void) {
             backdrop_error_free(err);
             err = NULL;
         } else {
-            CHECK_ERR(backdrop_validate_png_bytes(heap, len, &cut, &err), BACKDROP_OK, err);
+            CHECK_ERR(backdrop_validate_png_bytes_with(heap, len, BACKDROP_VALIDATE_HEADER_ONLY,
+                                                       &cut, &err),
+                      BACKDROP_OK, err);
             CHECK(cut.file_size == len);
+            CHECK_ERR(backdrop_validate_png_bytes(heap, len, &info, &err),
+                      BACKDROP_ERR_INVALID_DAMAGED_PNG, err);
         }
         free(heap);
     }
     CHECK(memcmp(&info, &before, sizeof info) == 0); /* outputs only on success */
     heap = exact_copy(png, png_len);
-    CHECK_ERR(backdrop_validate_png_bytes(heap, png_len, &info, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_validate_png_bytes_with(heap, png_len, BACKDROP_VALIDATE_HEADER_ONLY, &info,
+                                               &err),
+              BACKDROP_OK, err);
     CHECK(info.width == 512 && info.file_size == png_len);
     free(heap);
+    /* Every cut of a whole PNG (the fixture) is refused by the full check, never read past. */
+    {
+        size_t whole_len = 0;
+        uint8_t *whole = read_file(env("BACKDROP_TEST_FIXTURE"), &whole_len);
+        CHECK(whole != NULL);
+        for (len = 33; whole != NULL && len < whole_len; len += 97) {
+            heap = exact_copy(whole, len);
+            code = backdrop_validate_png_bytes(heap, len, NULL, &err);
+            CHECK(code == BACKDROP_ERR_INVALID_DAMAGED_PNG);
+            backdrop_error_free(err);
+            err = NULL;
+            free(heap);
+        }
+        if (whole != NULL) {
+            heap = exact_copy(whole, whole_len);
+            CHECK_ERR(backdrop_validate_png_bytes(heap, whole_len, &info, &err), BACKDROP_OK, err);
+            CHECK(info.pixels_checked && info.total_pixels == 480u * 640u);
+            free(heap);
+        }
+        free(whole);
+    }
     /* A length over 20 MiB is refused from the length alone: the small buffer behind it is never
      * read (ASan would report it). */
     memset(&info, 0xAB, sizeof info);
@@ -1214,19 +1250,22 @@ static void test_buffer_lengths(void) {
     CHECK_ERR(backdrop_client_create_task(client, request, &task, &err),
               BACKDROP_ERR_INVALID_EMPTY_FILE, err);
     CHECK(task == UNTOUCHED);
-    /* Exactly the bytes given are copied (ASan sees any over-read), and only during the call. */
+    /* Exactly the bytes given are copied (ASan sees any over-read), and only during the call:
+     * the copy is judged after the caller's buffer is wiped (headers only: a damaged PNG, not an
+     * empty one). */
     CHECK_CODE(backdrop_request_set_image_bytes(request, heap, png_len, NULL), BACKDROP_OK);
     memset(heap, 0, png_len);
     free(heap);
-    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_DAMAGED_PNG, err);
 
     /* The 20 MiB boundary with real buffers: at the limit accepted, one byte over refused. */
     big = calloc(MAX_IMAGE_BYTES + 1, 1);
     CHECK(big != NULL);
     if (big != NULL) {
         png_header(big, 512, 512, 6);
-        CHECK_ERR(backdrop_validate_png_bytes(big, MAX_IMAGE_BYTES, &info, &err), BACKDROP_OK,
-                  err);
+        CHECK_ERR(backdrop_validate_png_bytes_with(big, MAX_IMAGE_BYTES,
+                                                   BACKDROP_VALIDATE_HEADER_ONLY, &info, &err),
+                  BACKDROP_OK, err);
         CHECK(info.file_size == MAX_IMAGE_BYTES);
         CHECK_ERR(backdrop_validate_png_bytes(big, MAX_IMAGE_BYTES + 1, NULL, &err),
                   BACKDROP_ERR_INVALID_FILE_TOO_LARGE, err);
@@ -1235,7 +1274,8 @@ static void test_buffer_lengths(void) {
         CHECK_CODE(backdrop_request_set_image_bytes(request, big, MAX_IMAGE_BYTES, NULL),
                    BACKDROP_OK);
         free(big);
-        CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
+        /* At the limit the size passes; the whole-file check then finds headers and zeros. */
+        CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_ERR_INVALID_DAMAGED_PNG, err);
     }
 
     /* None of it reached the service. */
@@ -1650,6 +1690,100 @@ struct test {
     int by_default;
 };
 
+/* The code the full check gives for a rule name of verdicts.txt. */
+static uint32_t code_of_rule(const char *rule) {
+    if (strcmp(rule, "ok") == 0) return BACKDROP_OK;
+    if (strcmp(rule, "damaged_png") == 0) return BACKDROP_ERR_INVALID_DAMAGED_PNG;
+    if (strcmp(rule, "trailing_data") == 0) return BACKDROP_ERR_INVALID_TRAILING_DATA;
+    if (strcmp(rule, "damaged_image_data") == 0) return BACKDROP_ERR_INVALID_DAMAGED_IMAGE_DATA;
+    if (strcmp(rule, "nothing_transparent") == 0) return BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT;
+    if (strcmp(rule, "nothing_visible") == 0) return BACKDROP_ERR_INVALID_NOTHING_VISIBLE;
+    return BACKDROP_ERR_OTHER;
+}
+
+/* Every PNG fixture of core: the verdict of the full check, of the header alone, of the
+ * override; a request of each refused before anything is sent (zero creates at the emulator),
+ * the valid ones created. */
+static void test_png_fixtures(void) {
+    const char *folder = env("BACKDROP_TEST_PNG_FIXTURES");
+    const char *url = env("BACKDROP_TEST_URL");
+    const backdrop_client *client = client_for("BACKDROP_TEST_URL");
+    char path[4096];
+    char name[256];
+    char rule[64];
+    FILE *verdicts;
+    int fixtures = 0;
+    long long creates = counter(url, "create_requests");
+    long long valid = 0;
+
+    snprintf(path, sizeof path, "%s/verdicts.txt", folder);
+    verdicts = fopen(path, "r");
+    CHECK(verdicts != NULL);
+    if (verdicts == NULL) {
+        backdrop_client_free(client);
+        return;
+    }
+    while (fscanf(verdicts, "%255s %63s", name, rule) == 2) {
+        uint32_t expected = code_of_rule(rule);
+        int pixel_rule = expected == BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT ||
+                         expected == BACKDROP_ERR_INVALID_NOTHING_VISIBLE;
+        backdrop_png_info info;
+        backdrop_error *err = NULL;
+        backdrop_request *request = request_with("a beach", 1);
+        backdrop_task *task = NULL;
+        uint32_t code;
+
+        fixtures++;
+        CHECK(expected != BACKDROP_ERR_OTHER);
+        snprintf(path, sizeof path, "%s/%s", folder, name);
+        memset(&info, 0xAB, sizeof info);
+        code = backdrop_validate_png_file(path, &info, &err);
+        if (!check_code_at(__FILE__, __LINE__, name, code, expected)) {
+            fprintf(stderr, "    detail: %s\n", backdrop_error_message(err));
+        }
+        if (code == BACKDROP_OK) {
+            CHECK(info.pixels_checked);
+            CHECK(info.total_pixels == (uint64_t)info.width * info.height);
+            CHECK(info.transparent_pixels > 0 && info.transparent_pixels < info.total_pixels);
+        } else {
+            CHECK(err != NULL && strlen(backdrop_error_message(err)) > 0);
+        }
+        backdrop_error_free(err);
+        err = NULL;
+        /* The header alone lets every one of them through. */
+        CHECK_ERR(backdrop_validate_png_file_with(path, BACKDROP_VALIDATE_HEADER_ONLY, &info, &err),
+                  BACKDROP_OK, err);
+        CHECK(!info.pixels_checked && info.total_pixels == 0);
+        /* The override lets the pixel rules through, nothing else. */
+        CHECK_ERR(backdrop_validate_png_file_with(path, BACKDROP_VALIDATE_ALLOW_OPAQUE, NULL, &err),
+                  pixel_rule ? BACKDROP_OK : expected, err);
+        /* A request of it: refused before sending, or created. */
+        CHECK_CODE(backdrop_request_set_image_path(request, path), BACKDROP_OK);
+        CHECK_ERR(backdrop_request_validate(request, &err), expected, err);
+        code = backdrop_client_create_task(client, request, &task, &err);
+        CHECK_CODE(code, expected);
+        if (code == BACKDROP_OK) {
+            valid++;
+        }
+        backdrop_error_free(err);
+        err = NULL;
+        backdrop_task_free(task);
+        backdrop_request_free(request);
+    }
+    fclose(verdicts);
+    CHECK(fixtures == 14);
+    CHECK(valid == 5);
+    CHECK(counter(url, "create_requests") == creates + valid);
+    /* Unknown flags are refused. */
+    {
+        backdrop_error *err = NULL;
+        snprintf(path, sizeof path, "%s/valid-rgba.png", folder);
+        CHECK_ERR(backdrop_validate_png_file_with(path, 64, NULL, &err),
+                  BACKDROP_ERR_INVALID_ARGUMENT, err);
+    }
+    backdrop_client_free(client);
+}
+
 static const struct test tests[] = {
     {"version_and_messages", test_version_and_messages, 1},
     {"validation", test_validation, 1},
@@ -1665,6 +1799,7 @@ static const struct test tests[] = {
     {"buffer_lengths", test_buffer_lengths, 1},
     {"strings", test_strings, 1},
     {"calls_after_errors", test_calls_after_errors, 1},
+    {"png_fixtures", test_png_fixtures, 1},
     {"panic_boundary", test_panic_boundary, 0},
 };
 
