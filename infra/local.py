@@ -31,6 +31,7 @@ import boto3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVENTS = os.path.join(ROOT, "crates", "lambda", "tests", "events")
 BUCKET = "backdrop-local"
+BUDGET_TABLE = "backdrop-budget"
 QUEUE = "backdrop-uploads"
 BOTTLE = os.path.join(ROOT, "tests", "fixtures", "bottle.png")
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/backdrop-target"))
@@ -293,12 +294,17 @@ def main():
         wait_for_port(moto_port, "moto_server", process=moto)
         moto_url = f"http://127.0.0.1:{moto_port}"
         emulator_url = start_emulator(services)
-        print(f"moto (S3, SQS) at {moto_url}; the PicWish emulator at {emulator_url}")
+        print(f"moto (S3, SQS, DynamoDB) at {moto_url}; the PicWish emulator at {emulator_url}")
 
         aws = dict(endpoint_url=moto_url, region_name="us-east-1",
                    aws_access_key_id="testing", aws_secret_access_key="testing")
         s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
         s3.create_bucket(Bucket=BUCKET)
+        # The key's shared request budget, as the template creates it.
+        boto3.client("dynamodb", **aws).create_table(
+            TableName=BUDGET_TABLE, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
         queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={
@@ -311,7 +317,9 @@ def main():
 
         lambda_port = free_port()
         env = dict(os.environ,
-                   AWS_ENDPOINT_URL_S3=moto_url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_ENDPOINT_URL_S3=moto_url, AWS_ENDPOINT_URL_SQS=moto_url,
+                   AWS_ENDPOINT_URL_DYNAMODB=moto_url, SHARED_BUDGET_TABLE=BUDGET_TABLE,
+                   AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                    AWS_REGION="us-east-1", S3_FORCE_PATH_STYLE="true",
                    PICWISH_API_KEY="emulator-key", PICWISH_BASE_URL=emulator_url,
                    DEFAULT_PROMPT=args.prompt, RUST_LOG="info")

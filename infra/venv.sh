@@ -5,7 +5,7 @@
 set -euo pipefail
 venv="${BACKDROP_VENV:-$HOME/.cache/backdrop-venv}"
 requirements=(
-  "moto[server,s3,sqs]==5.2.5"
+  "moto[server,s3,sqs,dynamodb]==5.2.5"
   "cargo-lambda==1.9.2"
   "cfn-lint==1.58.0"
   "aws-sam-translator==1.115.0"

@@ -1,11 +1,19 @@
-//! `backdrop-bench`: how close the poll policies get to the key's physical limit.
+//! `backdrop-bench`: how close the poll policies get to the key's physical limit, at saturation
+//! and under light load.
 //!
-//! Runs N tasks against the emulator with log-normal processing times (median 10 s, p95 30 s)
-//! and the key's QPS, both sped up by one time factor, for the adaptive and the documented
-//! policy side by side, and prints in unscaled service time: tasks per minute over the whole run
-//! and in its steady part (between the 10th and the 90th percentile completion), each with its
-//! share of the QPS × 30 limit, requests per task, 429s received, detection delay p50/p95 (from the
-//! moment the emulator marks a task done to the poll that sees it), makespan, and peak RSS.
+//! Runs against the emulator with log-normal processing times (median 10 s, p95 30 s) and the
+//! key's QPS, both sped up by one time factor, and prints in unscaled service time:
+//! - batches of N tasks submitted at once (adaptive with progress growing and withheld, the
+//!   documented policy, and the adaptive policy on two other distributions — uniform 4–16 s and
+//!   a log-normal twice as slow — to show the forecast learns rather than being tuned to one);
+//! - light load: tasks arriving one by one, Poisson at 20 a minute;
+//! - one task at a time.
+//!
+//! For each: tasks per minute over the whole run and in its steady part (between the 10th and
+//! the 90th percentile completion) with its share of the limit the safety margin leaves
+//! (QPS × 30 × 1 s / (1 s + margin): 57.1 at QPS 2 and 50 ms) and of the bare QPS × 30, requests
+//! per task, 429s received, detection delay p50/p95 (from the moment the emulator marks a task
+//! done to the poll that sees it), makespan; and the peak RSS.
 //!
 //! ```sh
 //! cargo run --release -p backdrop-bench              # 200 tasks, scale 10: a few minutes
@@ -61,6 +69,15 @@ struct Args {
     /// Skip the throughput run with progress withheld.
     #[arg(long)]
     skip_withheld: bool,
+    /// Skip the throughput runs on other distributions (uniform 4–16 s, log-normal ×2).
+    #[arg(long)]
+    skip_other_distributions: bool,
+    /// Tasks of the light-load run (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    light_tasks: usize,
+    /// Arrivals per minute (Poisson) of the light-load run, unscaled.
+    #[arg(long, default_value_t = 20.0)]
+    light_per_minute: f64,
     /// Also print, per run, how many tasks needed how many polls.
     #[arg(long)]
     verbose: bool,
@@ -104,24 +121,67 @@ impl Run {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let limit = f64::from(args.qps) * 30.0;
+    let bare_limit = f64::from(args.qps) * 30.0;
+    let limit = bare_limit / (1.0 + args.margin_ms.max(0.0) / 1000.0);
     println!(
         "backdrop-bench: {} tasks, QPS {} (margin {} ms), processing log-normal median {} s / \
-         p95 {} s, time x{} (limit: QPS x 30 = {limit:.0} tasks/min)",
+         p95 {} s, time x{} (limits: QPS x 30 = {bare_limit:.0} tasks/min; with the margin \
+         {limit:.1})",
         args.tasks, args.qps, args.margin_ms, args.median, args.p95, args.scale
     );
+    let lognormal = ProcessingTime::LogNormal {
+        median: Duration::from_secs_f64(args.median),
+        p95: Duration::from_secs_f64(args.p95),
+    };
     let mut runs = Vec::new();
-    for (policy, progress) in [
-        (PollPolicy::Adaptive, ProgressMode::GrowsWithTime),
-        (PollPolicy::Adaptive, ProgressMode::Withheld),
-        (PollPolicy::Documented, ProgressMode::GrowsWithTime),
-    ] {
+    let mut batches = vec![
+        (
+            "",
+            PollPolicy::Adaptive,
+            ProgressMode::GrowsWithTime,
+            lognormal,
+        ),
+        ("", PollPolicy::Adaptive, ProgressMode::Withheld, lognormal),
+        (
+            "",
+            PollPolicy::Documented,
+            ProgressMode::GrowsWithTime,
+            lognormal,
+        ),
+    ];
+    if !args.skip_other_distributions {
+        batches.push((
+            ", uniform 4-16 s",
+            PollPolicy::Adaptive,
+            ProgressMode::GrowsWithTime,
+            ProcessingTime::Uniform {
+                min: Duration::from_secs(4),
+                max: Duration::from_secs(16),
+            },
+        ));
+        batches.push((
+            ", log-normal x2",
+            PollPolicy::Adaptive,
+            ProgressMode::GrowsWithTime,
+            ProcessingTime::LogNormal {
+                median: Duration::from_secs_f64(args.median * 2.0),
+                p95: Duration::from_secs_f64(args.p95 * 2.0),
+            },
+        ));
+    }
+    for (suffix, policy, progress, processing) in batches {
         if (policy == PollPolicy::Documented && args.skip_documented)
             || (progress == ProgressMode::Withheld && args.skip_withheld)
         {
             continue;
         }
-        let run = throughput(&args, policy, progress, args.tasks, args.max_in_flight).await?;
+        let mut run = throughput(&args, policy, progress, processing).await?;
+        run.label.push_str(suffix);
+        eprintln!("  done: {}", run.label);
+        runs.push(run);
+    }
+    if args.light_tasks > 0 {
+        let run = light(&args, lognormal).await?;
         eprintln!("  done: {}", run.label);
         runs.push(run);
     }
@@ -135,19 +195,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     println!(
-        "| run | tasks/min | of limit | steady tasks/min | of limit | requests/task | 429s | \
-         delay p50 | delay p95 | makespan | failed |"
+        "| run | tasks/min | steady tasks/min | of {limit:.1} | of {bare_limit:.0} | requests/task | \
+         429s | delay p50 | delay p95 | makespan | failed |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for run in &runs {
         let steady = run.steady_tasks_per_minute(args.scale);
         println!(
-            "| {} | {:.1} | {:.0}% | {} | {} | {:.2} | {} | {:.2} s | {:.2} s | {:.0} s | {} |",
+            "| {} | {:.1} | {} | {} | {} | {:.2} | {} | {:.2} s | {:.2} s | {:.0} s | {} |",
             run.label,
             run.tasks_per_minute(),
-            100.0 * run.tasks_per_minute() / limit,
             steady.map_or("–".into(), |t| format!("{t:.1}")),
             steady.map_or("–".into(), |t| format!("{:.0}%", 100.0 * t / limit)),
+            steady.map_or("–".into(), |t| format!("{:.0}%", 100.0 * t / bare_limit)),
             run.requests as f64 / run.tasks as f64,
             run.responses_429,
             percentile(&run.delays, 0.5),
@@ -171,14 +231,15 @@ fn policy_name(policy: PollPolicy) -> &'static str {
     }
 }
 
-async fn emulator(args: &Args, progress: ProgressMode) -> std::io::Result<Emulator> {
+async fn emulator(
+    args: &Args,
+    progress: ProgressMode,
+    processing: ProcessingTime,
+) -> std::io::Result<Emulator> {
     Emulator::start(EmulatorConfig {
         qps: args.qps,
         time_scale: args.scale,
-        processing: ProcessingTime::LogNormal {
-            median: Duration::from_secs_f64(args.median),
-            p95: Duration::from_secs_f64(args.p95),
-        },
+        processing,
         progress,
         seed: Some(args.seed),
         ..EmulatorConfig::default()
@@ -221,16 +282,16 @@ fn request() -> backdrop_core::Result<GenerateRequest> {
         .build()?)
 }
 
-/// N tasks submitted at once; the scheduler keeps `max_in_flight` running.
+/// `args.tasks` tasks submitted at once; the scheduler keeps `max_in_flight` running.
 async fn throughput(
     args: &Args,
     policy: PollPolicy,
     progress: ProgressMode,
-    tasks: usize,
-    max_in_flight: usize,
+    processing: ProcessingTime,
 ) -> Result<Run, Box<dyn std::error::Error>> {
-    let emulator = emulator(args, progress).await?;
-    let client = client(args, &emulator, max_in_flight)?;
+    let tasks = args.tasks;
+    let emulator = emulator(args, progress, processing).await?;
+    let client = client(args, &emulator, args.max_in_flight)?;
     let request = Arc::new(request()?);
     let options = wait_options(args, policy);
     let started = Instant::now();
@@ -270,9 +331,63 @@ async fn throughput(
     Ok(run)
 }
 
+/// Light load: tasks arriving one by one (Poisson, `light_per_minute`), each generated as it
+/// comes: the detection delay when the budget is not the bottleneck.
+async fn light(args: &Args, processing: ProcessingTime) -> Result<Run, Box<dyn std::error::Error>> {
+    let emulator = emulator(args, ProgressMode::GrowsWithTime, processing).await?;
+    let client = client(args, &emulator, args.max_in_flight)?;
+    let request = Arc::new(request()?);
+    let options = wait_options(args, PollPolicy::Adaptive);
+    let started = Instant::now();
+    // Exponential gaps from a fixed seed (splitmix64), in scaled time.
+    let mut state = args.seed ^ 0x5EED;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut handles = Vec::new();
+    for _ in 0..args.light_tasks {
+        let gap = -(1.0 - uniform()).ln() * 60.0 / args.light_per_minute / args.scale;
+        tokio::time::sleep(Duration::from_secs_f64(gap)).await;
+        let (client, request) = (client.clone(), request.clone());
+        handles.push(tokio::spawn(async move {
+            client
+                .generate(&request, options, |_| WaitControl::Continue)
+                .await
+                .is_ok()
+        }));
+    }
+    let mut failed = 0;
+    for handle in handles {
+        if !handle.await.unwrap_or(false) {
+            failed += 1;
+        }
+    }
+    let run = measure(
+        args,
+        &emulator,
+        format!(
+            "adaptive, light load (Poisson {}/min)",
+            args.light_per_minute
+        ),
+        args.light_tasks,
+        failed,
+        started,
+    );
+    emulator.shutdown().await;
+    Ok(run)
+}
+
 /// Tasks one after the other: detection delay with the whole budget for one task.
 async fn alone(args: &Args, policy: PollPolicy) -> Result<Run, Box<dyn std::error::Error>> {
-    let emulator = emulator(args, ProgressMode::GrowsWithTime).await?;
+    let lognormal = ProcessingTime::LogNormal {
+        median: Duration::from_secs_f64(args.median),
+        p95: Duration::from_secs_f64(args.p95),
+    };
+    let emulator = emulator(args, ProgressMode::GrowsWithTime, lognormal).await?;
     let client = client(args, &emulator, args.max_in_flight)?;
     let request = request()?;
     let options = wait_options(args, policy);

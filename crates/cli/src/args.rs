@@ -58,6 +58,13 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 120.0, value_parser = positive_number)]
     pub request_timeout: f64,
 
+    /// Share the key's budget with every other process using it — the S3 Lambda, other runs —
+    /// through a DynamoDB table (`dynamodb:TABLE`, the stack's BudgetTableName output; AWS
+    /// credentials and region from the usual AWS environment): together they stay within the
+    /// key's QPS, and this run may use all of it when the others are idle.
+    #[arg(long, env = "BACKDROP_SHARED_BUDGET", value_name = "dynamodb:TABLE")]
+    pub shared_budget: Option<String>,
+
     /// For a sped-up emulator (`backdrop emulator --time-scale X`) only: divide the rate-limit
     /// window, the retry backoff and the expected processing times by this.
     #[arg(long, hide = true, default_value_t = 1.0, value_parser = positive_number)]

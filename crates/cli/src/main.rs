@@ -1,6 +1,7 @@
 //! `backdrop`: generate AI backgrounds for transparent product PNGs from the terminal.
 
 mod args;
+mod budget;
 mod error;
 mod generate;
 mod inputs;

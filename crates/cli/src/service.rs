@@ -63,9 +63,14 @@ impl Service {
         };
         let scale = args.time_scale;
         let default_retry = RetryPolicy::default();
-        let config = ClientConfig::builder(key)
+        let limit = RateLimit::per_second(args.qps).scaled(scale);
+        let mut builder = ClientConfig::builder(key.clone());
+        if let Some(shared) = &args.shared_budget {
+            builder = crate::budget::attach(builder, shared, &key, limit).await?;
+        }
+        let config = builder
             .base_url(base_url)
-            .rate_limit(RateLimit::per_second(args.qps).scaled(scale))
+            .rate_limit(limit)
             .retry(RetryPolicy {
                 initial_backoff: default_retry.initial_backoff.div_f64(scale),
                 max_backoff: default_retry.max_backoff.div_f64(scale),

@@ -379,3 +379,118 @@ async fn every_png_fixture_gets_its_verdict_in_validate_and_generate() {
     std::fs::remove_dir_all(&folder).ok();
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// A moto server of its own (DynamoDB), stopped when dropped.
+struct Moto(std::process::Child, String);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let child = Command::new(server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server runs (tests/run installs it: infra/venv.sh)");
+    let moto = Moto(child, format!("http://127.0.0.1:{port}"));
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return moto;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("moto_server did not start");
+}
+
+/// Two runs at once, each configured with the key's whole QPS: through one shared budget
+/// (`--shared-budget dynamodb:TABLE`, DynamoDB on moto) they stay within the key together — not
+/// one 429 from a server that allows exactly that QPS.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_sharing_a_budget_stay_within_the_key() {
+    let moto = moto();
+    let aws = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto.1.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let created = Command::new("python3")
+        .args([
+            "-c",
+            "import boto3,sys; boto3.client('dynamodb', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id='testing', aws_secret_access_key='testing').create_table(TableName='budget', \
+             BillingMode='PAY_PER_REQUEST', AttributeDefinitions=[{'AttributeName':'pk','AttributeType':'S'}], \
+             KeySchema=[{'AttributeName':'pk','KeyType':'HASH'}])",
+            &moto.1,
+        ])
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .status();
+    if !created.is_ok_and(|s| s.success()) {
+        panic!("cannot create the DynamoDB table (is the venv's python3 on PATH?)");
+    }
+    let emulator = fast_emulator(backdrop_emulator::EmulatorConfig {
+        qps: 2,
+        ..fast_config()
+    })
+    .await;
+    let scale = TIME_SCALE.to_string();
+    let base = emulator.base_url();
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let inputs = temp_dir(&format!("shared-in-{n}"));
+        for i in 0..8 {
+            std::fs::copy(fixture("bottle.png"), inputs.join(format!("p{i}.png"))).unwrap();
+        }
+        let out = temp_dir(&format!("shared-out-{n}"));
+        let mut env: Vec<(String, String)> = aws
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        env.push(("PICWISH_API_KEY".into(), "emulator-key".into()));
+        env.push(("PICWISH_BASE_URL".into(), base.clone()));
+        let args: Vec<String> = [
+            "generate",
+            inputs.to_str().unwrap(),
+            "-p",
+            "a beach",
+            "--batch",
+            "1",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+            "--qps",
+            "2",
+            "--time-scale",
+            &scale,
+            "--shared-budget",
+            "dynamodb:budget",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        runs.push(tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            backdrop(&args, &env)
+        }));
+    }
+    for run in runs {
+        let output = run.await.unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
+    let counters = emulator.counters();
+    assert_eq!(counters.tasks_created, 16);
+    assert_eq!(counters.responses_by_status.get(&429), None, "{counters:?}");
+    assert!(counters.max_requests_in_window <= 2, "{counters:?}");
+}

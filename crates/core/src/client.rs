@@ -83,10 +83,11 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 download_slots: Semaphore::new(config.max_concurrent_downloads),
-                scheduler: Scheduler::new(
+                scheduler: Scheduler::with_shared(
                     config.rate_limit,
                     config.max_in_flight,
                     config.expected_processing,
+                    config.shared_budget.clone(),
                 ),
                 config,
                 api,
@@ -290,7 +291,7 @@ impl Client {
                         wait_ms = wait.as_millis() as u64,
                         "rate limited (429)"
                     );
-                    self.inner.scheduler.limiter().rate_limited(wait);
+                    self.inner.scheduler.rate_limited(wait).await;
                     if last {
                         return Err(Error::RateLimited {
                             during: call,

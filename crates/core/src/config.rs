@@ -1,10 +1,12 @@
 //! Client configuration: the key, the base URL, the rate limit, timeouts and retries.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
 
+use crate::budget::SharedBudget;
 use crate::error::{Error, Result};
 use crate::spec;
 
@@ -83,6 +85,26 @@ impl RateLimit {
         }
     }
 
+    /// One holder's static share when `holders` processes use the key at once and cannot see
+    /// each other (no shared budget, or while it fails), so that together they stay within it:
+    /// `max_requests / holders` per window, or, when that is below one, one request per
+    /// `ceil(holders / max_requests)` windows. `holders` below one counts as one.
+    pub fn share_of(self, holders: u32) -> Self {
+        let holders = holders.max(1);
+        let per_window = self.max_requests / holders;
+        if per_window >= 1 {
+            return RateLimit {
+                max_requests: per_window,
+                ..self
+            };
+        }
+        RateLimit {
+            max_requests: 1,
+            window: self.window * holders.div_ceil(self.max_requests.max(1)),
+            ..self
+        }
+    }
+
     /// The same budget with the window divided by `factor` (for emulated, sped-up time). The
     /// margin stays as it is: it covers network and scheduling jitter, which real time governs.
     pub fn scaled(self, factor: f64) -> Self {
@@ -152,6 +174,7 @@ pub struct ClientConfig {
     pub(crate) max_concurrent_downloads: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) expected_processing: (Duration, Duration),
+    pub(crate) shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
 }
 
 impl ClientConfig {
@@ -169,6 +192,7 @@ impl ClientConfig {
             max_concurrent_downloads: 4,
             max_in_flight: 32,
             expected_processing: DEFAULT_EXPECTED_PROCESSING,
+            shared_budget: None,
         }
     }
 
@@ -231,6 +255,7 @@ pub struct ClientConfigBuilder {
     max_concurrent_downloads: usize,
     max_in_flight: usize,
     expected_processing: (Duration, Duration),
+    shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
 }
 
 impl fmt::Debug for ClientConfigBuilder {
@@ -310,6 +335,16 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Shares the key's budget with other processes through `budget` (see [`crate::budget`]):
+    /// every request this client sends also takes a slot of it, so that together they stay
+    /// within the key's limit. [`rate_limit`](Self::rate_limit) stays the whole key's (a lone
+    /// process may use all of it); `fallback` is this process's static share, used while the
+    /// shared budget fails.
+    pub fn shared_budget(mut self, budget: Arc<dyn SharedBudget>, fallback: RateLimit) -> Self {
+        self.shared_budget = Some((budget, fallback));
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<ClientConfig> {
         let api_key = ApiKey::new(self.api_key)?;
@@ -346,6 +381,7 @@ impl ClientConfigBuilder {
             max_concurrent_downloads: self.max_concurrent_downloads,
             max_in_flight: self.max_in_flight,
             expected_processing: self.expected_processing,
+            shared_budget: self.shared_budget,
         })
     }
 }
@@ -353,6 +389,29 @@ impl ClientConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holders_of_one_key_split_it_and_stay_within_it() {
+        let key = RateLimit::per_second(2);
+        assert_eq!(key.share_of(1), key);
+        assert_eq!(key.share_of(0), key);
+        assert_eq!(key.share_of(2), RateLimit::per_second(1));
+        assert_eq!(
+            RateLimit::per_second(5).share_of(2),
+            RateLimit::per_second(2)
+        );
+        let slow = key.share_of(5);
+        assert_eq!(
+            (slow.max_requests, slow.window),
+            (1, Duration::from_secs(3))
+        );
+        // Whatever the split, the holders together never have more than the key per window.
+        for holders in 1..=40 {
+            let share = key.share_of(holders);
+            let per_second = f64::from(share.max_requests) / share.window.as_secs_f64();
+            assert!(per_second * f64::from(holders) <= 2.0 + 1e-9, "{holders}");
+        }
+    }
 
     #[test]
     fn the_key_never_shows() {

@@ -29,6 +29,7 @@
 //! # }
 //! ```
 
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod download;

@@ -13,12 +13,13 @@
 //!   documented interval unpolled), which lowers detection delay when the client is not busy.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use crate::budget::SharedBudget;
 use crate::config::RateLimit;
 use crate::forecast::{DurationModel, TaskForecast};
 use crate::rate_limit::RateLimiter;
@@ -49,21 +50,26 @@ pub(crate) enum Want {
     },
 }
 
-/// While creates wait for the budget, a poll forecast from progress must be this likely to find
-/// the task done: progress predicts the end closely, so the poll lands just after it.
-const BUSY_POLL_THRESHOLD: f64 = 0.5;
-/// The first poll of a task forecast from the duration model alone, this likely: polled around
-/// the model's 40th percentile, a task is found done (one request saved) a little less than half
-/// the time, and otherwise shows the progress that places its next poll.
-const BUSY_BLIND_POLL_THRESHOLD: f64 = 0.4;
-/// A later poll of a task that shows no progress (a service that withholds it), this likely:
-/// each such poll only learns "not yet", so they are spaced further apart.
-const BUSY_BLIND_REPOLL_THRESHOLD: f64 = 0.6;
-/// With nothing else waiting, a poll of a task whose end progress predicts must be this likely
-/// to find it done (spare budget buys latency, not polls that surely find it running)…
+/// At saturation — creates waiting for the budget — a poll's real cost is the create it
+/// displaces, so polls are sent later and surer: a poll forecast from progress must be this
+/// likely to find the task done (progress predicts the end closely, so it lands just after it)…
+const BUSY_POLL_THRESHOLD: f64 = 0.9;
+/// …the first poll of a task forecast from the duration model alone this likely (polled around
+/// the model's 85th percentile it is found done at once most of the time, one request in all;
+/// otherwise its progress places the next poll)…
+const BUSY_BLIND_POLL_THRESHOLD: f64 = 0.85;
+/// …and a later poll of a task that shows no progress (a service that withholds it) this likely.
+const BUSY_BLIND_REPOLL_THRESHOLD: f64 = 0.9;
+/// With nothing else wanting the budget, spare budget buys latency: a poll of a task whose end
+/// progress predicts must be this likely to find it done (not polls that surely find it
+/// running)…
 const IDLE_PROGRESS_POLL_THRESHOLD: f64 = 0.2;
 /// …and any other poll this likely (and then at least every `poll_interval`).
 const IDLE_POLL_THRESHOLD: f64 = 0.01;
+/// Creates waiting for the budget at which polls pay the full price: in between, the thresholds
+/// move from the idle ones to the busy ones with the backlog, so a lone create barely delays a
+/// poll while a batch's queue of creates makes every poll count.
+const BACKLOG_FOR_FULL_PRICE: f64 = 8.0;
 /// What a create is worth next to a poll.
 const CREATE_VALUE: f64 = 0.3;
 /// How often an idle arbiter looks again (forecasts change with time), in budget slots…
@@ -90,10 +96,49 @@ struct Queue {
     model: DurationModel,
 }
 
+/// How long a client runs on its static share after a shared budget failed, before it asks the
+/// store again.
+const SHARED_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A budget shared with other processes, and what to do when it fails.
+#[derive(Debug)]
+struct Shared {
+    budget: Arc<dyn SharedBudget>,
+    /// This process's static share of the key, used while the shared budget fails.
+    fallback: RateLimiter,
+    /// Until when the fallback is in force.
+    failing_until: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn failing(&self, now: Instant) -> bool {
+        self.failing_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|until| now < until)
+    }
+
+    fn fail(&self, now: Instant, error: &crate::budget::BudgetError) {
+        let mut until = self
+            .failing_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if until.is_none_or(|at| now >= at) {
+            tracing::warn!(
+                error = %error,
+                retry_in_s = SHARED_RETRY_AFTER.as_secs(),
+                "the shared request budget failed: this process uses its static share of the key meanwhile"
+            );
+        }
+        *until = Some(now + SHARED_RETRY_AFTER);
+    }
+}
+
 /// The scheduler of one client.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
     limiter: RateLimiter,
+    shared: Option<Shared>,
     turnstile: tokio::sync::Mutex<()>,
     queue: Mutex<Queue>,
     changed: Notify,
@@ -105,9 +150,26 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
+    #[cfg(test)]
     pub(crate) fn new(limit: RateLimit, max_in_flight: usize, prior: (Duration, Duration)) -> Self {
+        Self::with_shared(limit, max_in_flight, prior, None)
+    }
+
+    /// A scheduler whose grants also come from a budget shared with other processes, with the
+    /// static share to fall back on when it fails.
+    pub(crate) fn with_shared(
+        limit: RateLimit,
+        max_in_flight: usize,
+        prior: (Duration, Duration),
+        shared: Option<(Arc<dyn SharedBudget>, RateLimit)>,
+    ) -> Self {
         let token_interval = limit.window / limit.max_requests.max(1);
         Scheduler {
+            shared: shared.map(|(budget, fallback)| Shared {
+                budget,
+                fallback: RateLimiter::new(fallback),
+                failing_until: Mutex::new(None),
+            }),
             token_interval,
             tick: (token_interval / TICKS_PER_SLOT).clamp(Duration::from_millis(1), MAX_TICK),
             limiter: RateLimiter::new(limit),
@@ -160,15 +222,35 @@ impl Scheduler {
         }
     }
 
-    /// Grants requests, one per budget slot, until this arbiter's own request is granted.
+    /// Grants requests, one per budget slot, until this arbiter's own request is granted. With a
+    /// shared budget each grant also takes a slot of it (reserved only when a request is worth
+    /// sending); while it fails, the static share applies instead.
     async fn arbitrate(&self, own: u64) {
         loop {
             let now = Instant::now();
-            let ready = self.limiter.next_ready(now);
+            let failing = self.shared.as_ref().is_some_and(|s| s.failing(now));
+            let mut ready = self.limiter.next_ready(now);
+            if let (Some(shared), true) = (&self.shared, failing) {
+                ready = ready.max(shared.fallback.next_ready(now));
+            }
             if ready > now {
                 tokio::time::sleep_until(ready).await;
                 continue;
             }
+            if let (Some(shared), false) = (&self.shared, failing) {
+                if !self.anyone_worth(now) {
+                    self.idle().await;
+                    continue;
+                }
+                match shared.budget.reserve().await {
+                    Ok(wait) => tokio::time::sleep(wait).await,
+                    Err(error) => {
+                        shared.fail(Instant::now(), &error);
+                        continue;
+                    }
+                }
+            }
+            let now = Instant::now();
             let chosen = self.pick(now);
             match chosen {
                 Some(mut waiter) => {
@@ -177,6 +259,9 @@ impl Scheduler {
                     if self.limiter.try_take(now).is_err() {
                         self.lock().waiters.push(waiter);
                         continue;
+                    }
+                    if let (Some(shared), true) = (&self.shared, failing) {
+                        let _ = shared.fallback.try_take(now);
                     }
                     if matches!(waiter.want, Want::Create) {
                         self.lock().creating += 1;
@@ -188,14 +273,34 @@ impl Scheduler {
                         let _ = grant.send(());
                     }
                 }
-                None => {
-                    tokio::select! {
-                        _ = self.changed.notified() => {}
-                        _ = tokio::time::sleep(self.tick) => {}
-                    }
-                }
+                None => self.idle().await,
             }
         }
+    }
+
+    /// Waits for a change in the queue, or a tick (forecasts change with time).
+    async fn idle(&self) {
+        tokio::select! {
+            _ = self.changed.notified() => {}
+            _ = tokio::time::sleep(self.tick) => {}
+        }
+    }
+
+    /// The service answered 429: every request of this client waits `pause`, and with a shared
+    /// budget every holder's does.
+    pub(crate) async fn rate_limited(&self, pause: Duration) {
+        self.limiter.rate_limited(pause);
+        if let Some(shared) = &self.shared
+            && let Err(error) = shared.budget.pause_for(pause).await
+        {
+            shared.fail(Instant::now(), &error);
+        }
+    }
+
+    /// True when some waiter is worth a request now.
+    fn anyone_worth(&self, now: Instant) -> bool {
+        let queue = self.lock();
+        self.best(&queue, now).is_some()
     }
 
     /// Removes and returns the request worth most now, if any is worth a request.
@@ -205,11 +310,26 @@ impl Scheduler {
         if let Some(cutoff) = cutoff {
             queue.created.retain(|_, at| *at > cutoff);
         }
+        let index = self.best(&queue, now)?;
+        Some(queue.waiters.swap_remove(index))
+    }
+
+    /// The index of the waiter worth most now, if any is worth a request.
+    fn best(&self, queue: &Queue, now: Instant) -> Option<usize> {
         let in_flight = queue.created.len() + queue.creating;
         // Creates held back by the in-flight limit do not compete for the budget: until a task
         // ends, spare budget is best spent finding out which one did.
-        let creates_waiting = in_flight < self.max_in_flight
-            && queue.waiters.iter().any(|w| matches!(w.want, Want::Create));
+        let backlog = if in_flight < self.max_in_flight {
+            queue
+                .waiters
+                .iter()
+                .filter(|w| matches!(w.want, Want::Create))
+                .count()
+        } else {
+            0
+        };
+        let pressure = (backlog as f64 / BACKLOG_FOR_FULL_PRICE).min(1.0);
+        let price = |idle: f64, busy: f64| idle + (busy - idle) * pressure;
         let mut best: Option<(usize, f64)> = None;
         for (index, waiter) in queue.waiters.iter().enumerate() {
             let waited = (now - waiter.since).as_secs_f64();
@@ -236,18 +356,14 @@ impl Scheduler {
                         .last_poll
                         .is_none_or(|at| now >= at + self.token_interval);
                     let value = forecast.poll_value(now, &queue.model);
-                    let threshold = match (creates_waiting, forecast.from_progress()) {
-                        (false, true) => IDLE_PROGRESS_POLL_THRESHOLD,
-                        (false, false) => IDLE_POLL_THRESHOLD,
-                        (true, true) => BUSY_POLL_THRESHOLD,
-                        (true, false) if forecast.last_poll.is_some() => {
-                            BUSY_BLIND_REPOLL_THRESHOLD
-                        }
-                        (true, false) => BUSY_BLIND_POLL_THRESHOLD,
+                    let threshold = match (forecast.from_progress(), forecast.last_poll) {
+                        (true, _) => price(IDLE_PROGRESS_POLL_THRESHOLD, BUSY_POLL_THRESHOLD),
+                        (false, Some(_)) => price(IDLE_POLL_THRESHOLD, BUSY_BLIND_REPOLL_THRESHOLD),
+                        (false, None) => price(IDLE_POLL_THRESHOLD, BUSY_BLIND_POLL_THRESHOLD),
                     };
                     // With nothing else wanting the budget, no task whose end is not known
                     // closely waits longer than the documented interval between polls.
-                    let idle_due = !creates_waiting
+                    let idle_due = backlog == 0
                         && !forecast.from_progress_rate()
                         && forecast.last_poll.is_none_or(|at| now >= at + *interval);
                     let worth = value >= threshold || idle_due;
@@ -260,7 +376,7 @@ impl Scheduler {
                 best = Some((index, value));
             }
         }
-        best.map(|(index, _)| queue.waiters.swap_remove(index))
+        best.map(|(index, _)| index)
     }
 
     /// A create's answer came: the task now counts as in flight (or, on failure, nothing does).

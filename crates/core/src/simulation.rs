@@ -14,12 +14,31 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::budget::{MemoryBudgetStore, SharedBudget, SharedRateBudget, TokioBudgetClock};
 use crate::config::{DEFAULT_EXPECTED_PROCESSING, RateLimit};
 use crate::error::Result;
 use crate::response::TaskInfo;
 use crate::scheduler::{PollPolicy, Scheduler, Want};
 use crate::state::TaskState;
 use crate::wait::{WaitControl, WaitOptions, wait_with};
+
+/// How processing times are drawn.
+#[derive(Debug, Clone, Copy)]
+enum Durations {
+    /// Log-normal with this median and 95th percentile (seconds).
+    LogNormal { median: f64, p95: f64 },
+    /// Uniform between the two (seconds).
+    Uniform { low: f64, high: f64 },
+}
+
+/// When tasks are submitted.
+#[derive(Debug, Clone, Copy)]
+enum Arrivals {
+    /// All at once (a batch).
+    AtOnce,
+    /// One by one, Poisson at this rate per minute (uploads trickling in).
+    Poisson { per_minute: f64 },
+}
 
 /// One simulated run.
 #[derive(Debug, Clone)]
@@ -28,13 +47,26 @@ struct SimConfig {
     qps: u32,
     margin: Duration,
     max_in_flight: usize,
-    median: f64,
-    p95: f64,
+    durations: Durations,
+    arrivals: Arrivals,
     progress: bool,
     policy: PollPolicy,
     /// Time from send to arrival, and from arrival to the answer.
     half_trip: Duration,
     seed: u64,
+    /// Processes sharing the key (tasks go to them in turn), each with its own scheduler.
+    holders: usize,
+    /// How they share it: one shared budget, or a static split of the key.
+    sharing: Sharing,
+}
+
+/// How several holders share one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// A [`SharedRateBudget`] over one store (the DynamoDB item of the Lambda).
+    Budget,
+    /// Each holder gets `qps / holders`.
+    Static,
 }
 
 impl Default for SimConfig {
@@ -44,12 +76,17 @@ impl Default for SimConfig {
             qps: 2,
             margin: Duration::from_millis(50),
             max_in_flight: 32,
-            median: 10.0,
-            p95: 30.0,
+            durations: Durations::LogNormal {
+                median: 10.0,
+                p95: 30.0,
+            },
+            arrivals: Arrivals::AtOnce,
             progress: true,
             policy: PollPolicy::Adaptive,
             half_trip: Duration::from_millis(15),
             seed: 42,
+            holders: 1,
+            sharing: Sharing::Static,
         }
     }
 }
@@ -77,10 +114,14 @@ struct Service {
 impl Service {
     fn create(&mut self, id: &str, at: Instant) {
         self.arrivals.push(at);
-        let sigma = (self.config.p95.ln() - self.config.median.ln()) / 1.644_853_6;
-        let processing = (self.config.median.ln() + sigma * self.rng.normal())
-            .exp()
-            .clamp(1.0, 180.0);
+        let processing = match self.config.durations {
+            Durations::LogNormal { median, p95 } => {
+                let sigma = (p95.ln() - median.ln()) / 1.644_853_6;
+                (median.ln() + sigma * self.rng.normal()).exp()
+            }
+            Durations::Uniform { low, high } => low + (high - low) * self.rng.next_f64(),
+        }
+        .clamp(1.0, 180.0);
         let prepared = at + Duration::from_millis(800);
         let processed = prepared + Duration::from_secs_f64(processing);
         self.tasks.insert(
@@ -141,6 +182,8 @@ fn info(id: &str, state: TaskState, progress: f64, elapsed: Option<Duration>) ->
 #[derive(Debug)]
 struct SimReport {
     makespan: Duration,
+    /// When each task was seen done, from the start, sorted.
+    completions: Vec<Duration>,
     requests: usize,
     succeeded: usize,
     delays: Vec<f64>,
@@ -153,6 +196,18 @@ struct SimReport {
 impl SimReport {
     fn tasks_per_minute(&self) -> f64 {
         self.succeeded as f64 / self.makespan.as_secs_f64() * 60.0
+    }
+
+    /// Completions per minute between the 10th and the 90th percentile of completion times:
+    /// the rate once the batch runs, without its start and its tail.
+    fn steady_per_minute(&self) -> f64 {
+        let n = self.completions.len();
+        if n < 10 {
+            return f64::NAN;
+        }
+        let (first, last) = (n / 10, n - 1 - n / 10);
+        let span = (self.completions[last] - self.completions[first]).as_secs_f64();
+        (last - first) as f64 / span.max(1e-9) * 60.0
     }
 
     fn delay(&self, q: f64) -> f64 {
@@ -169,11 +224,29 @@ async fn simulate(config: SimConfig) -> SimReport {
         margin: config.margin,
         ..RateLimit::per_second(config.qps)
     };
-    let scheduler = Arc::new(Scheduler::new(
+    let holders = config.holders.max(1);
+    let budget: Arc<dyn SharedBudget> = Arc::new(SharedRateBudget::with_clock(
+        MemoryBudgetStore::new(),
         limit,
-        config.max_in_flight,
-        DEFAULT_EXPECTED_PROCESSING,
+        TokioBudgetClock::starting_at(1_800_000_000_000),
     ));
+    let share = static_share(limit, holders);
+    let schedulers: Vec<Arc<Scheduler>> = (0..holders)
+        .map(|_| {
+            Arc::new(match (config.sharing, holders) {
+                (_, 1) => Scheduler::new(limit, config.max_in_flight, DEFAULT_EXPECTED_PROCESSING),
+                (Sharing::Budget, _) => Scheduler::with_shared(
+                    limit,
+                    config.max_in_flight,
+                    DEFAULT_EXPECTED_PROCESSING,
+                    Some((budget.clone(), share)),
+                ),
+                (Sharing::Static, _) => {
+                    Scheduler::new(share, config.max_in_flight, DEFAULT_EXPECTED_PROCESSING)
+                }
+            })
+        })
+        .collect();
     let service = Arc::new(Mutex::new(Service {
         rng: Rng(config.seed),
         config: config.clone(),
@@ -185,11 +258,19 @@ async fn simulate(config: SimConfig) -> SimReport {
         ..WaitOptions::default()
     };
     let start = Instant::now();
+    let mut arrival_rng = Rng(config.seed ^ 0xA5A5);
+    let mut next_arrival = Duration::ZERO;
     let handles: Vec<_> = (0..config.tasks)
         .map(|i| {
-            let (scheduler, service) = (scheduler.clone(), service.clone());
+            let (scheduler, service) = (schedulers[i % holders].clone(), service.clone());
             let half_trip = config.half_trip;
+            let arrival = next_arrival;
+            if let Arrivals::Poisson { per_minute } = config.arrivals {
+                let gap = -(1.0 - arrival_rng.next_f64()).ln() * 60.0 / per_minute;
+                next_arrival += Duration::from_secs_f64(gap);
+            }
             tokio::spawn(async move {
+                tokio::time::sleep(arrival).await;
                 let id = format!("task-{i}");
                 scheduler.turn(Want::Create).await;
                 tokio::time::sleep(half_trip).await;
@@ -238,8 +319,15 @@ async fn simulate(config: SimConfig) -> SimReport {
     for task in service.tasks.values() {
         *polls.entry(task.polls).or_insert(0) += 1;
     }
+    let mut completions: Vec<Duration> = service
+        .tasks
+        .values()
+        .filter_map(|t| Some(t.seen_done? - start))
+        .collect();
+    completions.sort();
     SimReport {
         makespan,
+        completions,
         requests: arrivals.len(),
         succeeded,
         delays: service
@@ -250,6 +338,24 @@ async fn simulate(config: SimConfig) -> SimReport {
         polls,
         max_in_window,
         longest_wait,
+    }
+}
+
+/// One holder's static share of `limit`: `max_requests / holders` per window, or one request
+/// per `holders / max_requests` windows.
+fn static_share(limit: RateLimit, holders: usize) -> RateLimit {
+    let holders = u32::try_from(holders).unwrap_or(u32::MAX).max(1);
+    if limit.max_requests >= holders {
+        RateLimit {
+            max_requests: limit.max_requests / holders,
+            ..limit
+        }
+    } else {
+        RateLimit {
+            max_requests: 1,
+            window: limit.window * holders.div_ceil(limit.max_requests),
+            ..limit
+        }
     }
 }
 
@@ -299,6 +405,42 @@ async fn at_saturation_every_task_ends_inside_the_window_and_the_cap() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn holders_sharing_a_budget_never_exceed_the_key_and_a_lone_one_gets_it_all() {
+    for holders in [2, 3] {
+        let report = simulate(SimConfig {
+            tasks: 60,
+            holders,
+            sharing: Sharing::Budget,
+            ..SimConfig::default()
+        })
+        .await;
+        assert_eq!(report.succeeded, 60, "{report:?}");
+        assert!(report.max_in_window <= 2, "{holders} holders: {report:?}");
+    }
+    // One holder busy, the others idle: it uses the whole key, not a third of it.
+    let report = simulate(SimConfig {
+        tasks: 60,
+        holders: 1,
+        sharing: Sharing::Budget,
+        ..SimConfig::default()
+    })
+    .await;
+    let static_third = simulate(SimConfig {
+        tasks: 60,
+        holders: 3,
+        sharing: Sharing::Static,
+        ..SimConfig::default()
+    })
+    .await;
+    assert!(
+        report.makespan < static_third.makespan,
+        "{:?} vs {:?}",
+        report.makespan,
+        static_third.makespan
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_documented_policy_starves_no_task_at_saturation() {
     let report = simulate(SimConfig {
         policy: PollPolicy::Documented,
@@ -323,9 +465,30 @@ async fn figures() {
             },
         ),
         (
-            "adaptive, progress grows, margin 0",
+            "adaptive, uniform 4-16 s",
             SimConfig {
-                margin: Duration::ZERO,
+                durations: Durations::Uniform {
+                    low: 4.0,
+                    high: 16.0,
+                },
+                ..SimConfig::default()
+            },
+        ),
+        (
+            "adaptive, log-normal twice as slow",
+            SimConfig {
+                durations: Durations::LogNormal {
+                    median: 20.0,
+                    p95: 60.0,
+                },
+                ..SimConfig::default()
+            },
+        ),
+        (
+            "adaptive, Poisson 20/min, 100 tasks",
+            SimConfig {
+                tasks: 100,
+                arrivals: Arrivals::Poisson { per_minute: 20.0 },
                 ..SimConfig::default()
             },
         ),
@@ -333,6 +496,22 @@ async fn figures() {
             "documented, progress grows",
             SimConfig {
                 policy: PollPolicy::Documented,
+                ..SimConfig::default()
+            },
+        ),
+        (
+            "3 holders, one shared budget",
+            SimConfig {
+                holders: 3,
+                sharing: Sharing::Budget,
+                ..SimConfig::default()
+            },
+        ),
+        (
+            "3 holders, static split",
+            SimConfig {
+                holders: 3,
+                sharing: Sharing::Static,
                 ..SimConfig::default()
             },
         ),
@@ -353,8 +532,10 @@ async fn figures() {
             })
             .await;
             figures.push(format!(
-                "{:.1}/min {:.2} req/task p50 {:.2} s p95 {:.2} s polls {:?}",
+                "{:.1}/min steady {:.1}/min makespan {:.0} s {:.2} req/task p50 {:.2} s p95 {:.2} s polls {:?}",
                 report.tasks_per_minute(),
+                report.steady_per_minute(),
+                report.makespan.as_secs_f64(),
                 report.requests as f64 / config.tasks as f64,
                 report.delay(0.5),
                 report.delay(0.95),

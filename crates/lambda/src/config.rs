@@ -47,8 +47,15 @@ pub struct Config {
     pub submit_mode: SubmitMode,
     /// Lifetime of the presigned URL given to the service (`PRESIGN_SECONDS`, default 600).
     pub presign_ttl: Duration,
-    /// This instance's share of the key's budget: `KEY_QPS / MAX_INSTANCES`.
+    /// The key's whole budget (`KEY_QPS` requests per second): what one instance may use when the
+    /// budget is shared through `SHARED_BUDGET_TABLE`.
+    pub key_rate_limit: RateLimit,
+    /// This instance's static share of the key (`KEY_QPS / MAX_INSTANCES`): its budget without a
+    /// shared table, and while the shared budget fails.
     pub rate_limit: RateLimit,
+    /// The DynamoDB table through which every instance (and any other process using the key)
+    /// shares one budget (`SHARED_BUDGET_TABLE`); none: each instance keeps its static share.
+    pub shared_budget_table: Option<String>,
     /// Tasks tried for one object version before it gets a failure record (`MAX_TASK_ATTEMPTS`,
     /// default 3); only service-side task failures start another attempt.
     pub max_task_attempts: u32,
@@ -86,7 +93,9 @@ impl Default for Config {
             defaults: Defaults::default(),
             submit_mode: SubmitMode::Url,
             presign_ttl: Duration::from_secs(600),
+            key_rate_limit: RateLimit::per_second(spec::DEFAULT_QPS),
             rate_limit: RateLimit::per_second(spec::DEFAULT_QPS),
+            shared_budget_table: None,
             max_task_attempts: 3,
             deadline_margin: Duration::from_secs(10),
             lease_margin: Duration::from_secs(30),
@@ -210,6 +219,8 @@ impl Config {
         let key_qps = number("KEY_QPS")?.unwrap_or(i64::from(spec::DEFAULT_QPS));
         let instances = number("MAX_INSTANCES")?.unwrap_or(1);
         config.rate_limit = instance_share(key_qps, instances)?;
+        config.key_rate_limit = instance_share(key_qps, 1)?;
+        config.shared_budget_table = get("SHARED_BUDGET_TABLE");
         Ok(config)
     }
 
@@ -234,8 +245,7 @@ impl Config {
 }
 
 /// One instance's share of the key's budget, so that `instances` instances together stay within
-/// `key_qps`: `floor(key_qps / instances)` requests per second, or, when that is below one,
-/// one request per `ceil(instances / key_qps)` seconds.
+/// `key_qps` (core's [`RateLimit::share_of`]).
 pub fn instance_share(key_qps: i64, instances: i64) -> Result<RateLimit, LambdaError> {
     let (Ok(qps), Ok(instances)) = (u32::try_from(key_qps), u32::try_from(instances)) else {
         return Err(LambdaError::Config(format!(
@@ -247,15 +257,7 @@ pub fn instance_share(key_qps: i64, instances: i64) -> Result<RateLimit, LambdaE
             "KEY_QPS and MAX_INSTANCES must be at least 1".into(),
         ));
     }
-    let per_second = qps / instances;
-    if per_second >= 1 {
-        return Ok(RateLimit::per_second(per_second));
-    }
-    let base = RateLimit::per_second(1);
-    Ok(RateLimit {
-        window: base.window * instances.div_ceil(qps),
-        ..base
-    })
+    Ok(RateLimit::per_second(qps).share_of(instances))
 }
 
 #[cfg(test)]
@@ -305,11 +307,7 @@ mod tests {
     fn the_key_budget_is_shared_between_instances() {
         assert_eq!(instance_share(2, 1).unwrap(), RateLimit::per_second(2));
         assert_eq!(instance_share(2, 2).unwrap(), RateLimit::per_second(1));
-        assert_eq!(instance_share(5, 2).unwrap(), RateLimit::per_second(2));
-        let slow = instance_share(2, 5).unwrap();
-        assert_eq!(
-            (slow.max_requests, slow.window),
-            (1, Duration::from_secs(3))
-        );
+        assert!(instance_share(0, 2).is_err() && instance_share(2, 0).is_err());
+        assert!(instance_share(-1, 2).is_err());
     }
 }

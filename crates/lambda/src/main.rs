@@ -1,5 +1,9 @@
 //! The Lambda entry point: read the configuration, build the clients once, run the handler.
 
+use std::sync::Arc;
+
+use backdrop_budget_dynamodb::DynamoDbBudgetStore;
+use backdrop_core::budget::SharedRateBudget;
 use backdrop_core::{Client, ClientConfig};
 use backdrop_lambda::metrics::MetricsSink;
 use backdrop_lambda::{Config, Deps, S3Store, SqsQueue, handle, logging, secrets};
@@ -23,8 +27,20 @@ async fn main() -> Result<(), Error> {
             .force_path_style(force_path_style)
             .build(),
     );
-    let mut client =
-        ClientConfig::builder(secrets::api_key(&aws).await?).rate_limit(config.rate_limit);
+    let api_key = secrets::api_key(&aws).await?;
+    let mut client = ClientConfig::builder(api_key.clone());
+    client = match &config.shared_budget_table {
+        // One budget for every instance: each may use the whole key when the others are idle.
+        Some(table) => {
+            let store =
+                DynamoDbBudgetStore::new(aws_sdk_dynamodb::Client::new(&aws), table, &api_key);
+            let budget = Arc::new(SharedRateBudget::new(store, config.key_rate_limit));
+            client
+                .rate_limit(config.key_rate_limit)
+                .shared_budget(budget, config.rate_limit)
+        }
+        None => client.rate_limit(config.rate_limit),
+    };
     if let Ok(base_url) = std::env::var(backdrop_core::config::ENV_BASE_URL) {
         client = client.base_url(base_url);
     }

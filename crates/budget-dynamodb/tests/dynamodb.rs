@@ -1,0 +1,225 @@
+//! The DynamoDB store against a real DynamoDB-compatible server (moto in server mode, from the
+//! project's venv): the three conditional steps, holders that never share a slot, a 429 pause
+//! seen by everyone, and a missing table reported as such.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use backdrop_budget_dynamodb::{DynamoDbBudgetStore, PARTITION_KEY};
+use backdrop_core::RateLimit;
+use backdrop_core::budget::{BudgetStore, SharedBudget, SharedRateBudget, slot_interval_ms};
+
+/// A moto server of this test binary, stopped when dropped.
+struct Moto(Child, String);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let child = Command::new(server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server runs (tests/run installs it: infra/venv.sh)");
+    let moto = Moto(child, format!("http://127.0.0.1:{port}"));
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return moto;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("moto_server did not start");
+}
+
+fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build(),
+    )
+}
+
+async fn table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(PARTITION_KEY)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(PARTITION_KEY)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_three_steps_are_conditional() {
+    let moto = moto();
+    let client = client(&moto.1);
+    table(&client, "steps").await;
+    let store = DynamoDbBudgetStore::new(client, "steps", "sk-test-key");
+    assert!(store.item().starts_with("key-") && !store.item().contains("sk-test"));
+    // No item yet: advance refuses, restart creates it.
+    assert_eq!(store.advance(500, 1_000).await.unwrap(), None);
+    let state = store.restart(1_000, 500).await.unwrap().unwrap();
+    assert_eq!(state.next_at_ms, 1_500);
+    // A restart while next_at is ahead is refused; an advance moves it.
+    assert_eq!(store.restart(1_200, 500).await.unwrap(), None);
+    assert_eq!(
+        store.advance(500, 1_200).await.unwrap().unwrap().next_at_ms,
+        2_000
+    );
+    // After an idle spell advance refuses, restart starts from now.
+    assert_eq!(store.advance(500, 5_000).await.unwrap(), None);
+    assert_eq!(
+        store.restart(5_000, 500).await.unwrap().unwrap().next_at_ms,
+        5_500
+    );
+    // A pause raises both, never lowers them.
+    store.pause(9_000).await.unwrap();
+    store.pause(7_000).await.unwrap();
+    let state = store.advance(500, 6_000).await.unwrap().unwrap();
+    assert_eq!((state.next_at_ms, state.paused_until_ms), (9_500, 9_000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn holders_get_distinct_slots_and_share_a_pause() {
+    let moto = moto();
+    let admin = client(&moto.1);
+    table(&admin, "budget").await;
+    let limit = RateLimit::per_second(10);
+    let interval = slot_interval_ms(limit);
+    // Three processes: each its own client and store on the same item.
+    let holders: Vec<Arc<SharedRateBudget<DynamoDbBudgetStore>>> = (0..3)
+        .map(|_| {
+            Arc::new(SharedRateBudget::new(
+                DynamoDbBudgetStore::new(client(&moto.1), "budget", "sk-shared"),
+                limit,
+            ))
+        })
+        .collect();
+    let slots = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let tasks: Vec<_> = holders
+        .iter()
+        .map(|holder| {
+            let (holder, slots) = (holder.clone(), slots.clone());
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let wait = holder.reserve().await.unwrap();
+                    slots
+                        .lock()
+                        .unwrap()
+                        .push(now_ms() + wait.as_millis() as u64);
+                    tokio::time::sleep(wait).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut slots = slots.lock().unwrap().clone();
+    slots.sort_unstable();
+    assert_eq!(slots.len(), 30);
+    // The store handed out 30 consecutive slots, one interval apart: its next free slot is 30
+    // intervals after the first (the holders' own readings of when they got theirs are only
+    // as exact as their scheduling on a busy machine).
+    let item = admin
+        .get_item()
+        .table_name("budget")
+        .key(
+            PARTITION_KEY,
+            AttributeValue::S(holders[0].store().item().to_owned()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let next_at: u64 = item.item().unwrap()["next_at"]
+        .as_n()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let span = next_at - slots[0];
+    assert!(
+        span.abs_diff(30 * interval) <= 100,
+        "30 slots span {span} ms, not {} ms",
+        30 * interval
+    );
+    for pair in slots.windows(2) {
+        assert!(
+            pair[1] + 60 >= pair[0] + interval,
+            "{pair:?} far closer than {interval} ms"
+        );
+    }
+    // 30 slots at 105 ms: about 3 s for the three together, not a third of it each.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(29 * interval),
+        "{elapsed:?}"
+    );
+    // A 429 seen by one holder: the others' next slots come after the pause.
+    let paused_at = now_ms();
+    holders[0]
+        .pause_for(Duration::from_millis(800))
+        .await
+        .unwrap();
+    for holder in &holders[1..] {
+        let wait = holder.reserve().await.unwrap();
+        assert!(
+            now_ms() + wait.as_millis() as u64 >= paused_at + 800,
+            "{wait:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_table_is_an_error_that_says_what_to_check() {
+    let moto = moto();
+    let store = DynamoDbBudgetStore::new(client(&moto.1), "no-such-table", "sk");
+    let error = store.restart(1, 1).await.unwrap_err().to_string();
+    assert!(
+        error.contains("no-such-table") && error.contains("dynamodb:UpdateItem"),
+        "{error}"
+    );
+}

@@ -1,0 +1,411 @@
+//! One key, one budget, however many processes use it: a request budget shared through a store
+//! (a DynamoDB item for Lambda instances and a CLI run beside them), so that together they never
+//! exceed the key's rate limit.
+//!
+//! The algorithm is written once, here ([`SharedRateBudget`]): a cell rate algorithm (GCRA)
+//! over one record holding the next free send time. Each request reserves the next slot with
+//! one atomic step of the store — `next_at += interval` while `next_at` is not in the past —
+//! so at saturation a request costs one store call; after an idle spell a second call restarts
+//! the clock at now. Slots are spaced by `(window + margin) / max_requests`: no window of the
+//! key's length ever holds more than `max_requests` requests, whoever sends them. A 429 seen by
+//! anyone moves `next_at` (and `paused_until`) past the pause: every holder's next reservation
+//! comes after it.
+//!
+//! A [`BudgetStore`] only provides the three atomic steps ([`MemoryBudgetStore`] in memory; the
+//! `backdrop-budget-dynamodb` crate over DynamoDB). A [`Client`](crate::Client) configured with a
+//! shared budget ([`ClientConfigBuilder::shared_budget`](crate::ClientConfigBuilder::shared_budget))
+//! asks it for every request its scheduler grants; when the store fails, the client falls back
+//! to a static share of the key and says so in its log, then tries the store again a little
+//! later.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::RateLimit;
+
+/// A boxed future, as the object-safe traits of this module return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A budget store could not be reached or refused a call.
+#[derive(Debug, thiserror::Error)]
+#[error("the shared request budget cannot be used: {message}")]
+pub struct BudgetError {
+    message: String,
+}
+
+impl BudgetError {
+    /// An error saying what failed and what to do.
+    pub fn new(message: impl Into<String>) -> Self {
+        BudgetError {
+            message: message.into(),
+        }
+    }
+}
+
+/// The shared record, as a store step leaves it (unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BudgetState {
+    /// The send time the next reservation starts from.
+    pub next_at_ms: u64,
+    /// No request may be sent before this (a 429 seen by a holder); 0 when none.
+    pub paused_until_ms: u64,
+}
+
+/// The three atomic steps a shared budget needs from its store: one record per key.
+pub trait BudgetStore: Send + Sync + fmt::Debug {
+    /// If the record exists and its `next_at` is at or after `not_before_ms`, adds
+    /// `interval_ms` to it atomically and returns the record after; else (`next_at` in the past,
+    /// or no record) changes nothing and returns `None`.
+    fn advance(
+        &self,
+        interval_ms: u64,
+        not_before_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<BudgetState>, BudgetError>>;
+
+    /// If the record is missing or its `next_at` is before `now_ms`, sets `next_at` to
+    /// `now_ms + interval_ms` atomically and returns the record after; else (someone moved it
+    /// meanwhile) changes nothing and returns `None`.
+    fn restart(
+        &self,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<BudgetState>, BudgetError>>;
+
+    /// Raises `paused_until` and `next_at` to `until_ms` where they are lower (atomically).
+    fn pause(&self, until_ms: u64) -> BoxFuture<'_, Result<(), BudgetError>>;
+}
+
+impl<T: BudgetStore + ?Sized> BudgetStore for std::sync::Arc<T> {
+    fn advance(
+        &self,
+        interval_ms: u64,
+        not_before_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<BudgetState>, BudgetError>> {
+        (**self).advance(interval_ms, not_before_ms)
+    }
+
+    fn restart(
+        &self,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<BudgetState>, BudgetError>> {
+        (**self).restart(now_ms, interval_ms)
+    }
+
+    fn pause(&self, until_ms: u64) -> BoxFuture<'_, Result<(), BudgetError>> {
+        (**self).pause(until_ms)
+    }
+}
+
+/// What a client asks of a shared budget.
+pub trait SharedBudget: Send + Sync + fmt::Debug {
+    /// Reserves the slot of one request and returns how long to wait before sending it (zero:
+    /// now).
+    fn reserve(&self) -> BoxFuture<'_, Result<Duration, BudgetError>>;
+
+    /// Tells every holder that the service answered 429: nobody sends for `pause` from now.
+    fn pause_for(&self, pause: Duration) -> BoxFuture<'_, Result<(), BudgetError>>;
+}
+
+/// The time, in unix milliseconds, as a shared budget reads it.
+pub trait BudgetClock: Send + Sync + fmt::Debug {
+    /// Now, in unix milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system's clock (processes sharing a budget keep theirs in step with NTP).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemBudgetClock;
+
+impl BudgetClock for SystemBudgetClock {
+    fn now_ms(&self) -> u64 {
+        unix_ms_now()
+    }
+}
+
+/// A clock that follows tokio's (paused in tests): `start_ms` when made, then tokio's time.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioBudgetClock {
+    start_ms: u64,
+    start: tokio::time::Instant,
+}
+
+impl TokioBudgetClock {
+    /// A clock that reads `start_ms` now.
+    pub fn starting_at(start_ms: u64) -> Self {
+        TokioBudgetClock {
+            start_ms,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl BudgetClock for TokioBudgetClock {
+    fn now_ms(&self) -> u64 {
+        self.start_ms
+            .saturating_add(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The key's budget shared through a [`BudgetStore`]: see the module's documentation.
+#[derive(Debug)]
+pub struct SharedRateBudget<S, C = SystemBudgetClock> {
+    store: S,
+    clock: C,
+    interval_ms: u64,
+    /// How late a slot may still be used: the margin's share of one slot. A slot found further
+    /// in the past once the store answered (a slow call) is left unused, since a request sent
+    /// that late could land within a window of the next holder's.
+    late_ms: u64,
+}
+
+/// Reservation attempts before giving up (each one or two store calls; one suffices unless
+/// holders race on a restart or the store answers slower than a slot's margin).
+const MAX_RESERVE_ATTEMPTS: u32 = 4;
+
+impl<S: BudgetStore> SharedRateBudget<S> {
+    /// The budget of `limit` (the key's, not a share of it) over `store`.
+    pub fn new(store: S, limit: RateLimit) -> Self {
+        SharedRateBudget::with_clock(store, limit, SystemBudgetClock)
+    }
+}
+
+impl<S: BudgetStore, C: BudgetClock> SharedRateBudget<S, C> {
+    /// The same, reading time from `clock`.
+    pub fn with_clock(store: S, limit: RateLimit, clock: C) -> Self {
+        let late = limit.margin.as_millis() / u128::from(limit.max_requests.max(1));
+        SharedRateBudget {
+            store,
+            clock,
+            interval_ms: slot_interval_ms(limit),
+            late_ms: u64::try_from(late).unwrap_or(u64::MAX).max(1),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn reserve_slot(&self) -> Result<Duration, BudgetError> {
+        for _ in 0..MAX_RESERVE_ATTEMPTS {
+            let now = self.clock.now_ms();
+            let slot = if let Some(state) = self.store.advance(self.interval_ms, now).await? {
+                Some(
+                    state
+                        .next_at_ms
+                        .saturating_sub(self.interval_ms)
+                        .max(state.paused_until_ms),
+                )
+            } else {
+                self.store
+                    .restart(now, self.interval_ms)
+                    .await?
+                    .map(|state| now.max(state.paused_until_ms))
+            };
+            if let Some(slot) = slot {
+                // The wait counts from now, as this clock reads it after the store's answer.
+                let after = self.clock.now_ms();
+                if slot.saturating_add(self.late_ms) >= after {
+                    return Ok(Duration::from_millis(slot.saturating_sub(after)));
+                }
+            }
+        }
+        Err(BudgetError::new(format!(
+            "{MAX_RESERVE_ATTEMPTS} reservations in a row raced with other holders"
+        )))
+    }
+}
+
+impl<S: BudgetStore, C: BudgetClock> SharedBudget for SharedRateBudget<S, C> {
+    fn reserve(&self) -> BoxFuture<'_, Result<Duration, BudgetError>> {
+        Box::pin(self.reserve_slot())
+    }
+
+    fn pause_for(&self, pause: Duration) -> BoxFuture<'_, Result<(), BudgetError>> {
+        let until = self
+            .clock
+            .now_ms()
+            .saturating_add(u64::try_from(pause.as_millis()).unwrap_or(u64::MAX));
+        self.store.pause(until)
+    }
+}
+
+/// The spacing of shared slots: `(window + margin) / max_requests`, in milliseconds (rounded
+/// up): `max_requests + 1` slots span more than the window.
+pub fn slot_interval_ms(limit: RateLimit) -> u64 {
+    let span = limit.window + limit.margin;
+    let ms = span
+        .as_millis()
+        .div_ceil(u128::from(limit.max_requests.max(1)));
+    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+}
+
+/// A [`BudgetStore`] in memory, every step atomic under one lock: for one process's tests and
+/// for the race tests of the algorithm.
+#[derive(Debug, Default)]
+pub struct MemoryBudgetStore {
+    record: Mutex<Option<BudgetState>>,
+}
+
+impl MemoryBudgetStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<BudgetState>> {
+        self.record
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl BudgetStore for MemoryBudgetStore {
+    fn advance(
+        &self,
+        interval_ms: u64,
+        not_before_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<BudgetState>, BudgetError>> {
+        let mut record = self.lock();
+        let result = match record.as_mut() {
+            Some(state) if state.next_at_ms >= not_before_ms => {
+                state.next_at_ms += interval_ms;
+                Some(*state)
+            }
+            _ => None,
+        };
+        Box::pin(std::future::ready(Ok(result)))
+    }
+
+    fn restart(
+        &self,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<BudgetState>, BudgetError>> {
+        let mut record = self.lock();
+        let result = match record.as_mut() {
+            Some(state) if state.next_at_ms >= now_ms => None,
+            Some(state) => {
+                state.next_at_ms = now_ms + interval_ms;
+                Some(*state)
+            }
+            None => {
+                let state = BudgetState {
+                    next_at_ms: now_ms + interval_ms,
+                    paused_until_ms: 0,
+                };
+                *record = Some(state);
+                Some(state)
+            }
+        };
+        Box::pin(std::future::ready(Ok(result)))
+    }
+
+    fn pause(&self, until_ms: u64) -> BoxFuture<'_, Result<(), BudgetError>> {
+        let mut record = self.lock();
+        let state = record.get_or_insert_with(BudgetState::default);
+        state.paused_until_ms = state.paused_until_ms.max(until_ms);
+        state.next_at_ms = state.next_at_ms.max(until_ms);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Now, in unix milliseconds.
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn budget() -> Arc<SharedRateBudget<Arc<MemoryBudgetStore>, TokioBudgetClock>> {
+        Arc::new(SharedRateBudget::with_clock(
+            Arc::new(MemoryBudgetStore::new()),
+            RateLimit::per_second(2),
+            TokioBudgetClock::starting_at(T0),
+        ))
+    }
+
+    /// `holders` tasks each sending `each` requests through one shared budget (each holder a
+    /// process of its own: its own clock reading, the same store); returns the send times.
+    async fn run(
+        holders: usize,
+        each: usize,
+        budget: &Arc<SharedRateBudget<Arc<MemoryBudgetStore>, TokioBudgetClock>>,
+    ) -> Vec<u64> {
+        let sends = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..holders)
+            .map(|h| {
+                let (budget, sends) = (budget.clone(), sends.clone());
+                tokio::spawn(async move {
+                    for i in 0..each {
+                        // Holders come and go at their own pace.
+                        tokio::time::sleep(Duration::from_millis(((h * 37 + i * 11) % 90) as u64))
+                            .await;
+                        let wait = budget.reserve().await.unwrap();
+                        tokio::time::sleep(wait).await;
+                        sends.lock().unwrap().push(budget.clock.now_ms());
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let mut sends = sends.lock().unwrap().clone();
+        sends.sort_unstable();
+        sends
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holders_together_never_exceed_the_key_in_any_window() {
+        for holders in [2, 3, 7] {
+            let budget = budget();
+            let sends = run(holders, 20, &budget).await;
+            assert_eq!(sends.len(), holders * 20);
+            for pair in sends.windows(3) {
+                assert!(pair[2] - pair[0] > 1_000, "{holders} holders: {pair:?}");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_holder_gets_the_whole_key() {
+        let budget = budget();
+        let sends = run(1, 60, &budget).await;
+        let seconds = (sends[59] - sends[0]) as f64 / 1000.0;
+        let rate = 59.0 / seconds;
+        assert!(rate >= 1.8, "{rate:.2} requests/s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_every_holder() {
+        let budget = budget();
+        run(3, 3, &budget).await;
+        let until = budget.clock.now_ms() + 5_000;
+        budget.pause_for(Duration::from_secs(5)).await.unwrap();
+        let sends = run(3, 2, &budget).await;
+        assert!(
+            sends.iter().all(|at| *at >= until),
+            "{sends:?} before {until}"
+        );
+    }
+
+    #[test]
+    fn slots_are_spaced_by_the_window_and_margin() {
+        assert_eq!(slot_interval_ms(RateLimit::per_second(2)), 525);
+        assert_eq!(slot_interval_ms(RateLimit::per_second(3)), 350);
+    }
+}
