@@ -1139,8 +1139,9 @@ backdrop_result backdrop_validate_png_bytes_with(const uint8_t *data,
                                                  struct backdrop_error **error_out);
 
 /**
- * The version of the library, such as `"0.1.0"` (semantic versioning; the shared library's
- * SONAME carries the major number).
+ * The version of the library, such as `"0.1.0"` (semantic versioning). The shared library's
+ * SONAME carries the part that promises compatibility: the major number from 1.0 on, 0.minor
+ * before (`libbackdrop.so.0.1` for 0.1.z).
  *
  * Returns a static NUL-terminated string that is never freed. Never NULL; thread-safe.
  */
