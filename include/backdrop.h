@@ -10,16 +10,23 @@
  * (backdrop_client_download, backdrop_client_download_to_file). backdrop_task_from_id resumes a
  * task after a restart; backdrop_validate_png_file checks an image without sending anything.
  *
+ * Result images are numbered from 1, as the service's fields: number 1 is data.image_1, number 2
+ * data.image_2 (the CLI writes them as NAME-1.jpg and NAME-2.jpg). A task has
+ * backdrop_task_result_count of them: download numbers 1 to that count.
+ *
  * CONTRACT OF EVERY FUNCTION
  *
- * Results. Every call that can fail returns a uint32_t result code: BACKDROP_OK (0) or one of
- * the BACKDROP_ERR_* values of enum backdrop_result (banded by family, see there).
- * backdrop_result_message explains any code. Outputs (the `*_out` parameters) are written only
- * when the call returns BACKDROP_OK; on failure they are left untouched. Calls that can fail for
- * a reason worth explaining take a last `backdrop_error **error_out`: when it is not NULL and the
- * call fails, *error_out receives a new backdrop_error (message, code, HTTP status, task state,
- * task id) that the caller frees with backdrop_error_free; it is never written on success and
- * what it pointed to before is not freed. There is no thread-local "last error".
+ * Results. Every call that can fail returns a backdrop_result: BACKDROP_OK (0) or one of the
+ * BACKDROP_ERR_* values (banded by family, see enum backdrop_result). It is a 32-bit unsigned
+ * value in every language: a uint32_t typedef in C before C23, the enum itself (with uint32_t as
+ * its underlying type) in C23 and C++, so the ABI is the same whichever a program is built as.
+ * Keep results in a backdrop_result variable; backdrop_result_message and backdrop_result_name
+ * explain any uint32_t code, known to this version or not. Outputs (the `*_out` parameters) are
+ * written only when the call returns BACKDROP_OK; on failure they are left untouched. Calls that
+ * can fail for a reason worth explaining take a last `backdrop_error **error_out`: when it is not
+ * NULL and the call fails, *error_out receives a new backdrop_error (message, code, HTTP status,
+ * task state, task id) that the caller frees with backdrop_error_free; it is never written on
+ * success and what it pointed to before is not freed. There is no thread-local "last error".
  *
  * Pointers. A pointer parameter must be NULL or valid: a handle made by this library, of the
  * right type, not freed; a NUL-terminated string; a buffer readable for the given length. A NULL
@@ -70,57 +77,11 @@
 #define BACKDROP_VALIDATE_ALLOW_OPAQUE 2
 
 /**
- * What a caller can do after a failure: core's classification, the same answer the CLI and
- * the Lambda act on. Every error has exactly one.
+ * The result of every fallible call of the library.
  *
- * | recovery | a task … | charged | what to do |
- * |---|---|---|---|
- * | `BACKDROP_RECOVERY_RETRY` | does not exist (or failed) | no | try the input again later: a new create is safe |
- * | `BACKDROP_RECOVERY_RESUME` | exists, may still finish | when it succeeds | wait again with its id (`backdrop_task_from_id`); never create |
- * | `BACKDROP_RECOVERY_UNCONFIRMED` | may exist, id unknown | maybe | ask the user: creating again may pay twice |
- * | `BACKDROP_RECOVERY_RESULTS_LOST` | ran, its results are gone | yes (or maybe) | ask the user: generating again is paid again |
- * | `BACKDROP_RECOVERY_PERMANENT` | does not exist (or failed) | no | fix the input, the key or the configuration |
- */
-enum backdrop_recovery
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Not an error (only for a NULL `error`).
-     */
-    BACKDROP_RECOVERY_NONE = 0,
-    /**
-     * Nothing is running and nothing was charged; trying the input again later may succeed.
-     */
-    BACKDROP_RECOVERY_RETRY = 1,
-    /**
-     * A task exists and may still finish: resume it by id; creating again would pay twice.
-     */
-    BACKDROP_RECOVERY_RESUME = 2,
-    /**
-     * A create was sent and its answer never seen: a task may exist and be charged.
-     */
-    BACKDROP_RECOVERY_UNCONFIRMED = 3,
-    /**
-     * The task was charged (or may have been) and its results are gone.
-     */
-    BACKDROP_RECOVERY_RESULTS_LOST = 4,
-    /**
-     * The same input would fail the same way; nothing was charged.
-     */
-    BACKDROP_RECOVERY_PERMANENT = 5,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum backdrop_recovery backdrop_recovery;
-#else
-typedef uint32_t backdrop_recovery;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * The result of every fallible call of the library, returned as a `uint32_t`.
+ * A 32-bit unsigned value in every language: `backdrop_result` is a `uint32_t` typedef in C
+ * before C23, and this enum with `uint32_t` as its underlying type in C23 and C++. The message
+ * functions take any `uint32_t`, so a code from a newer library can still be explained.
  *
  * `BACKDROP_OK` (0) is success. Failures are banded by family so that a caller can test a
  * family with a range check:
@@ -165,9 +126,10 @@ enum backdrop_result
      */
     BACKDROP_ERR_ALREADY_USED = 7003,
     /**
-     * A result index is not below the task's result count.
+     * A result number is not one of the task's results: numbers run from 1 (`data.image_1`)
+     * to the task's result count.
      */
-    BACKDROP_ERR_INDEX_OUT_OF_RANGE = 7004,
+    BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE = 7004,
     /**
      * A blocking call was made from inside a progress callback or another async runtime.
      */
@@ -352,6 +314,56 @@ typedef uint32_t backdrop_result;
 #endif // __cplusplus
 
 /**
+ * What a caller can do after a failure: core's classification, the same answer the CLI and
+ * the Lambda act on. Every error has exactly one.
+ *
+ * | recovery | a task … | charged | what to do |
+ * |---|---|---|---|
+ * | `BACKDROP_RECOVERY_RETRY` | does not exist (or failed) | no | try the input again later: a new create is safe |
+ * | `BACKDROP_RECOVERY_RESUME` | exists, may still finish | when it succeeds | wait again with its id (`backdrop_task_from_id`); never create |
+ * | `BACKDROP_RECOVERY_UNCONFIRMED` | may exist, id unknown | maybe | ask the user: creating again may pay twice |
+ * | `BACKDROP_RECOVERY_RESULTS_LOST` | ran, its results are gone | yes (or maybe) | ask the user: generating again is paid again |
+ * | `BACKDROP_RECOVERY_PERMANENT` | does not exist (or failed) | no | fix the input, the key or the configuration |
+ */
+enum backdrop_recovery
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Not an error (only for a NULL `error`).
+     */
+    BACKDROP_RECOVERY_NONE = 0,
+    /**
+     * Nothing is running and nothing was charged; trying the input again later may succeed.
+     */
+    BACKDROP_RECOVERY_RETRY = 1,
+    /**
+     * A task exists and may still finish: resume it by id; creating again would pay twice.
+     */
+    BACKDROP_RECOVERY_RESUME = 2,
+    /**
+     * A create was sent and its answer never seen: a task may exist and be charged.
+     */
+    BACKDROP_RECOVERY_UNCONFIRMED = 3,
+    /**
+     * The task was charged (or may have been) and its results are gone.
+     */
+    BACKDROP_RECOVERY_RESULTS_LOST = 4,
+    /**
+     * The same input would fail the same way; nothing was charged.
+     */
+    BACKDROP_RECOVERY_PERMANENT = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum backdrop_recovery backdrop_recovery;
+#else
+typedef uint32_t backdrop_recovery;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What a progress callback returns.
  */
 enum backdrop_progress_action
@@ -489,12 +501,12 @@ typedef struct backdrop_task backdrop_task;
  * return normally: no `longjmp` and no C++ exception may leave it, and it must not call the
  * client's blocking functions (they return `BACKDROP_ERR_NESTED_CALL`).
  */
-typedef uint32_t (*backdrop_progress_callback)(void *userdata, const backdrop_task *task);
+typedef uint32_t (*backdrop_progress_callback)(void *userdata, const struct backdrop_task *task);
 
 /**
  * What the check found in a valid source PNG.
  */
-typedef struct {
+typedef struct backdrop_png_info {
     /**
      * Width in pixels (256 to 4096).
      */
@@ -550,31 +562,31 @@ extern "C" {
  * The first byte of the image file. The `backdrop_bytes_len` bytes from here stay valid and
  * unchanged until `backdrop_bytes_free`. NULL when `bytes` is NULL. Thread-safe.
  */
-const uint8_t *backdrop_bytes_data(const backdrop_bytes *bytes);
+const uint8_t *backdrop_bytes_data(const struct backdrop_bytes *bytes);
 
 /**
  * The length of the image file in bytes; 0 when `bytes` is NULL. Thread-safe.
  */
-size_t backdrop_bytes_len(const backdrop_bytes *bytes);
+size_t backdrop_bytes_len(const struct backdrop_bytes *bytes);
 
 /**
  * The usual file extension of the image, without the dot: `"jpg"`, `"png"` or `"webp"`.
  *
  * Returns a static NUL-terminated string (never freed); `""` when `bytes` is NULL. Never NULL.
  */
-const char *backdrop_bytes_extension(const backdrop_bytes *bytes);
+const char *backdrop_bytes_extension(const struct backdrop_bytes *bytes);
 
 /**
  * The MIME type of the image: `"image/jpeg"`, `"image/png"` or `"image/webp"`.
  *
  * Returns a static NUL-terminated string (never freed); `""` when `bytes` is NULL. Never NULL.
  */
-const char *backdrop_bytes_mime_type(const backdrop_bytes *bytes);
+const char *backdrop_bytes_mime_type(const struct backdrop_bytes *bytes);
 
 /**
  * Frees image bytes. NULL is a no-op. Pointers from `backdrop_bytes_data` die with it.
  */
-void backdrop_bytes_free(backdrop_bytes *bytes);
+void backdrop_bytes_free(struct backdrop_bytes *bytes);
 
 /**
  * Creates a task for `request` at the service and returns it, not yet polled.
@@ -590,10 +602,10 @@ void backdrop_bytes_free(backdrop_bytes *bytes);
  * `BACKDROP_ERR_RATE_LIMITED`, `BACKDROP_ERR_SERVER`, `BACKDROP_ERR_NETWORK*`, …), with the
  * detail in `*error_out` if `error_out` is not NULL (the caller frees it). Thread-safe.
  */
-uint32_t backdrop_client_create_task(const backdrop_client *client,
-                                     const backdrop_request *request,
-                                     backdrop_task **task_out,
-                                     backdrop_error **error_out);
+backdrop_result backdrop_client_create_task(const struct backdrop_client *client,
+                                            const struct backdrop_request *request,
+                                            struct backdrop_task **task_out,
+                                            struct backdrop_error **error_out);
 
 /**
  * Queries the task once and records its state, progress and results in `task`.
@@ -607,9 +619,9 @@ uint32_t backdrop_client_create_task(const backdrop_client *client,
  * detail in `*error_out` if `error_out` is not NULL (the caller frees it). `task` must not be
  * used by another thread during the call.
  */
-uint32_t backdrop_client_poll(const backdrop_client *client,
-                              backdrop_task *task,
-                              backdrop_error **error_out);
+backdrop_result backdrop_client_poll(const struct backdrop_client *client,
+                                     struct backdrop_task *task,
+                                     struct backdrop_error **error_out);
 
 /**
  * Waits until the task succeeds, fails or runs out of time, polling it by the client's poll
@@ -628,34 +640,36 @@ uint32_t backdrop_client_poll(const backdrop_client *client,
  * cancellation the task goes on at the service: wait again, or resume it later by its id.
  * `task` must not be used by another thread during the call.
  */
-uint32_t backdrop_client_wait(const backdrop_client *client,
-                              backdrop_task *task,
-                              uint32_t timeout_ms,
-                              backdrop_progress_callback callback,
-                              void *userdata,
-                              backdrop_error **error_out);
+backdrop_result backdrop_client_wait(const struct backdrop_client *client,
+                                     struct backdrop_task *task,
+                                     uint32_t timeout_ms,
+                                     backdrop_progress_callback callback,
+                                     void *userdata,
+                                     struct backdrop_error **error_out);
 
 /**
- * Downloads result image `index` (0 for `data.image_1`, 1 for `data.image_2`) of a succeeded
- * task, checks that it is a JPEG, PNG or WebP image, and returns its bytes. Result URLs live one
- * hour after the task succeeded. Downloads never carry the API key and do not count against the
+ * Downloads result image `number` of a succeeded task — numbered from 1 as the spec's fields:
+ * 1 for `data.image_1`, 2 for `data.image_2`, up to `backdrop_task_result_count` — checks that
+ * it is a JPEG, PNG or WebP image, and returns its bytes. Result URLs live one hour after the
+ * task succeeded. Downloads never carry the API key and do not count against the
  * rate limit. Blocks until done.
  *
  * On success writes the image to `*bytes_out` (the caller frees it with `backdrop_bytes_free`)
  * and returns `BACKDROP_OK`. Otherwise writes nothing and returns
  * `BACKDROP_ERR_TASK_NOT_SUCCEEDED` (wait for the task first),
- * `BACKDROP_ERR_INDEX_OUT_OF_RANGE`, `BACKDROP_ERR_RESULT_MISSING`, `BACKDROP_ERR_RESULT_EXPIRED`,
- * `BACKDROP_ERR_RESULT_INVALID`, `BACKDROP_ERR_NETWORK`, …, with the detail in `*error_out` if
+ * `BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE` (0, or over the result count),
+ * `BACKDROP_ERR_RESULT_MISSING`, `BACKDROP_ERR_RESULT_EXPIRED`, `BACKDROP_ERR_RESULT_INVALID`,
+ * `BACKDROP_ERR_NETWORK`, …, with the detail in `*error_out` if
  * `error_out` is not NULL (the caller frees it). Thread-safe for a task nobody polls meanwhile.
  */
-uint32_t backdrop_client_download(const backdrop_client *client,
-                                  const backdrop_task *task,
-                                  size_t index,
-                                  backdrop_bytes **bytes_out,
-                                  backdrop_error **error_out);
+backdrop_result backdrop_client_download(const struct backdrop_client *client,
+                                         const struct backdrop_task *task,
+                                         size_t number,
+                                         struct backdrop_bytes **bytes_out,
+                                         struct backdrop_error **error_out);
 
 /**
- * Downloads result image `index` like `backdrop_client_download` and writes it to the file at
+ * Downloads result image `number` (1 or 2) like `backdrop_client_download` and writes it to the file at
  * `path` (created or replaced). The file is written under a temporary name in the same folder
  * and renamed, so `path` never holds a partial image.
  *
@@ -664,17 +678,17 @@ uint32_t backdrop_client_download(const backdrop_client *client,
  * file cannot be written, with the detail in `*error_out` if `error_out` is not NULL (the
  * caller frees it).
  */
-uint32_t backdrop_client_download_to_file(const backdrop_client *client,
-                                          const backdrop_task *task,
-                                          size_t index,
-                                          const char *path,
-                                          backdrop_error **error_out);
+backdrop_result backdrop_client_download_to_file(const struct backdrop_client *client,
+                                                 const struct backdrop_task *task,
+                                                 size_t number,
+                                                 const char *path,
+                                                 struct backdrop_error **error_out);
 
 /**
  * The number of API requests this client has sent so far (retries included, downloads not),
  * from all threads; 0 when `client` is NULL. Thread-safe.
  */
-uint64_t backdrop_client_requests_sent(const backdrop_client *client);
+uint64_t backdrop_client_requests_sent(const struct backdrop_client *client);
 
 /**
  * Releases a client. NULL is a no-op.
@@ -683,7 +697,7 @@ uint64_t backdrop_client_requests_sent(const backdrop_client *client);
  * connections. No call of this client may be running or start afterwards, on any thread;
  * tasks, bytes and errors obtained through it stay valid. Tasks at the service go on.
  */
-void backdrop_client_free(const backdrop_client *client);
+void backdrop_client_free(const struct backdrop_client *client);
 
 /**
  * Makes a client builder for the API key `api_key` (UTF-8, copied), with the service's
@@ -697,7 +711,8 @@ void backdrop_client_free(const backdrop_client *client);
  * `backdrop_client_builder_free`) and returns `BACKDROP_OK`; otherwise writes nothing and returns
  * `BACKDROP_ERR_NULL_PARAMETER` or `BACKDROP_ERR_INVALID_UTF8`.
  */
-uint32_t backdrop_client_builder_new(const char *api_key, backdrop_client_builder **builder_out);
+backdrop_result backdrop_client_builder_new(const char *api_key,
+                                            struct backdrop_client_builder **builder_out);
 
 /**
  * Sets the service's base URL (UTF-8, copied), e.g. an emulator's `http://127.0.0.1:8787`.
@@ -706,8 +721,8 @@ uint32_t backdrop_client_builder_new(const char *api_key, backdrop_client_builde
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_UTF8` or
  * `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_base_url(backdrop_client_builder *builder,
-                                              const char *base_url);
+backdrop_result backdrop_client_builder_set_base_url(struct backdrop_client_builder *builder,
+                                                     const char *base_url);
 
 /**
  * Sets the key's rate limit in requests per second (the service's default QPS is 2). Every
@@ -716,7 +731,8 @@ uint32_t backdrop_client_builder_set_base_url(backdrop_client_builder *builder,
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT`
  * (`qps` is 0) or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_qps(backdrop_client_builder *builder, uint32_t qps);
+backdrop_result backdrop_client_builder_set_qps(struct backdrop_client_builder *builder,
+                                                uint32_t qps);
 
 /**
  * Sets the rate limit as at most `max_requests` requests in any window of `window_ms`
@@ -726,9 +742,9 @@ uint32_t backdrop_client_builder_set_qps(backdrop_client_builder *builder, uint3
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT`
  * (a 0) or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_rate_limit(backdrop_client_builder *builder,
-                                                uint32_t max_requests,
-                                                uint32_t window_ms);
+backdrop_result backdrop_client_builder_set_rate_limit(struct backdrop_client_builder *builder,
+                                                       uint32_t max_requests,
+                                                       uint32_t window_ms);
 
 /**
  * Sets the time allowed to open a connection, in milliseconds (default 10 000).
@@ -736,8 +752,8 @@ uint32_t backdrop_client_builder_set_rate_limit(backdrop_client_builder *builder
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (0)
  * or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_connect_timeout_ms(backdrop_client_builder *builder,
-                                                        uint32_t timeout_ms);
+backdrop_result backdrop_client_builder_set_connect_timeout_ms(struct backdrop_client_builder *builder,
+                                                               uint32_t timeout_ms);
 
 /**
  * Sets the time allowed for one API request, upload included, in milliseconds (default
@@ -746,8 +762,8 @@ uint32_t backdrop_client_builder_set_connect_timeout_ms(backdrop_client_builder 
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (0)
  * or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_request_timeout_ms(backdrop_client_builder *builder,
-                                                        uint32_t timeout_ms);
+backdrop_result backdrop_client_builder_set_request_timeout_ms(struct backdrop_client_builder *builder,
+                                                               uint32_t timeout_ms);
 
 /**
  * Sets the time allowed for one result download, in milliseconds (default 120 000).
@@ -755,8 +771,8 @@ uint32_t backdrop_client_builder_set_request_timeout_ms(backdrop_client_builder 
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (0)
  * or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_download_timeout_ms(backdrop_client_builder *builder,
-                                                         uint32_t timeout_ms);
+backdrop_result backdrop_client_builder_set_download_timeout_ms(struct backdrop_client_builder *builder,
+                                                                uint32_t timeout_ms);
 
 /**
  * Sets how failed requests are retried: at most `max_attempts` attempts (the first included;
@@ -768,10 +784,10 @@ uint32_t backdrop_client_builder_set_download_timeout_ms(backdrop_client_builder
  * (`max_attempts` 0, or `max_backoff_ms` below `initial_backoff_ms`) or
  * `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_retry(backdrop_client_builder *builder,
-                                           uint32_t max_attempts,
-                                           uint32_t initial_backoff_ms,
-                                           uint32_t max_backoff_ms);
+backdrop_result backdrop_client_builder_set_retry(struct backdrop_client_builder *builder,
+                                                  uint32_t max_attempts,
+                                                  uint32_t initial_backoff_ms,
+                                                  uint32_t max_backoff_ms);
 
 /**
  * Sets the time between two polls of `backdrop_client_wait` under the documented policy, and
@@ -781,8 +797,8 @@ uint32_t backdrop_client_builder_set_retry(backdrop_client_builder *builder,
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (0)
  * or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_poll_interval_ms(backdrop_client_builder *builder,
-                                                      uint32_t interval_ms);
+backdrop_result backdrop_client_builder_set_poll_interval_ms(struct backdrop_client_builder *builder,
+                                                             uint32_t interval_ms);
 
 /**
  * Sets how `backdrop_client_wait` plans its polls: `BACKDROP_POLL_ADAPTIVE` (the default) or
@@ -792,7 +808,8 @@ uint32_t backdrop_client_builder_set_poll_interval_ms(backdrop_client_builder *b
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT` (not
  * a `backdrop_poll_policy`) or `BACKDROP_ERR_ALREADY_USED` (nothing changed).
  */
-uint32_t backdrop_client_builder_set_poll_policy(backdrop_client_builder *builder, uint32_t policy);
+backdrop_result backdrop_client_builder_set_poll_policy(struct backdrop_client_builder *builder,
+                                                        uint32_t policy);
 
 /**
  * Builds a client from the builder's settings: checks them, starts the client's own worker
@@ -806,21 +823,21 @@ uint32_t backdrop_client_builder_set_poll_policy(backdrop_client_builder *builde
  * malformed key, bad base URL) or `BACKDROP_ERR_RUNTIME`, with the detail in `*error_out` if
  * `error_out` is not NULL (the caller frees it).
  */
-uint32_t backdrop_client_builder_build(backdrop_client_builder *builder,
-                                       const backdrop_client **client_out,
-                                       backdrop_error **error_out);
+backdrop_result backdrop_client_builder_build(struct backdrop_client_builder *builder,
+                                              const struct backdrop_client **client_out,
+                                              struct backdrop_error **error_out);
 
 /**
  * Frees a client builder, built or not. NULL is a no-op. A client built from it lives on.
  */
-void backdrop_client_builder_free(backdrop_client_builder *builder);
+void backdrop_client_builder_free(struct backdrop_client_builder *builder);
 
 /**
  * The result code of an error (one of the `BACKDROP_ERR_*` values).
  *
  * Returns `BACKDROP_ERR_NULL_PARAMETER` when `error` is NULL. Thread-safe.
  */
-uint32_t backdrop_error_code(const backdrop_error *error);
+backdrop_result backdrop_error_code(const struct backdrop_error *error);
 
 /**
  * The error's message: what went wrong and what to do about it. Never contains the API key.
@@ -828,13 +845,13 @@ uint32_t backdrop_error_code(const backdrop_error *error);
  * Returns a NUL-terminated UTF-8 string owned by `error`, valid until `backdrop_error_free`;
  * an empty string when `error` is NULL. Never NULL. Thread-safe.
  */
-const char *backdrop_error_message(const backdrop_error *error);
+const char *backdrop_error_message(const struct backdrop_error *error);
 
 /**
  * The HTTP status behind the error (e.g. 401, 404, 429, 500, or 403 for an expired result),
  * or 0 when the failure did not come from an HTTP answer or `error` is NULL. Thread-safe.
  */
-uint16_t backdrop_error_http_status(const backdrop_error *error);
+uint16_t backdrop_error_http_status(const struct backdrop_error *error);
 
 /**
  * The task state behind the error: the failed state for `BACKDROP_ERR_TASK_FAILED` (e.g. -17
@@ -843,7 +860,7 @@ uint16_t backdrop_error_http_status(const backdrop_error *error);
  * Returns true and writes `*state_out` when the error has a task state; returns false and
  * writes nothing when it has none or when `error` or `state_out` is NULL. Thread-safe.
  */
-bool backdrop_error_task_state(const backdrop_error *error, int32_t *state_out);
+bool backdrop_error_task_state(const struct backdrop_error *error, int32_t *state_out);
 
 /**
  * The id of the task the error concerns (a failed, timed-out or cancelled task, or one whose
@@ -852,13 +869,13 @@ bool backdrop_error_task_state(const backdrop_error *error, int32_t *state_out);
  * Returns a NUL-terminated string owned by `error`, valid until `backdrop_error_free`, or NULL
  * when the error concerns no task or `error` is NULL. Thread-safe.
  */
-const char *backdrop_error_task_id(const backdrop_error *error);
+const char *backdrop_error_task_id(const struct backdrop_error *error);
 
 /**
  * What can be done about the error: one of `BACKDROP_RECOVERY_*` (see `backdrop_recovery`).
  * `BACKDROP_RECOVERY_NONE` when `error` is NULL. Thread-safe.
  */
-backdrop_recovery backdrop_error_recovery(const backdrop_error *error);
+backdrop_recovery backdrop_error_recovery(const struct backdrop_error *error);
 
 /**
  * True when a create may have been accepted (and charged) although it failed: it was sent and
@@ -867,7 +884,7 @@ backdrop_recovery backdrop_error_recovery(const backdrop_error *error);
  * paying twice. The same as `backdrop_error_recovery(error) == BACKDROP_RECOVERY_UNCONFIRMED`;
  * false when `error` is NULL. Thread-safe.
  */
-bool backdrop_error_may_have_created_task(const backdrop_error *error);
+bool backdrop_error_may_have_created_task(const struct backdrop_error *error);
 
 /**
  * True when starting over is safe and may succeed later: nothing is running and nothing was
@@ -878,7 +895,7 @@ bool backdrop_error_may_have_created_task(const backdrop_error *error);
  * a create that may have been charged, results that were charged and lost — and for failures
  * that would repeat, and when `error` is NULL. Thread-safe.
  */
-bool backdrop_error_is_transient(const backdrop_error *error);
+bool backdrop_error_is_transient(const struct backdrop_error *error);
 
 /**
  * Frees an error. NULL is a no-op.
@@ -886,7 +903,7 @@ bool backdrop_error_is_transient(const backdrop_error *error);
  * `error` must come from an `error_out` parameter of this library and not have been freed;
  * it and the strings read from it must not be used afterwards.
  */
-void backdrop_error_free(backdrop_error *error);
+void backdrop_error_free(struct backdrop_error *error);
 
 /**
  * Makes an empty request.
@@ -894,7 +911,7 @@ void backdrop_error_free(backdrop_error *error);
  * On success writes it to `*request_out` (the caller frees it with `backdrop_request_free`) and
  * returns `BACKDROP_OK`; returns `BACKDROP_ERR_NULL_PARAMETER` when `request_out` is NULL.
  */
-uint32_t backdrop_request_new(backdrop_request **request_out);
+backdrop_result backdrop_request_new(struct backdrop_request **request_out);
 
 /**
  * The source image is the PNG file at `path` (a NUL-terminated path, copied; the file is read
@@ -902,7 +919,7 @@ uint32_t backdrop_request_new(backdrop_request **request_out);
  *
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` (nothing changed).
  */
-uint32_t backdrop_request_set_image_path(backdrop_request *request, const char *path);
+backdrop_result backdrop_request_set_image_path(struct backdrop_request *request, const char *path);
 
 /**
  * The source image is the `len` PNG bytes at `data` (copied: the buffer may be freed after the
@@ -912,10 +929,10 @@ uint32_t backdrop_request_set_image_path(backdrop_request *request, const char *
  * `BACKDROP_ERR_INVALID_FILE_TOO_LARGE` (`len` over the service's 20 MiB: refused before
  * anything is read or copied) (nothing changed).
  */
-uint32_t backdrop_request_set_image_bytes(backdrop_request *request,
-                                          const uint8_t *data,
-                                          size_t len,
-                                          const char *file_name);
+backdrop_result backdrop_request_set_image_bytes(struct backdrop_request *request,
+                                                 const uint8_t *data,
+                                                 size_t len,
+                                                 const char *file_name);
 
 /**
  * The service downloads the source image from `url` (an absolute http(s) URL, copied).
@@ -923,7 +940,7 @@ uint32_t backdrop_request_set_image_bytes(backdrop_request *request,
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` / `BACKDROP_ERR_INVALID_UTF8`
  * (nothing changed).
  */
-uint32_t backdrop_request_set_image_url(backdrop_request *request, const char *url);
+backdrop_result backdrop_request_set_image_url(struct backdrop_request *request, const char *url);
 
 /**
  * Describes the background with a prompt (UTF-8, 1 to 1024 characters, copied; English works
@@ -932,7 +949,7 @@ uint32_t backdrop_request_set_image_url(backdrop_request *request, const char *u
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` / `BACKDROP_ERR_INVALID_UTF8`
  * (nothing changed).
  */
-uint32_t backdrop_request_set_prompt(backdrop_request *request, const char *prompt);
+backdrop_result backdrop_request_set_prompt(struct backdrop_request *request, const char *prompt);
 
 /**
  * What the background should not contain (UTF-8, copied). A blank one is ignored.
@@ -940,8 +957,8 @@ uint32_t backdrop_request_set_prompt(backdrop_request *request, const char *prom
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` / `BACKDROP_ERR_INVALID_UTF8`
  * (nothing changed).
  */
-uint32_t backdrop_request_set_negative_prompt(backdrop_request *request,
-                                              const char *negative_prompt);
+backdrop_result backdrop_request_set_negative_prompt(struct backdrop_request *request,
+                                                     const char *negative_prompt);
 
 /**
  * Uses a background template id from PicWish's scene_type list instead of a prompt (a positive
@@ -949,7 +966,8 @@ uint32_t backdrop_request_set_negative_prompt(backdrop_request *request,
  *
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` (nothing changed).
  */
-uint32_t backdrop_request_set_scene_type(backdrop_request *request, int64_t scene_type);
+backdrop_result backdrop_request_set_scene_type(struct backdrop_request *request,
+                                                int64_t scene_type);
 
 /**
  * How many images to generate: 1 (3 credits) or 2 (6 credits, the default).
@@ -957,7 +975,8 @@ uint32_t backdrop_request_set_scene_type(backdrop_request *request, int64_t scen
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` (nothing changed). Another value is
  * refused by validation as `BACKDROP_ERR_INVALID_BATCH_SIZE`.
  */
-uint32_t backdrop_request_set_batch_size(backdrop_request *request, uint32_t batch_size);
+backdrop_result backdrop_request_set_batch_size(struct backdrop_request *request,
+                                                uint32_t batch_size);
 
 /**
  * Sends the image even when none of its pixels is transparent (the background was not
@@ -967,7 +986,7 @@ uint32_t backdrop_request_set_batch_size(backdrop_request *request, uint32_t bat
  *
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` (nothing changed).
  */
-uint32_t backdrop_request_set_allow_opaque(backdrop_request *request, bool allow);
+backdrop_result backdrop_request_set_allow_opaque(struct backdrop_request *request, bool allow);
 
 /**
  * Checks the request locally, as `backdrop_client_create_task` does before sending anything:
@@ -980,12 +999,13 @@ uint32_t backdrop_request_set_allow_opaque(backdrop_request *request, bool allow
  * with the detail in `*error_out` if `error_out` is not NULL (the caller frees it).
  * Thread-safe for a request nobody changes meanwhile.
  */
-uint32_t backdrop_request_validate(const backdrop_request *request, backdrop_error **error_out);
+backdrop_result backdrop_request_validate(const struct backdrop_request *request,
+                                          struct backdrop_error **error_out);
 
 /**
  * Frees a request. NULL is a no-op. Tasks created from it are not affected.
  */
-void backdrop_request_free(backdrop_request *request);
+void backdrop_request_free(struct backdrop_request *request);
 
 /**
  * Writes the message of result code `result` into `buf` and returns the size it needs.
@@ -1022,7 +1042,7 @@ const char *backdrop_result_name(uint32_t result);
  * and returns `BACKDROP_OK`; otherwise writes nothing and returns `BACKDROP_ERR_NULL_PARAMETER`,
  * `BACKDROP_ERR_INVALID_UTF8` or `BACKDROP_ERR_INVALID_ARGUMENT` (blank id). Thread-safe.
  */
-uint32_t backdrop_task_from_id(const char *task_id, backdrop_task **task_out);
+backdrop_result backdrop_task_from_id(const char *task_id, struct backdrop_task **task_out);
 
 /**
  * The task's id.
@@ -1030,7 +1050,7 @@ uint32_t backdrop_task_from_id(const char *task_id, backdrop_task **task_out);
  * Returns a NUL-terminated string owned by `task`, valid until `backdrop_task_free` (it never
  * changes); NULL when `task` is NULL.
  */
-const char *backdrop_task_id(const backdrop_task *task);
+const char *backdrop_task_id(const struct backdrop_task *task);
 
 /**
  * The task's state (`data.state`) as last seen: 1 succeeded, 0 or above 1 still running
@@ -1039,19 +1059,23 @@ const char *backdrop_task_id(const backdrop_task *task);
  *
  * 0 before the first poll, and when `task` is NULL.
  */
-int32_t backdrop_task_state(const backdrop_task *task);
+int32_t backdrop_task_state(const struct backdrop_task *task);
 
 /**
  * The task's progress (`data.progress`, 0 to 100) as last seen, or -1 when the service did not
  * report one, before the first poll, and when `task` is NULL.
  */
-double backdrop_task_progress(const backdrop_task *task);
+double backdrop_task_progress(const struct backdrop_task *task);
 
 /**
  * The number of result images of a succeeded task (1 or 2); 0 while the task has not
- * succeeded as last seen, and when `task` is NULL. Results are indexed from 0.
+ * succeeded as last seen, and when `task` is NULL.
+ *
+ * Results are numbered from 1, as the spec's fields: number 1 is `data.image_1`, number 2
+ * `data.image_2`; download them with numbers 1 to this count:
+ * `for (size_t n = 1; n <= backdrop_task_result_count(task); n++)`.
  */
-size_t backdrop_task_result_count(const backdrop_task *task);
+size_t backdrop_task_result_count(const struct backdrop_task *task);
 
 /**
  * What a task state means, in the spec's words (e.g. `"processing failed because the prompt
@@ -1065,7 +1089,7 @@ const char *backdrop_task_state_meaning(int32_t state);
  * Frees a task. NULL is a no-op. The string from `backdrop_task_id` dies with it; the task
  * itself goes on at the service.
  */
-void backdrop_task_free(backdrop_task *task);
+void backdrop_task_free(struct backdrop_task *task);
 
 /**
  * Checks that the file at `path` is a PNG the service accepts: the whole file — signature,
@@ -1079,19 +1103,19 @@ void backdrop_task_free(backdrop_task *task);
  * cannot be read, or `BACKDROP_ERR_NULL_PARAMETER`, with the detail in `*error_out` if
  * `error_out` is not NULL (the caller frees it). Thread-safe.
  */
-uint32_t backdrop_validate_png_file(const char *path,
-                                    backdrop_png_info *info_out,
-                                    backdrop_error **error_out);
+backdrop_result backdrop_validate_png_file(const char *path,
+                                           struct backdrop_png_info *info_out,
+                                           struct backdrop_error **error_out);
 
 /**
  * Like `backdrop_validate_png_file`, with `flags`: 0, or `BACKDROP_VALIDATE_HEADER_ONLY`
  * (the header alone: fast, blind to the image data), or `BACKDROP_VALIDATE_ALLOW_OPAQUE` (the
  * pixel rules skipped). Other bits: `BACKDROP_ERR_INVALID_ARGUMENT`. Thread-safe.
  */
-uint32_t backdrop_validate_png_file_with(const char *path,
-                                         uint32_t flags,
-                                         backdrop_png_info *info_out,
-                                         backdrop_error **error_out);
+backdrop_result backdrop_validate_png_file_with(const char *path,
+                                                uint32_t flags,
+                                                struct backdrop_png_info *info_out,
+                                                struct backdrop_error **error_out);
 
 /**
  * Checks that the `len` bytes at `data` are a PNG file the service accepts, like
@@ -1100,23 +1124,24 @@ uint32_t backdrop_validate_png_file_with(const char *path,
  *
  * `info_out` is optional, as for `backdrop_validate_png_file`; so are the results.
  */
-uint32_t backdrop_validate_png_bytes(const uint8_t *data,
-                                     size_t len,
-                                     backdrop_png_info *info_out,
-                                     backdrop_error **error_out);
+backdrop_result backdrop_validate_png_bytes(const uint8_t *data,
+                                            size_t len,
+                                            struct backdrop_png_info *info_out,
+                                            struct backdrop_error **error_out);
 
 /**
  * Like `backdrop_validate_png_bytes`, with the `flags` of `backdrop_validate_png_file_with`.
  */
-uint32_t backdrop_validate_png_bytes_with(const uint8_t *data,
-                                          size_t len,
-                                          uint32_t flags,
-                                          backdrop_png_info *info_out,
-                                          backdrop_error **error_out);
+backdrop_result backdrop_validate_png_bytes_with(const uint8_t *data,
+                                                 size_t len,
+                                                 uint32_t flags,
+                                                 struct backdrop_png_info *info_out,
+                                                 struct backdrop_error **error_out);
 
 /**
- * The version of the library, such as `"0.1.0"` (semantic versioning; the shared library's
- * SONAME carries the major number).
+ * The version of the library, such as `"0.1.0"` (semantic versioning). The shared library's
+ * SONAME carries the part that promises compatibility: the major number from 1.0 on, 0.minor
+ * before (`libbackdrop.so.0.1` for 0.1.z).
  *
  * Returns a static NUL-terminated string that is never freed. Never NULL; thread-safe.
  */

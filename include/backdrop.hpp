@@ -13,7 +13,7 @@
  *         std::cerr << p.state << " " << p.percent << "%\n";
  *         return backdrop::progress_action::keep_waiting;
  *     });
- *     std::vector<std::uint8_t> image = client.download(task, 0);
+ *     std::vector<std::uint8_t> image = client.download(task, 1);  // image_1: numbered from 1
  *
  * Threads: a backdrop::client may be used from any number of threads at once through const
  * references (all of its calls share the key's rate limit); requests, tasks and builders must
@@ -57,14 +57,14 @@ inline std::string version() { return backdrop_version(); }
 /// What a failed call throws: the result code and the library's detail.
 class error : public std::runtime_error {
   public:
-    error(std::uint32_t code, const std::string &message, std::uint16_t http_status,
+    error(backdrop_result code, const std::string &message, std::uint16_t http_status,
           std::optional<std::int32_t> task_state, std::string task_id,
           backdrop_recovery recovery)
         : std::runtime_error(message), code_(code), http_status_(http_status),
           task_state_(task_state), task_id_(std::move(task_id)), recovery_(recovery) {}
 
     /// The result code (one of the BACKDROP_ERR_* values).
-    std::uint32_t code() const noexcept { return code_; }
+    backdrop_result code() const noexcept { return code_; }
     /// The code's name, such as "BACKDROP_ERR_TIMEOUT".
     std::string_view name() const noexcept { return backdrop_result_name(code_); }
     /// The HTTP status behind the failure, or 0.
@@ -86,7 +86,7 @@ class error : public std::runtime_error {
     bool transient() const noexcept { return recovery_ == BACKDROP_RECOVERY_RETRY; }
 
   private:
-    std::uint32_t code_;
+    backdrop_result code_;
     std::uint16_t http_status_;
     std::optional<std::int32_t> task_state_;
     std::string task_id_;
@@ -115,7 +115,7 @@ struct bytes_free {
 };
 
 /// Throws the error for `code`, taking ownership of `raw` (which may be NULL).
-[[noreturn]] inline void throw_error(std::uint32_t code, backdrop_error *raw) {
+[[noreturn]] inline void throw_error(backdrop_result code, backdrop_error *raw) {
     std::unique_ptr<backdrop_error, error_free> owned(raw);
     if (!owned) {
         throw error(code, result_message(code), 0, std::nullopt, std::string(),
@@ -134,7 +134,7 @@ struct bytes_free {
 }
 
 /// Throws when `code` is not BACKDROP_OK; frees `raw` either way.
-inline void check(std::uint32_t code, backdrop_error *raw = nullptr) {
+inline void check(backdrop_result code, backdrop_error *raw = nullptr) {
     if (code != BACKDROP_OK) {
         throw_error(code, raw);
     }
@@ -147,7 +147,7 @@ inline void check(std::uint32_t code, backdrop_error *raw = nullptr) {
 template <typename Call>
 inline void invoke(Call &&call) {
     backdrop_error *err = nullptr;
-    const std::uint32_t code = call(&err);
+    const backdrop_result code = call(&err);
     check(code, err);
 }
 
@@ -289,7 +289,8 @@ class task {
     std::int32_t state() const noexcept { return backdrop_task_state(handle_.get()); }
     /// The last progress seen (0 to 100), or -1 when unknown.
     double progress() const noexcept { return backdrop_task_progress(handle_.get()); }
-    /// The number of result images once the task succeeded, else 0.
+    /// The number of result images once the task succeeded, else 0; they are numbered 1 to
+    /// this count.
     std::size_t result_count() const noexcept { return backdrop_task_result_count(handle_.get()); }
     /// True once the task succeeded.
     bool succeeded() const noexcept { return state() == 1; }
@@ -374,7 +375,7 @@ class client {
         backdrop_error *err = nullptr;
         detail::wait_context context;
         context.callback = &on_progress;
-        std::uint32_t code = backdrop_client_wait(
+        const backdrop_result code = backdrop_client_wait(
             handle_.get(), t.get(), detail::millis(timeout),
             on_progress ? &detail::backdrop_hpp_progress_trampoline : nullptr,
             on_progress ? &context : nullptr, &err);
@@ -385,21 +386,23 @@ class client {
         detail::check(code, err);
     }
 
-    /// Downloads result `index` (0-based) of a succeeded task.
-    std::vector<std::uint8_t> download(const task &t, std::size_t index) const {
+    /// Downloads result `number` of a succeeded task: numbered from 1 as the spec's fields (1 for
+    /// data.image_1, 2 for data.image_2) up to task::result_count().
+    std::vector<std::uint8_t> download(const task &t, std::size_t number) const {
         backdrop_bytes *raw = nullptr;
         detail::invoke([&](backdrop_error **err) {
-            return backdrop_client_download(handle_.get(), t.get(), index, &raw, err);
+            return backdrop_client_download(handle_.get(), t.get(), number, &raw, err);
         });
         std::unique_ptr<backdrop_bytes, detail::bytes_free> bytes(raw);
         const std::uint8_t *data = backdrop_bytes_data(bytes.get());
         return std::vector<std::uint8_t>(data, data + backdrop_bytes_len(bytes.get()));
     }
 
-    /// Downloads result `index` of a succeeded task into the file at `path` (atomically).
-    void download_to_file(const task &t, std::size_t index, const std::string &path) const {
+    /// Downloads result `number` (1 or 2) of a succeeded task into the file at `path`
+    /// (atomically).
+    void download_to_file(const task &t, std::size_t number, const std::string &path) const {
         detail::invoke([&](backdrop_error **err) {
-            return backdrop_client_download_to_file(handle_.get(), t.get(), index, path.c_str(),
+            return backdrop_client_download_to_file(handle_.get(), t.get(), number, path.c_str(),
                                                     err);
         });
     }

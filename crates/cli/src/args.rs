@@ -7,7 +7,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 /// Generate AI backgrounds for transparent product PNGs with PicWish's Generate Background API.
 ///
 /// With neither PICWISH_API_KEY nor PICWISH_BASE_URL set, `generate` runs against a local
-/// emulator started in-process: no key, no network, no credits, stand-in images.
+/// emulator started in-process: no key, no network, no credits, stand-in images (in builds with
+/// the default `emulator` feature; other builds need a key).
 #[derive(Debug, Parser)]
 #[command(name = "backdrop", version, about, long_about)]
 pub struct Cli {
@@ -30,6 +31,7 @@ pub enum Command {
     /// Show the state of a task (and download its results with --out).
     Status(StatusArgs),
     /// Serve the local emulator of the API.
+    #[cfg(feature = "emulator")]
     Emulator(backdrop_emulator::cli::EmulatorArgs),
 }
 

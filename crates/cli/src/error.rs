@@ -55,12 +55,14 @@ pub enum CliError {
         source: std::io::Error,
     },
     /// The emulator could not start.
+    #[cfg(feature = "emulator")]
     #[error("cannot start the emulator: {0}")]
     Emulator(std::io::Error),
     /// The output folder's journal cannot be used (locked by another run, unreadable).
     #[error("{0}")]
     Journal(String),
     /// `backdrop emulator` could not serve.
+    #[cfg(feature = "emulator")]
     #[error("emulator: {0}")]
     EmulatorServe(#[from] backdrop_emulator::cli::ServeError),
 }
@@ -69,11 +71,11 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Input { .. }
-            | CliError::Emulator(_)
-            | CliError::EmulatorServe(_)
-            | CliError::Journal(_)
-            | CliError::OutputFolder { .. } => EXIT_USAGE,
+            CliError::Input { .. } | CliError::Journal(_) | CliError::OutputFolder { .. } => {
+                EXIT_USAGE
+            }
+            #[cfg(feature = "emulator")]
+            CliError::Emulator(_) | CliError::EmulatorServe(_) => EXIT_USAGE,
             CliError::Invalid(_) => EXIT_INVALID_INPUT,
             CliError::Api(error) => exit_code_for(error),
             CliError::Write { .. } => EXIT_FAILED,

@@ -34,6 +34,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     let inputs = inputs::expand(&args.inputs)?;
     // Check the options once, before any input: a bad prompt fails the run, not each input.
     request_for(&args, GenerateRequest::builder().image_path("probe.png")).build()?;
+    Service::check(&args.service)?;
     check_output_folder(&args.out)?;
     let journal = Journal::open(&args.out)?;
     let service = Service::connect(&args.service).await?;

@@ -50,6 +50,7 @@ async fn run(command: Command) -> Result<u8, CliError> {
         }
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args).await.map(|()| EXIT_OK),
+        #[cfg(feature = "emulator")]
         Command::Emulator(args) => backdrop_emulator::cli::serve(args)
             .await
             .map(|()| EXIT_OK)

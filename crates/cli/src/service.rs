@@ -1,12 +1,26 @@
-//! Reaching the service: the real one, any server that follows the spec, or the built-in emulator.
+//! Reaching the service: the real one, any server that follows the spec, or the built-in emulator
+//! (in builds with the default `emulator` feature).
 
 use std::time::Duration;
 
 use backdrop_core::{Client, ClientConfig, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy};
+#[cfg(feature = "emulator")]
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
 
 use crate::args::ServiceArgs;
 use crate::error::CliError;
+
+/// A build without the `emulator` feature has no built-in emulator: no value of this type exists.
+#[cfg(not(feature = "emulator"))]
+#[derive(Debug)]
+pub enum Emulator {}
+
+#[cfg(not(feature = "emulator"))]
+impl Emulator {
+    async fn shutdown(self) {
+        match self {}
+    }
+}
 
 /// A client, and the in-process emulator it talks to when no service was configured.
 pub struct Service {
@@ -24,42 +38,30 @@ pub struct Service {
 pub const BUILT_IN: &str = "built-in emulator";
 
 impl Service {
+    /// Checks the configuration before anything is started or written: a base URL needs a key,
+    /// and so does every run of a build without the built-in emulator.
+    pub fn check(args: &ServiceArgs) -> Result<(), CliError> {
+        match (&args.api_key, &args.base_url) {
+            (None, Some(base)) => Err(CliError::Api(backdrop_core::Error::Config(format!(
+                "PICWISH_BASE_URL is {base} but PICWISH_API_KEY is not set; set the key the \
+                 server expects (the emulator's default is \"emulator-key\")"
+            )))),
+            (None, None) if !cfg!(feature = "emulator") => Err(emulator_left_out()),
+            _ => Ok(()),
+        }
+    }
+
     /// Connects as configured; with neither a key nor a base URL, starts the emulator.
     pub async fn connect(args: &ServiceArgs) -> Result<Service, CliError> {
+        Service::check(args)?;
         let (key, base_url, emulator) = match (&args.api_key, &args.base_url) {
-            (None, None) => {
-                let emulator = Emulator::start(EmulatorConfig {
-                    processing: ProcessingTime::Uniform {
-                        min: Duration::from_secs(2),
-                        max: Duration::from_secs(5),
-                    },
-                    ..EmulatorConfig::default()
-                })
-                .await
-                .map_err(CliError::Emulator)?;
-                eprintln!(
-                    "backdrop: PICWISH_API_KEY and PICWISH_BASE_URL are not set: using the built-in \
-                     emulator at {} (no network, no credits, stand-in images)",
-                    emulator.base_url()
-                );
-                (
-                    emulator.api_key().to_owned(),
-                    emulator.base_url(),
-                    Some(emulator),
-                )
-            }
-            (None, Some(base)) => {
-                return Err(CliError::Api(backdrop_core::Error::Config(format!(
-                    "PICWISH_BASE_URL is {base} but PICWISH_API_KEY is not set; set the key the \
-                     server expects (the emulator's default is \"emulator-key\")"
-                ))));
-            }
             (Some(key), base) => (
                 key.clone(),
                 base.clone()
                     .unwrap_or_else(|| backdrop_core::spec::DEFAULT_BASE_URL.to_owned()),
                 None,
             ),
+            (None, _) => start_built_in().await?,
         };
         let scale = args.time_scale;
         let default_retry = RetryPolicy::default();
@@ -102,4 +104,47 @@ impl Service {
             emulator.shutdown().await;
         }
     }
+}
+
+/// Starts the built-in emulator: its key, its base URL, and the emulator to keep alive.
+#[cfg(feature = "emulator")]
+async fn start_built_in() -> Result<(String, String, Option<Emulator>), CliError> {
+    let emulator = Emulator::start(EmulatorConfig {
+        processing: ProcessingTime::Uniform {
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(5),
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .map_err(CliError::Emulator)?;
+    eprintln!(
+        "backdrop: PICWISH_API_KEY and PICWISH_BASE_URL are not set: using the built-in \
+         emulator at {} (no network, no credits, stand-in images)",
+        emulator.base_url()
+    );
+    Ok((
+        emulator.api_key().to_owned(),
+        emulator.base_url(),
+        Some(emulator),
+    ))
+}
+
+/// A build without the `emulator` feature has nothing to start ([`Service::check`] says so
+/// before anything else happens).
+#[cfg(not(feature = "emulator"))]
+async fn start_built_in() -> Result<(String, String, Option<Emulator>), CliError> {
+    Err(emulator_left_out())
+}
+
+/// The error of a run with no key in a build without the built-in emulator.
+fn emulator_left_out() -> CliError {
+    CliError::Api(backdrop_core::Error::Config(
+        "PICWISH_API_KEY is not set, and the built-in emulator was left out of this build of \
+         backdrop (built without the default `emulator` feature), so there is nothing to run \
+         against: set PICWISH_API_KEY (or --api-key) to your PicWish API key, from \
+         https://picwish.com/my-account?subRoute=api-key (and PICWISH_BASE_URL only for \
+         another server that follows the API)"
+            .into(),
+    ))
 }

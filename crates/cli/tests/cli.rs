@@ -37,6 +37,7 @@ fn is_jpeg(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.starts_with(&[0xFF, 0xD8, 0xFF]))
 }
 
+#[cfg(feature = "emulator")]
 #[test]
 fn without_configuration_it_runs_on_the_built_in_emulator() {
     let out = temp_dir("embedded");
@@ -67,6 +68,37 @@ fn without_configuration_it_runs_on_the_built_in_emulator() {
         "{stdout}"
     );
     std::fs::remove_dir_all(out).unwrap();
+}
+
+/// A build without the `emulator` feature says so, says how to set a key, and leaves nothing
+/// behind (no output folder, no journal).
+#[cfg(not(feature = "emulator"))]
+#[test]
+fn without_configuration_a_build_without_the_emulator_asks_for_a_key() {
+    let out = temp_dir("no-emulator");
+    std::fs::remove_dir_all(&out).unwrap();
+    let bottle = fixture("bottle.png");
+    let output = backdrop(
+        &[
+            "generate",
+            bottle.to_str().unwrap(),
+            "--prompt",
+            "a marble countertop",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("built-in emulator was left out of this build"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("set PICWISH_API_KEY"), "{stderr}");
+    assert!(!out.exists(), "nothing may be written: {}", out.display());
+    let output = backdrop(&["emulator", "--help"], &[]);
+    assert_eq!(output.status.code(), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -160,7 +160,7 @@ func TestCreateWaitDownload(t *testing.T) {
 	if task.ID() == "" || task.State() != 0 || task.Progress() != -1 {
 		t.Fatalf("a new task: id %q state %d progress %v", task.ID(), task.State(), task.Progress())
 	}
-	if _, err := client.Download(task, 0); asError(t, err).Code != backdrop.CodeTaskNotSucceeded {
+	if _, err := client.Download(task, 1); asError(t, err).Code != backdrop.CodeTaskNotSucceeded {
 		t.Fatalf("Download before success = %v", err)
 	}
 	var seen []backdrop.Progress
@@ -173,19 +173,26 @@ func TestCreateWaitDownload(t *testing.T) {
 	if !task.Succeeded() || task.ResultCount() != 2 || task.Progress() != 100 {
 		t.Fatalf("after Wait: state %d results %d progress %v", task.State(), task.ResultCount(), task.Progress())
 	}
-	image, err := client.Download(task, 0)
+	image, err := client.Download(task, 1)
 	if err != nil || !isJPEG(image) {
-		t.Fatalf("Download(0) = %d bytes, %v", len(image), err)
+		t.Fatalf("Download(1) = %d bytes, %v", len(image), err)
 	}
 	path := filepath.Join(e.out, "go-flow-2.jpg")
-	if err := client.DownloadToFile(task, 1, path); err != nil {
+	if err := client.DownloadToFile(task, 2, path); err != nil {
 		t.Fatalf("DownloadToFile: %v", err)
 	}
 	if written, _ := os.ReadFile(path); !isJPEG(written) {
 		t.Fatalf("%s is not a JPEG", path)
 	}
-	if _, err := client.Download(task, 2); !errors.Is(err, backdrop.ErrUsage) {
-		t.Fatalf("Download(2) = %v", err)
+	// Results are numbered from 1, as data.image_1: 0, a negative number and 3 are none of them.
+	for _, number := range []int{3, 0, -1} {
+		_, err := client.Download(task, number)
+		if !errors.Is(err, backdrop.ErrUsage) || asError(t, err).Code != backdrop.CodeResultNumberOutOfRange {
+			t.Fatalf("Download(%d) = %v", number, err)
+		}
+		if !strings.Contains(err.Error(), "image_1") {
+			t.Fatalf("Download(%d) does not say how results are numbered: %v", number, err)
+		}
 	}
 	if client.RequestsSent() < 2 {
 		t.Fatalf("RequestsSent = %d", client.RequestsSent())
@@ -415,7 +422,7 @@ func TestManyGoroutinesShareOneClient(t *testing.T) {
 				errs <- err
 				return
 			}
-			image, err := client.Download(task, 0)
+			image, err := client.Download(task, 1)
 			if err != nil || !isJPEG(image) {
 				errs <- fmt.Errorf("download: %d bytes, %v", len(image), err)
 			}
@@ -459,7 +466,7 @@ func TestResumeFromATaskID(t *testing.T) {
 	if err := second.Wait(context.Background(), task, nil); err != nil {
 		t.Fatalf("Wait(resumed) = %v", err)
 	}
-	if image, err := second.Download(task, 0); err != nil || !isJPEG(image) {
+	if image, err := second.Download(task, 1); err != nil || !isJPEG(image) {
 		t.Fatalf("Download(resumed) = %v", err)
 	}
 	if _, err := backdrop.ResumeTask("  "); !errors.Is(err, backdrop.ErrUsage) {

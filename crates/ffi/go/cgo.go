@@ -43,7 +43,7 @@ func millis(d time.Duration) C.uint32_t {
 
 // check turns a result code and its optional detail into an error (nil for success); it frees
 // the detail either way.
-func check(code C.uint32_t, detail *C.backdrop_error) error {
+func check(code C.backdrop_result, detail *C.backdrop_error) error {
 	if detail != nil {
 		defer C.backdrop_error_free(detail)
 	}

@@ -10,9 +10,9 @@ package backdrop
 //     return backdropGoProgress((uintptr_t)userdata, (backdrop_task *)task);
 // }
 //
-// static uint32_t backdrop_go_wait(const backdrop_client *client, backdrop_task *task,
-//                                  uint32_t timeout_ms, uintptr_t handle,
-//                                  backdrop_error **error_out) {
+// static backdrop_result backdrop_go_wait(const backdrop_client *client, backdrop_task *task,
+//                                         uint32_t timeout_ms, uintptr_t handle,
+//                                         backdrop_error **error_out) {
 //     return backdrop_client_wait(client, task, timeout_ms, backdrop_go_trampoline,
 //                                 (void *)handle, error_out);
 // }
@@ -21,6 +21,7 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/cgo"
@@ -115,26 +116,26 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	settings := []struct {
 		set bool
-		fn  func() C.uint32_t
+		fn  func() C.backdrop_result
 	}{
-		{cfg.QPS != 0, func() C.uint32_t { return C.backdrop_client_builder_set_qps(builder, C.uint32_t(cfg.QPS)) }},
-		{cfg.ConnectTimeout != 0, func() C.uint32_t {
+		{cfg.QPS != 0, func() C.backdrop_result { return C.backdrop_client_builder_set_qps(builder, C.uint32_t(cfg.QPS)) }},
+		{cfg.ConnectTimeout != 0, func() C.backdrop_result {
 			return C.backdrop_client_builder_set_connect_timeout_ms(builder, millis(cfg.ConnectTimeout))
 		}},
-		{cfg.RequestTimeout != 0, func() C.uint32_t {
+		{cfg.RequestTimeout != 0, func() C.backdrop_result {
 			return C.backdrop_client_builder_set_request_timeout_ms(builder, millis(cfg.RequestTimeout))
 		}},
-		{cfg.DownloadTimeout != 0, func() C.uint32_t {
+		{cfg.DownloadTimeout != 0, func() C.backdrop_result {
 			return C.backdrop_client_builder_set_download_timeout_ms(builder, millis(cfg.DownloadTimeout))
 		}},
-		{cfg.MaxAttempts != 0, func() C.uint32_t {
+		{cfg.MaxAttempts != 0, func() C.backdrop_result {
 			return C.backdrop_client_builder_set_retry(builder, C.uint32_t(cfg.MaxAttempts),
 				millis(cfg.InitialBackoff), millis(cfg.MaxBackoff))
 		}},
-		{cfg.PollInterval != 0, func() C.uint32_t {
+		{cfg.PollInterval != 0, func() C.backdrop_result {
 			return C.backdrop_client_builder_set_poll_interval_ms(builder, millis(cfg.PollInterval))
 		}},
-		{cfg.PollPolicy != PollAdaptive, func() C.uint32_t {
+		{cfg.PollPolicy != PollAdaptive, func() C.backdrop_result {
 			return C.backdrop_client_builder_set_poll_policy(builder, C.uint32_t(cfg.PollPolicy))
 		}},
 	}
@@ -338,18 +339,26 @@ func backdropGoProgress(userdata C.uintptr_t, view *C.backdrop_task) (action C.u
 	return C.BACKDROP_PROGRESS_CONTINUE
 }
 
-// Download downloads result image index (0 for the first) of a succeeded task and returns the
-// image file's bytes (a JPEG, PNG or WebP file).
-func (c *Client) Download(t *Task, index int) ([]byte, error) {
-	if index < 0 {
-		return nil, &Error{Code: CodeIndexOutOfRange, Message: "the result index is negative"}
+// numberOutOfRange is the error for a result number below 1, refused before the library
+// sees it (a negative int has no size_t).
+func numberOutOfRange(number int) error {
+	return &Error{Code: CodeResultNumberOutOfRange, Message: fmt.Sprintf(
+		"result number %d is out of range: results are numbered from 1 (data.image_1) to the task's ResultCount", number)}
+}
+
+// Download downloads result image number of a succeeded task and returns the image file's
+// bytes (a JPEG, PNG or WebP file). Results are numbered from 1, as the service's fields: 1 is
+// data.image_1, 2 is data.image_2, up to t.ResultCount().
+func (c *Client) Download(t *Task, number int) ([]byte, error) {
+	if number < 1 {
+		return nil, numberOutOfRange(number)
 	}
 	var out []byte
 	err := c.use(func(p *C.backdrop_client) error {
 		return t.read(func(tp *C.backdrop_task) error {
 			var bytes *C.backdrop_bytes
 			var detail *C.backdrop_error
-			code := C.backdrop_client_download(p, tp, C.size_t(index), &bytes, &detail)
+			code := C.backdrop_client_download(p, tp, C.size_t(number), &bytes, &detail)
 			if err := check(code, detail); err != nil {
 				return err
 			}
@@ -365,11 +374,11 @@ func (c *Client) Download(t *Task, index int) ([]byte, error) {
 	return out, err
 }
 
-// DownloadToFile downloads result image index of a succeeded task into the file at path,
-// through a temporary file and a rename (path never holds a partial image).
-func (c *Client) DownloadToFile(t *Task, index int, path string) error {
-	if index < 0 {
-		return &Error{Code: CodeIndexOutOfRange, Message: "the result index is negative"}
+// DownloadToFile downloads result image number (1 or 2) of a succeeded task into the file at
+// path, through a temporary file and a rename (path never holds a partial image).
+func (c *Client) DownloadToFile(t *Task, number int, path string) error {
+	if number < 1 {
+		return numberOutOfRange(number)
 	}
 	cpath, err := cString(path, "the path")
 	if err != nil {
@@ -379,7 +388,7 @@ func (c *Client) DownloadToFile(t *Task, index int, path string) error {
 	return c.use(func(p *C.backdrop_client) error {
 		return t.read(func(tp *C.backdrop_task) error {
 			var detail *C.backdrop_error
-			code := C.backdrop_client_download_to_file(p, tp, C.size_t(index), cpath, &detail)
+			code := C.backdrop_client_download_to_file(p, tp, C.size_t(number), cpath, &detail)
 			return check(code, detail)
 		})
 	})

@@ -13,7 +13,7 @@
 //	defer task.Close()
 //	err = client.Wait(ctx, task, func(p backdrop.Progress) { log.Print(p.State, p.Percent) })
 //	if errors.Is(err, backdrop.ErrTaskFailed) { ... }
-//	image, err := client.Download(task, 0)
+//	image, err := client.Download(task, 1) // results are numbered from 1, as data.image_1
 //
 // A Client is safe for concurrent use by many goroutines, and all of its calls share one rate
 // limit (the key's requests per second): share one client rather than making one per

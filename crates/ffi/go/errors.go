@@ -26,8 +26,9 @@ const (
 	CodeInvalidArgument Code = C.BACKDROP_ERR_INVALID_ARGUMENT
 	// CodeAlreadyUsed: The object was already consumed (a client builder after a successful build).
 	CodeAlreadyUsed Code = C.BACKDROP_ERR_ALREADY_USED
-	// CodeIndexOutOfRange: A result index is not below the task's result count.
-	CodeIndexOutOfRange Code = C.BACKDROP_ERR_INDEX_OUT_OF_RANGE
+	// CodeResultNumberOutOfRange: A result number is not one of the task's results: numbers run
+	// from 1 (data.image_1) to the task's result count.
+	CodeResultNumberOutOfRange Code = C.BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE
 	// CodeNestedCall: A blocking call was made from inside a progress callback or another async runtime.
 	CodeNestedCall Code = C.BACKDROP_ERR_NESTED_CALL
 	// CodeConfig: The client configuration is unusable (empty key, bad base URL, …).
@@ -136,7 +137,7 @@ func (c Code) Message() string {
 // failure. Every error of this package that comes from the library is an *Error.
 var (
 	// ErrUsage: the call itself was wrong (7000–7099): a closed client, an argument out of range,
-	// a result index past the count.
+	// a result number that is not one of the task's (they run from 1 to the result count).
 	ErrUsage = errors.New("backdrop: invalid use of the API")
 	// ErrInvalidInput: the input breaks a rule of the service (7100–7199); nothing was sent.
 	ErrInvalidInput = errors.New("backdrop: the input breaks a rule of the service")

@@ -57,7 +57,7 @@ func (r Request) toC() (*C.backdrop_request, error) {
 			C.backdrop_request_free(creq)
 		}
 	}()
-	setString := func(value, what string, set func(*C.char) C.uint32_t) error {
+	setString := func(value, what string, set func(*C.char) C.backdrop_result) error {
 		if value == "" {
 			return nil
 		}
@@ -70,7 +70,7 @@ func (r Request) toC() (*C.backdrop_request, error) {
 	}
 	steps := []func() error{
 		func() error {
-			return setString(r.ImagePath, "the image path", func(s *C.char) C.uint32_t {
+			return setString(r.ImagePath, "the image path", func(s *C.char) C.backdrop_result {
 				return C.backdrop_request_set_image_path(creq, s)
 			})
 		},
@@ -98,17 +98,17 @@ func (r Request) toC() (*C.backdrop_request, error) {
 			return check(code, nil)
 		},
 		func() error {
-			return setString(r.ImageURL, "the image URL", func(s *C.char) C.uint32_t {
+			return setString(r.ImageURL, "the image URL", func(s *C.char) C.backdrop_result {
 				return C.backdrop_request_set_image_url(creq, s)
 			})
 		},
 		func() error {
-			return setString(r.Prompt, "the prompt", func(s *C.char) C.uint32_t {
+			return setString(r.Prompt, "the prompt", func(s *C.char) C.backdrop_result {
 				return C.backdrop_request_set_prompt(creq, s)
 			})
 		},
 		func() error {
-			return setString(r.NegativePrompt, "the negative prompt", func(s *C.char) C.uint32_t {
+			return setString(r.NegativePrompt, "the negative prompt", func(s *C.char) C.backdrop_result {
 				return C.backdrop_request_set_negative_prompt(creq, s)
 			})
 		},

@@ -72,7 +72,8 @@ func (t *Task) Progress() float64 {
 	return t.progress
 }
 
-// ResultCount is the number of result images once the task succeeded, else 0.
+// ResultCount is the number of result images once the task succeeded, else 0. They are
+// numbered 1 to ResultCount (1 is data.image_1), as Download takes them.
 func (t *Task) ResultCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -10,10 +10,10 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Failure, backdrop_error};
-use crate::result::backdrop_result::BACKDROP_OK;
+use crate::result::backdrop_result::{self, BACKDROP_OK};
 
 /// Runs the body of a fallible exported function: a block that returns
-/// `Result<(), Failure>`. Returns the result code; on failure, writes the error detail to the
+/// `Result<(), Failure>`. Returns the `backdrop_result`; on failure, writes the error detail to the
 /// optional `backdrop_error **` named by `error_out`.
 macro_rules! ffi_boundary {
     (error_out = $error_out:ident, $body:block) => {{
@@ -54,9 +54,9 @@ macro_rules! ffi_infallible {
 pub(crate) unsafe fn finish(
     outcome: std::thread::Result<Result<(), Failure>>,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     let failure = match outcome {
-        Ok(Ok(())) => return BACKDROP_OK.code(),
+        Ok(Ok(())) => return BACKDROP_OK,
         Ok(Err(failure)) => failure,
         Err(payload) => Failure::panic(payload),
     };
@@ -94,9 +94,11 @@ mod tests {
     use std::ptr;
 
     use crate::error::{backdrop_error_code, backdrop_error_free, backdrop_error_message};
-    use crate::result::backdrop_result::{BACKDROP_ERR_INVALID_ARGUMENT, BACKDROP_ERR_PANIC};
+    use crate::result::backdrop_result::{
+        self, BACKDROP_ERR_INVALID_ARGUMENT, BACKDROP_ERR_PANIC, BACKDROP_OK,
+    };
 
-    fn panicking(error_out: *mut *mut crate::error::backdrop_error) -> u32 {
+    fn panicking(error_out: *mut *mut crate::error::backdrop_error) -> backdrop_result {
         ffi_boundary!(error_out = error_out, {
             let values: Vec<u32> = Vec::new();
             let index = values.len() + 3;
@@ -107,7 +109,7 @@ mod tests {
         })
     }
 
-    fn failing(error_out: *mut *mut crate::error::backdrop_error) -> u32 {
+    fn failing(error_out: *mut *mut crate::error::backdrop_error) -> backdrop_result {
         ffi_boundary!(error_out = error_out, {
             Err(crate::error::Failure::invalid_argument(
                 "x must be positive",
@@ -118,26 +120,26 @@ mod tests {
     #[test]
     fn a_panic_becomes_the_panic_code_with_detail() {
         let mut error = ptr::null_mut();
-        assert_eq!(panicking(&mut error), BACKDROP_ERR_PANIC.code());
+        assert_eq!(panicking(&mut error), BACKDROP_ERR_PANIC);
         assert!(!error.is_null());
         // SAFETY: a live error from the boundary.
         unsafe {
-            assert_eq!(backdrop_error_code(error), BACKDROP_ERR_PANIC.code());
+            assert_eq!(backdrop_error_code(error), BACKDROP_ERR_PANIC);
             let message = std::ffi::CStr::from_ptr(backdrop_error_message(error));
             assert!(message.to_str().unwrap().contains("index out of bounds"));
             backdrop_error_free(error);
         }
-        assert_eq!(panicking(ptr::null_mut()), BACKDROP_ERR_PANIC.code());
+        assert_eq!(panicking(ptr::null_mut()), BACKDROP_ERR_PANIC);
     }
 
     #[test]
     fn failures_carry_their_code_and_outputs_stay_untouched_on_success() {
         let mut error = ptr::null_mut();
-        assert_eq!(failing(&mut error), BACKDROP_ERR_INVALID_ARGUMENT.code());
+        assert_eq!(failing(&mut error), BACKDROP_ERR_INVALID_ARGUMENT);
         // SAFETY: a live error from the boundary.
         unsafe { backdrop_error_free(error) };
-        let ok = || -> u32 { ffi_boundary!({ Ok(()) }) };
-        assert_eq!(ok(), 0);
+        let ok = || -> backdrop_result { ffi_boundary!({ Ok(()) }) };
+        assert_eq!(ok(), BACKDROP_OK);
         let infallible = || -> i32 {
             ffi_infallible!(-1, {
                 let v: Vec<i32> = Vec::new();

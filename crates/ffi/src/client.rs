@@ -16,6 +16,7 @@ use crate::client_builder::Settings;
 use crate::error::{Failure, backdrop_error};
 use crate::handle::{Castable, OwnershipArc, free_arc, to_box_ptr};
 use crate::request::backdrop_request;
+use crate::result::backdrop_result;
 use crate::result::backdrop_result::{
     BACKDROP_ERR_INVALID_ARGUMENT, BACKDROP_ERR_IO, BACKDROP_ERR_NESTED_CALL, BACKDROP_ERR_RUNTIME,
 };
@@ -193,7 +194,7 @@ pub unsafe extern "C" fn backdrop_client_create_task(
     request: *const backdrop_request,
     task_out: *mut *mut backdrop_task,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let client = arg_ref!(client);
         let request = arg_ref!(request);
@@ -224,7 +225,7 @@ pub unsafe extern "C" fn backdrop_client_poll(
     client: *const backdrop_client,
     task: *mut backdrop_task,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let client = arg_ref!(client);
         let task = arg_mut!(task);
@@ -259,7 +260,7 @@ pub unsafe extern "C" fn backdrop_client_wait(
     callback: backdrop_progress_callback,
     userdata: *mut c_void,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let client = arg_ref!(client);
         let task = arg_mut!(task);
@@ -289,36 +290,38 @@ pub unsafe extern "C" fn backdrop_client_wait(
     })
 }
 
-/// Downloads result image `index` (0 for `data.image_1`, 1 for `data.image_2`) of a succeeded
-/// task, checks that it is a JPEG, PNG or WebP image, and returns its bytes. Result URLs live one
-/// hour after the task succeeded. Downloads never carry the API key and do not count against the
+/// Downloads result image `number` of a succeeded task — numbered from 1 as the spec's fields:
+/// 1 for `data.image_1`, 2 for `data.image_2`, up to `backdrop_task_result_count` — checks that
+/// it is a JPEG, PNG or WebP image, and returns its bytes. Result URLs live one hour after the
+/// task succeeded. Downloads never carry the API key and do not count against the
 /// rate limit. Blocks until done.
 ///
 /// On success writes the image to `*bytes_out` (the caller frees it with `backdrop_bytes_free`)
 /// and returns `BACKDROP_OK`. Otherwise writes nothing and returns
 /// `BACKDROP_ERR_TASK_NOT_SUCCEEDED` (wait for the task first),
-/// `BACKDROP_ERR_INDEX_OUT_OF_RANGE`, `BACKDROP_ERR_RESULT_MISSING`, `BACKDROP_ERR_RESULT_EXPIRED`,
-/// `BACKDROP_ERR_RESULT_INVALID`, `BACKDROP_ERR_NETWORK`, …, with the detail in `*error_out` if
+/// `BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE` (0, or over the result count),
+/// `BACKDROP_ERR_RESULT_MISSING`, `BACKDROP_ERR_RESULT_EXPIRED`, `BACKDROP_ERR_RESULT_INVALID`,
+/// `BACKDROP_ERR_NETWORK`, …, with the detail in `*error_out` if
 /// `error_out` is not NULL (the caller frees it). Thread-safe for a task nobody polls meanwhile.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn backdrop_client_download(
     client: *const backdrop_client,
     task: *const backdrop_task,
-    index: usize,
+    number: usize,
     bytes_out: *mut *mut backdrop_bytes,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let client = arg_ref!(client);
         let task = arg_ref!(task);
         let bytes_out = arg_out!(bytes_out);
-        let image = fetch(client, task, index)?;
+        let image = fetch(client, task, number)?;
         write_out!(bytes_out, to_box_ptr::<backdrop_bytes>(image));
         Ok(())
     })
 }
 
-/// Downloads result image `index` like `backdrop_client_download` and writes it to the file at
+/// Downloads result image `number` (1 or 2) like `backdrop_client_download` and writes it to the file at
 /// `path` (created or replaced). The file is written under a temporary name in the same folder
 /// and renamed, so `path` never holds a partial image.
 ///
@@ -330,10 +333,10 @@ pub unsafe extern "C" fn backdrop_client_download(
 pub unsafe extern "C" fn backdrop_client_download_to_file(
     client: *const backdrop_client,
     task: *const backdrop_task,
-    index: usize,
+    number: usize,
     path: *const c_char,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let client = arg_ref!(client);
         let task = arg_ref!(task);
@@ -344,7 +347,7 @@ pub unsafe extern "C" fn backdrop_client_download_to_file(
                 "the output path is empty",
             ));
         }
-        let image = fetch(client, task, index)?;
+        let image = fetch(client, task, number)?;
         write_atomically(&path, &image.bytes)
     })
 }
@@ -373,11 +376,11 @@ pub unsafe extern "C" fn backdrop_client_free(client: *const backdrop_client) {
     })
 }
 
-/// Downloads one result of a succeeded task.
-fn fetch(client: &ClientState, task: &TaskData, index: usize) -> Result<GeneratedImage, Failure> {
-    let (number, field) = task.result_field(index)?;
+/// Downloads result `number` (1 for `image_1`) of a succeeded task.
+fn fetch(client: &ClientState, task: &TaskData, number: usize) -> Result<GeneratedImage, Failure> {
+    let (field_number, field) = task.result_field(number)?;
     client
-        .run(client.core.fetch_result(task.id(), number, field))
+        .run(client.core.fetch_result(task.id(), field_number, field))
         .map_err(|failure| failure.with_task_id(task.id()))
 }
 

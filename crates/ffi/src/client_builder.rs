@@ -11,6 +11,7 @@ use backdrop_core::{ClientConfig, PollPolicy, RateLimit, RetryPolicy};
 use crate::client::{ClientState, backdrop_client};
 use crate::error::{Failure, backdrop_error};
 use crate::handle::{Castable, OwnershipBox, free_box, to_arc_ptr, to_box_ptr};
+use crate::result::backdrop_result;
 use crate::result::backdrop_result::BACKDROP_ERR_ALREADY_USED;
 
 /// The configuration of a client, before it is built.
@@ -116,7 +117,7 @@ fn millis(value: u32, what: &str) -> Result<Duration, Failure> {
 pub unsafe extern "C" fn backdrop_client_builder_new(
     api_key: *const c_char,
     builder_out: *mut *mut backdrop_client_builder,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let api_key = arg_str!(api_key);
         let builder_out = arg_out!(builder_out);
@@ -150,7 +151,7 @@ pub unsafe extern "C" fn backdrop_client_builder_new(
 pub unsafe extern "C" fn backdrop_client_builder_set_base_url(
     builder: *mut backdrop_client_builder,
     base_url: *const c_char,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         let base_url = arg_str!(base_url);
@@ -168,7 +169,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_base_url(
 pub unsafe extern "C" fn backdrop_client_builder_set_qps(
     builder: *mut backdrop_client_builder,
     qps: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         if qps == 0 {
@@ -190,7 +191,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_rate_limit(
     builder: *mut backdrop_client_builder,
     max_requests: u32,
     window_ms: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         if max_requests == 0 {
@@ -215,7 +216,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_rate_limit(
 pub unsafe extern "C" fn backdrop_client_builder_set_connect_timeout_ms(
     builder: *mut backdrop_client_builder,
     timeout_ms: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         let timeout = millis(timeout_ms, "the connect timeout")?;
@@ -233,7 +234,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_connect_timeout_ms(
 pub unsafe extern "C" fn backdrop_client_builder_set_request_timeout_ms(
     builder: *mut backdrop_client_builder,
     timeout_ms: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         let timeout = millis(timeout_ms, "the request timeout")?;
@@ -250,7 +251,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_request_timeout_ms(
 pub unsafe extern "C" fn backdrop_client_builder_set_download_timeout_ms(
     builder: *mut backdrop_client_builder,
     timeout_ms: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         let timeout = millis(timeout_ms, "the download timeout")?;
@@ -273,7 +274,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_retry(
     max_attempts: u32,
     initial_backoff_ms: u32,
     max_backoff_ms: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         if max_attempts == 0 {
@@ -303,7 +304,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_retry(
 pub unsafe extern "C" fn backdrop_client_builder_set_poll_interval_ms(
     builder: *mut backdrop_client_builder,
     interval_ms: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         let interval = millis(interval_ms, "the poll interval")?;
@@ -336,7 +337,7 @@ pub enum backdrop_poll_policy {
 pub unsafe extern "C" fn backdrop_client_builder_set_poll_policy(
     builder: *mut backdrop_client_builder,
     policy: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let builder = arg_mut!(builder);
         let policy = match policy {
@@ -370,7 +371,7 @@ pub unsafe extern "C" fn backdrop_client_builder_build(
     builder: *mut backdrop_client_builder,
     client_out: *mut *const backdrop_client,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let builder = arg_mut!(builder);
         let client_out = arg_out!(client_out);

@@ -96,8 +96,14 @@ impl Failure {
     }
 
     /// The result code.
-    pub(crate) fn code(&self) -> u32 {
-        self.code.code()
+    pub(crate) fn code(&self) -> backdrop_result {
+        self.code
+    }
+
+    /// The message (for the tests).
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     /// Attaches the task the failure concerns.
@@ -231,12 +237,12 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 ///
 /// Returns `BACKDROP_ERR_NULL_PARAMETER` when `error` is NULL. Thread-safe.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn backdrop_error_code(error: *const backdrop_error) -> u32 {
-    ffi_infallible!(BACKDROP_ERR_PANIC.code(), {
+pub unsafe extern "C" fn backdrop_error_code(error: *const backdrop_error) -> backdrop_result {
+    ffi_infallible!(BACKDROP_ERR_PANIC, {
         // SAFETY: the header's contract: NULL or a live error.
         match unsafe { try_ref(error) } {
-            Some(detail) => detail.code.code(),
-            None => BACKDROP_ERR_NULL_PARAMETER.code(),
+            Some(detail) => detail.code,
+            None => BACKDROP_ERR_NULL_PARAMETER,
         }
     })
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::error::{Failure, backdrop_error};
 use crate::handle::{Castable, OwnershipBox, free_box, to_box_ptr};
+use crate::result::backdrop_result;
 
 /// What to generate: one source image (a PNG file, PNG bytes or a URL the service fetches), one
 /// background description (a prompt or a scene template id), optionally a negative prompt, and
@@ -101,7 +102,9 @@ impl RequestData {
 /// On success writes it to `*request_out` (the caller frees it with `backdrop_request_free`) and
 /// returns `BACKDROP_OK`; returns `BACKDROP_ERR_NULL_PARAMETER` when `request_out` is NULL.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn backdrop_request_new(request_out: *mut *mut backdrop_request) -> u32 {
+pub unsafe extern "C" fn backdrop_request_new(
+    request_out: *mut *mut backdrop_request,
+) -> backdrop_result {
     ffi_boundary!({
         let request_out = arg_out!(request_out);
         write_out!(
@@ -120,7 +123,7 @@ pub unsafe extern "C" fn backdrop_request_new(request_out: *mut *mut backdrop_re
 pub unsafe extern "C" fn backdrop_request_set_image_path(
     request: *mut backdrop_request,
     path: *const c_char,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         let path = arg_path!(path);
@@ -141,7 +144,7 @@ pub unsafe extern "C" fn backdrop_request_set_image_bytes(
     data: *const u8,
     len: usize,
     file_name: *const c_char,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         let data = arg_image!(data, len);
@@ -163,7 +166,7 @@ pub unsafe extern "C" fn backdrop_request_set_image_bytes(
 pub unsafe extern "C" fn backdrop_request_set_image_url(
     request: *mut backdrop_request,
     url: *const c_char,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         let url = arg_str!(url);
@@ -181,7 +184,7 @@ pub unsafe extern "C" fn backdrop_request_set_image_url(
 pub unsafe extern "C" fn backdrop_request_set_prompt(
     request: *mut backdrop_request,
     prompt: *const c_char,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         let prompt = arg_str!(prompt);
@@ -198,7 +201,7 @@ pub unsafe extern "C" fn backdrop_request_set_prompt(
 pub unsafe extern "C" fn backdrop_request_set_negative_prompt(
     request: *mut backdrop_request,
     negative_prompt: *const c_char,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         let negative_prompt = arg_str!(negative_prompt);
@@ -215,7 +218,7 @@ pub unsafe extern "C" fn backdrop_request_set_negative_prompt(
 pub unsafe extern "C" fn backdrop_request_set_scene_type(
     request: *mut backdrop_request,
     scene_type: i64,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         request.scene_type = Some(scene_type);
@@ -231,7 +234,7 @@ pub unsafe extern "C" fn backdrop_request_set_scene_type(
 pub unsafe extern "C" fn backdrop_request_set_batch_size(
     request: *mut backdrop_request,
     batch_size: u32,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         request.batch_size = Some(i64::from(batch_size));
@@ -249,7 +252,7 @@ pub unsafe extern "C" fn backdrop_request_set_batch_size(
 pub unsafe extern "C" fn backdrop_request_set_allow_opaque(
     request: *mut backdrop_request,
     allow: bool,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let request = arg_mut!(request);
         request.allow_opaque = allow;
@@ -270,7 +273,7 @@ pub unsafe extern "C" fn backdrop_request_set_allow_opaque(
 pub unsafe extern "C" fn backdrop_request_validate(
     request: *const backdrop_request,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let request = arg_ref!(request);
         request.validate()?;

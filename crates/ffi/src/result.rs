@@ -5,7 +5,11 @@
 
 use std::ffi::c_char;
 
-/// The result of every fallible call of the library, returned as a `uint32_t`.
+/// The result of every fallible call of the library.
+///
+/// A 32-bit unsigned value in every language: `backdrop_result` is a `uint32_t` typedef in C
+/// before C23, and this enum with `uint32_t` as its underlying type in C23 and C++. The message
+/// functions take any `uint32_t`, so a code from a newer library can still be explained.
 ///
 /// `BACKDROP_OK` (0) is success. Failures are banded by family so that a caller can test a
 /// family with a range check:
@@ -38,8 +42,9 @@ pub enum backdrop_result {
     BACKDROP_ERR_INVALID_ARGUMENT = 7002,
     /// The object was already consumed (a client builder after a successful build).
     BACKDROP_ERR_ALREADY_USED = 7003,
-    /// A result index is not below the task's result count.
-    BACKDROP_ERR_INDEX_OUT_OF_RANGE = 7004,
+    /// A result number is not one of the task's results: numbers run from 1 (`data.image_1`)
+    /// to the task's result count.
+    BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE = 7004,
     /// A blocking call was made from inside a progress callback or another async runtime.
     BACKDROP_ERR_NESTED_CALL = 7005,
     /// The client configuration is unusable (empty key, bad base URL, …).
@@ -146,7 +151,7 @@ pub(crate) const ALL: [backdrop_result; 49] = [
     BACKDROP_ERR_INVALID_UTF8,
     BACKDROP_ERR_INVALID_ARGUMENT,
     BACKDROP_ERR_ALREADY_USED,
-    BACKDROP_ERR_INDEX_OUT_OF_RANGE,
+    BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE,
     BACKDROP_ERR_NESTED_CALL,
     BACKDROP_ERR_CONFIG,
     BACKDROP_ERR_RUNTIME,
@@ -211,7 +216,7 @@ impl backdrop_result {
             BACKDROP_ERR_INVALID_UTF8 => c"BACKDROP_ERR_INVALID_UTF8",
             BACKDROP_ERR_INVALID_ARGUMENT => c"BACKDROP_ERR_INVALID_ARGUMENT",
             BACKDROP_ERR_ALREADY_USED => c"BACKDROP_ERR_ALREADY_USED",
-            BACKDROP_ERR_INDEX_OUT_OF_RANGE => c"BACKDROP_ERR_INDEX_OUT_OF_RANGE",
+            BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE => c"BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE",
             BACKDROP_ERR_NESTED_CALL => c"BACKDROP_ERR_NESTED_CALL",
             BACKDROP_ERR_CONFIG => c"BACKDROP_ERR_CONFIG",
             BACKDROP_ERR_RUNTIME => c"BACKDROP_ERR_RUNTIME",
@@ -268,8 +273,8 @@ impl backdrop_result {
             BACKDROP_ERR_ALREADY_USED => {
                 "the object was already used up (a client builder after a successful build): make a new one"
             }
-            BACKDROP_ERR_INDEX_OUT_OF_RANGE => {
-                "the result index is not below the task's result count"
+            BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE => {
+                "the result number is out of range: results are numbered from 1 (image_1) to the task's result count"
             }
             BACKDROP_ERR_NESTED_CALL => {
                 "a blocking call was made from inside a progress callback or from a thread running an async runtime; call it from a plain thread"

@@ -8,8 +8,10 @@ use backdrop_core::{StateClass, TaskInfo, TaskState};
 
 use crate::error::Failure;
 use crate::handle::{Castable, OwnershipBox, c_string, free_box, to_box_ptr, try_ref};
+use crate::result::backdrop_result;
 use crate::result::backdrop_result::{
-    BACKDROP_ERR_INDEX_OUT_OF_RANGE, BACKDROP_ERR_RESULT_MISSING, BACKDROP_ERR_TASK_NOT_SUCCEEDED,
+    BACKDROP_ERR_RESULT_MISSING, BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE,
+    BACKDROP_ERR_TASK_NOT_SUCCEEDED,
 };
 
 /// A background generation task at the service: its id and the last state seen of it.
@@ -64,8 +66,9 @@ impl TaskData {
         self.info = Some(info);
     }
 
-    /// The result field at a 0-based index, with its 1-based number (`image_1` is number 1).
-    pub(crate) fn result_field(&self, index: usize) -> Result<(u8, &str), Failure> {
+    /// Result `number`: the field `data.image_<number>` and its number (`image_1` is number 1,
+    /// as in the spec, in core and in the CLI's file names).
+    pub(crate) fn result_field(&self, number: usize) -> Result<(u8, &str), Failure> {
         let info = match &self.info {
             Some(info) if info.class() == StateClass::Succeeded => info,
             other => {
@@ -93,17 +96,38 @@ impl TaskData {
             )
             .with_task_id(&self.id));
         }
-        fields.into_iter().nth(index).ok_or_else(|| {
+        let present = fields
+            .iter()
+            .map(|(n, _)| format!("image_{n}"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        if let Some(found) = fields.iter().position(|(n, _)| usize::from(*n) == number) {
+            return Ok(fields[found]);
+        }
+        let failure = if (1..=count).contains(&number) {
+            // Within the count but not reported: a service that skipped image_1.
             Failure::new(
-                BACKDROP_ERR_INDEX_OUT_OF_RANGE,
+                BACKDROP_ERR_RESULT_MISSING,
                 format!(
-                    "result index {index} is out of range: task {} has {count} result image(s), indexes 0 to {}",
-                    self.id,
-                    count.saturating_sub(1)
+                    "task {} reported no image_{number} (its results: {present})",
+                    self.id
                 ),
             )
-            .with_task_id(&self.id)
-        })
+        } else {
+            let hint = if number == 0 {
+                " (numbers start at 1, as the spec's data.image_1)"
+            } else {
+                ""
+            };
+            Failure::new(
+                BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE,
+                format!(
+                    "result number {number} is out of range{hint}: task {} has {count} result image(s), numbered 1 to {count} ({present})",
+                    self.id
+                ),
+            )
+        };
+        Err(failure.with_task_id(&self.id))
     }
 
     fn state(&self) -> TaskState {
@@ -127,7 +151,7 @@ impl TaskData {
 pub unsafe extern "C" fn backdrop_task_from_id(
     task_id: *const c_char,
     task_out: *mut *mut backdrop_task,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!({
         let id = arg_str!(task_id).trim();
         let task_out = arg_out!(task_out);
@@ -178,7 +202,11 @@ pub unsafe extern "C" fn backdrop_task_progress(task: *const backdrop_task) -> f
 }
 
 /// The number of result images of a succeeded task (1 or 2); 0 while the task has not
-/// succeeded as last seen, and when `task` is NULL. Results are indexed from 0.
+/// succeeded as last seen, and when `task` is NULL.
+///
+/// Results are numbered from 1, as the spec's fields: number 1 is `data.image_1`, number 2
+/// `data.image_2`; download them with numbers 1 to this count:
+/// `for (size_t n = 1; n <= backdrop_task_result_count(task); n++)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn backdrop_task_result_count(task: *const backdrop_task) -> usize {
     ffi_infallible!(0, {
@@ -215,6 +243,60 @@ pub unsafe extern "C" fn backdrop_task_free(task: *mut backdrop_task) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::result::backdrop_result;
+
+    fn succeeded(image_1: Option<&str>, image_2: Option<&str>) -> TaskData {
+        let info = TaskInfo {
+            task_id: "t1".to_owned(),
+            state: TaskState::from_code(1),
+            progress: Some(100.0),
+            created_at: None,
+            processed_at: None,
+            completed_at: None,
+            image_1: image_1.map(str::to_owned),
+            image_2: image_2.map(str::to_owned),
+            return_type: None,
+            state_detail: None,
+            time_elapsed: None,
+        };
+        TaskData::polled("t1", info)
+    }
+
+    fn code(task: &TaskData, number: usize) -> backdrop_result {
+        task.result_field(number)
+            .map_or_else(|failure| failure.code(), |_| backdrop_result::BACKDROP_OK)
+    }
+
+    #[test]
+    fn results_are_numbered_from_1_as_the_spec_fields() {
+        let both = succeeded(Some("https://a/1.jpg"), Some("https://a/2.jpg"));
+        assert_eq!(both.result_field(1).unwrap(), (1, "https://a/1.jpg"));
+        assert_eq!(both.result_field(2).unwrap(), (2, "https://a/2.jpg"));
+        for number in [0, 3, usize::MAX] {
+            assert_eq!(
+                code(&both, number),
+                backdrop_result::BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE
+            );
+        }
+        let zero = both.result_field(0).unwrap_err();
+        assert!(zero.message().contains("start at 1"), "{}", zero.message());
+
+        let one = succeeded(Some("https://a/1.jpg"), None);
+        assert_eq!(one.result_field(1).unwrap().0, 1);
+        assert_eq!(
+            code(&one, 2),
+            backdrop_result::BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE
+        );
+
+        // A service that skipped image_1: number 2 is still image_2, and number 1 is missing
+        // (not silently the second image).
+        let skipped = succeeded(None, Some("https://a/2.jpg"));
+        assert_eq!(
+            code(&skipped, 1),
+            backdrop_result::BACKDROP_ERR_RESULT_MISSING
+        );
+        assert_eq!(skipped.result_field(2).unwrap(), (2, "https://a/2.jpg"));
+    }
 
     #[test]
     fn meanings_are_static_and_nul_terminated() {

@@ -14,6 +14,7 @@ use backdrop_core::validate::{
 
 use crate::error::{Failure, backdrop_error};
 use crate::handle::OutPtr;
+use crate::result::backdrop_result;
 use crate::result::backdrop_result::BACKDROP_ERR_IO;
 
 /// `flags` of `backdrop_validate_png_file_with` and `_bytes_with`: check the header only
@@ -135,7 +136,7 @@ pub unsafe extern "C" fn backdrop_validate_png_file(
     path: *const c_char,
     info_out: *mut backdrop_png_info,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let path = arg_path!(path);
         let info = file_info(&path, 0)?;
@@ -155,7 +156,7 @@ pub unsafe extern "C" fn backdrop_validate_png_file_with(
     flags: u32,
     info_out: *mut backdrop_png_info,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let path = arg_path!(path);
         known_flags(flags)?;
@@ -178,7 +179,7 @@ pub unsafe extern "C" fn backdrop_validate_png_bytes(
     len: usize,
     info_out: *mut backdrop_png_info,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let data = arg_image!(data, len);
         let info: backdrop_png_info = check_png_bytes(data, PixelRules::default())?.into();
@@ -197,7 +198,7 @@ pub unsafe extern "C" fn backdrop_validate_png_bytes_with(
     flags: u32,
     info_out: *mut backdrop_png_info,
     error_out: *mut *mut backdrop_error,
-) -> u32 {
+) -> backdrop_result {
     ffi_boundary!(error_out = error_out, {
         let data = arg_image!(data, len);
         known_flags(flags)?;

@@ -11,8 +11,9 @@ const VERSION: &CStr =
         Err(_) => c"unknown",
     };
 
-/// The version of the library, such as `"0.1.0"` (semantic versioning; the shared library's
-/// SONAME carries the major number).
+/// The version of the library, such as `"0.1.0"` (semantic versioning). The shared library's
+/// SONAME carries the part that promises compatibility: the major number from 1.0 on, 0.minor
+/// before (`libbackdrop.so.0.1` for 0.1.z).
 ///
 /// Returns a static NUL-terminated string that is never freed. Never NULL; thread-safe.
 #[unsafe(no_mangle)]

@@ -87,11 +87,26 @@ fn the_header_is_a_c_header_with_cpp_guards_and_no_test_hooks() {
         "extern \"C\" {",
         "typedef struct backdrop_client backdrop_client;",
         "BACKDROP_ERR_PANIC = 7600",
-        "uint32_t backdrop_client_wait(",
+        // Every fallible call returns the enum's typedef (a uint32_t in C11, the enum with a
+        // uint32_t underlying type in C23 and C++); callbacks and counts keep their types.
+        "backdrop_result backdrop_client_wait(",
+        "backdrop_result backdrop_error_code(",
+        "typedef uint32_t (*backdrop_progress_callback)",
+        "size_t backdrop_task_result_count(",
+        "size_t backdrop_result_message(uint32_t result,",
+        "const char *backdrop_result_name(uint32_t result);",
+        // A named struct, so that it can be forward-declared.
+        "typedef struct backdrop_png_info {",
         "fork()",
     ] {
         assert!(generated.contains(needed), "the header lacks {needed:?}");
     }
     assert!(!generated.contains("backdrop_test_panic"));
     assert!(!generated.contains("uintptr_t"), "usize must be size_t");
+    // No fallible function returns a bare code any more.
+    let bare: Vec<&str> = generated
+        .lines()
+        .filter(|line| line.starts_with("uint32_t backdrop_"))
+        .collect();
+    assert!(bare.is_empty(), "functions returning uint32_t: {bare:?}");
 }

@@ -20,15 +20,21 @@ fn client() -> *const backdrop_client {
     let mut client = ptr::null();
     // SAFETY: valid strings and out-pointers; the builder is freed once.
     unsafe {
-        assert_eq!(backdrop_client_builder_new(key.as_ptr(), &mut builder), 0);
+        assert_eq!(
+            backdrop_client_builder_new(key.as_ptr(), &mut builder),
+            backdrop_result::BACKDROP_OK
+        );
         assert_eq!(
             backdrop_client_builder_set_base_url(builder, url.as_ptr()),
-            0
+            backdrop_result::BACKDROP_OK
         );
-        assert_eq!(backdrop_client_builder_set_retry(builder, 1, 0, 0), 0);
+        assert_eq!(
+            backdrop_client_builder_set_retry(builder, 1, 0, 0),
+            backdrop_result::BACKDROP_OK
+        );
         assert_eq!(
             backdrop_client_builder_build(builder, &mut client, ptr::null_mut()),
-            0
+            backdrop_result::BACKDROP_OK
         );
         backdrop_client_builder_free(builder);
     }
@@ -39,7 +45,10 @@ fn task() -> *mut backdrop_task {
     let id = CString::new("some-task").unwrap();
     let mut task = ptr::null_mut();
     // SAFETY: a valid string and out-pointer.
-    assert_eq!(unsafe { backdrop_task_from_id(id.as_ptr(), &mut task) }, 0);
+    assert_eq!(
+        unsafe { backdrop_task_from_id(id.as_ptr(), &mut task) },
+        backdrop_result::BACKDROP_OK
+    );
     task
 }
 
@@ -62,11 +71,11 @@ fn a_blocking_call_inside_an_async_runtime_is_refused_not_a_panic() {
         }
         code
     });
-    assert_eq!(code, backdrop_result::BACKDROP_ERR_NESTED_CALL as u32);
+    assert_eq!(code, backdrop_result::BACKDROP_ERR_NESTED_CALL);
     // Outside the host runtime the same call runs (and fails on the network, as it should).
     // SAFETY: live handles.
     let code = unsafe { backdrop_client_poll(client, task, ptr::null_mut()) };
-    assert_eq!(code, backdrop_result::BACKDROP_ERR_NETWORK as u32);
+    assert_eq!(code, backdrop_result::BACKDROP_ERR_NETWORK);
     // SAFETY: each handle freed once.
     unsafe {
         backdrop_task_free(task);

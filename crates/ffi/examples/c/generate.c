@@ -19,7 +19,7 @@
 #include <string.h>
 
 /* Prints what failed, with the library's detail, and frees the detail. */
-static int report(const char *what, uint32_t code, backdrop_error *err) {
+static int report(const char *what, backdrop_result code, backdrop_error *err) {
     int32_t state = 0;
     fprintf(stderr, "generate: %s failed: %s (%s)\n", what,
             err != NULL ? backdrop_error_message(err) : backdrop_result_name(code),
@@ -76,8 +76,8 @@ int main(int argc, char **argv) {
     backdrop_error *err = NULL;
     char prefix[1024];
     char path[1100];
-    uint32_t code;
-    size_t i;
+    backdrop_result code;
+    size_t n;
     int status = 1;
 
     if (argc < 3 || argc > 4) {
@@ -138,14 +138,15 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    for (i = 0; i < backdrop_task_result_count(task); i++) {
+    /* Results are numbered from 1, as the service's data.image_1 and data.image_2. */
+    for (n = 1; n <= backdrop_task_result_count(task); n++) {
         backdrop_bytes *image = NULL;
-        code = backdrop_client_download(client, task, i, &image, &err);
+        code = backdrop_client_download(client, task, n, &image, &err);
         if (code != BACKDROP_OK) {
             status = report("downloading a result", code, err);
             goto done;
         }
-        snprintf(path, sizeof path, "%s-%zu.%s", prefix, i + 1, backdrop_bytes_extension(image));
+        snprintf(path, sizeof path, "%s-%zu.%s", prefix, n, backdrop_bytes_extension(image));
         if (write_file(path, backdrop_bytes_data(image), backdrop_bytes_len(image)) != 0) {
             backdrop_bytes_free(image);
             goto done;

@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 /* Present only in a library built with the `test-hooks` feature. */
-extern uint32_t backdrop_test_panic(backdrop_error **error_out) __attribute__((weak));
+extern backdrop_result backdrop_test_panic(backdrop_error **error_out) __attribute__((weak));
 
 /* ------------------------------------------------------------------------------------------ */
 /* A small harness                                                                            */
@@ -55,8 +55,8 @@ static const char *current_test = "";
 
 #define CHECK_CODE(expr, expected) check_code_at(__FILE__, __LINE__, #expr, (expr), (expected))
 
-static int check_code_at(const char *file, int line, const char *text, uint32_t got,
-                         uint32_t expected) {
+static int check_code_at(const char *file, int line, const char *text, backdrop_result got,
+                         backdrop_result expected) {
     if (got != expected) {
         fprintf(stderr, "%s:%d: [%s] %s returned %s (%u), expected %s (%u)\n", file, line,
                 current_test, text, backdrop_result_name(got), (unsigned)got,
@@ -70,7 +70,7 @@ static int check_code_at(const char *file, int line, const char *text, uint32_t 
 /* Checks a call's code and, when it failed, its error detail; frees the error. */
 #define CHECK_ERR(expr, expected, err)                                                        \
     do {                                                                                      \
-        uint32_t code_ = (expr);                                                              \
+        backdrop_result code_ = (expr);                                                       \
         if (check_code_at(__FILE__, __LINE__, #expr, code_, (expected)) && code_ != 0) {      \
             CHECK((err) != NULL);                                                             \
             CHECK(backdrop_error_code(err) == code_);                                         \
@@ -151,7 +151,7 @@ static const backdrop_client *client_for_key(const char *base_url, const char *a
     backdrop_client_builder *builder = NULL;
     const backdrop_client *client = NULL;
     backdrop_error *err = NULL;
-    uint32_t code;
+    backdrop_result code;
 
     CHECK_CODE(backdrop_client_builder_new(api_key, &builder), BACKDROP_OK);
     CHECK_CODE(backdrop_client_builder_set_base_url(builder, base_url), BACKDROP_OK);
@@ -254,7 +254,7 @@ struct progress_log {
     double last_progress;
     char task_id[128];
     const backdrop_client *client; /* for the nested-call test */
-    uint32_t nested_code;
+    backdrop_result nested_code;
 };
 
 static uint32_t log_progress(void *userdata, const backdrop_task *view) {
@@ -452,7 +452,7 @@ static void test_whole_flow(void) {
     CHECK(backdrop_task_progress(task) == -1.0);
 
     /* Downloading before the task succeeded is refused. */
-    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err),
+    CHECK_ERR(backdrop_client_download(client, task, 1, &bytes, &err),
               BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
     CHECK(bytes == NULL);
 
@@ -470,7 +470,7 @@ static void test_whole_flow(void) {
     CHECK(backdrop_task_result_count(task) == 2);
     CHECK(backdrop_client_requests_sent(client) > sent_before);
 
-    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_client_download(client, task, 1, &bytes, &err), BACKDROP_OK, err);
     CHECK(is_jpeg(backdrop_bytes_data(bytes), backdrop_bytes_len(bytes)));
     CHECK(strcmp(backdrop_bytes_extension(bytes), "jpg") == 0);
     CHECK(strcmp(backdrop_bytes_mime_type(bytes), "image/jpeg") == 0);
@@ -478,14 +478,22 @@ static void test_whole_flow(void) {
     bytes = NULL;
 
     snprintf(path, sizeof path, "%s/flow-2.jpg", env("BACKDROP_TEST_OUT"));
-    CHECK_ERR(backdrop_client_download_to_file(client, task, 1, path, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 2, path, &err), BACKDROP_OK, err);
     file = read_file(path, &len);
     CHECK(file != NULL && is_jpeg(file, len));
     free(file);
-    CHECK_ERR(backdrop_client_download(client, task, 2, &bytes, &err),
-              BACKDROP_ERR_INDEX_OUT_OF_RANGE, err);
+    CHECK_ERR(backdrop_client_download(client, task, 3, &bytes, &err),
+              BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE, err);
+    /* Results are numbered from 1, as the spec's data.image_1: 0 is no result. */
+    CHECK_CODE(backdrop_client_download(client, task, 0, &bytes, &err),
+               BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE);
+    CHECK(err != NULL && strstr(backdrop_error_message(err), "start at 1") != NULL);
+    CHECK(err != NULL && strstr(backdrop_error_message(err), "image_1 and image_2") != NULL);
+    backdrop_error_free(err);
+    err = NULL;
+    CHECK(bytes == NULL);
     snprintf(path, sizeof path, "%s/no-such-dir/x.jpg", env("BACKDROP_TEST_OUT"));
-    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, path, &err), BACKDROP_ERR_IO, err);
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 1, path, &err), BACKDROP_ERR_IO, err);
     backdrop_task_free(task);
 
     /* The same flow from bytes in memory, one image. */
@@ -503,7 +511,7 @@ static void test_whole_flow(void) {
         backdrop_request_free(from_bytes);
         CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
         CHECK(backdrop_task_result_count(task) == 1);
-        CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err), BACKDROP_OK, err);
+        CHECK_ERR(backdrop_client_download(client, task, 1, &bytes, &err), BACKDROP_OK, err);
         CHECK(backdrop_bytes_len(bytes) > 100);
         backdrop_bytes_free(bytes);
         backdrop_task_free(task);
@@ -569,7 +577,7 @@ static void test_service_errors(void) {
     CHECK(backdrop_task_state(task) == 0); /* outputs only on success: not updated */
     CHECK_ERR(backdrop_client_poll(client, task, &err), BACKDROP_OK, err);
     CHECK(backdrop_task_state(task) == -17);
-    CHECK_ERR(backdrop_client_download(client, task, 0, &(backdrop_bytes *){NULL}, &err),
+    CHECK_ERR(backdrop_client_download(client, task, 1, &(backdrop_bytes *){NULL}, &err),
               BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
     backdrop_task_free(task);
     task = NULL;
@@ -614,7 +622,7 @@ static void test_fault_emulators(void) {
         const backdrop_client *client = client_for("BACKDROP_TEST_URL_EXPIRED");
         task = create(client, request);
         CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
-        CHECK_CODE(backdrop_client_download(client, task, 0, &bytes, &err),
+        CHECK_CODE(backdrop_client_download(client, task, 1, &bytes, &err),
                    BACKDROP_ERR_RESULT_EXPIRED);
         CHECK(bytes == NULL);
         CHECK(backdrop_error_http_status(err) == 403);
@@ -692,7 +700,7 @@ static void test_fault_emulators(void) {
      * that cannot be read: "may have created", never transient, never sent again. */
     {
         const char *urls[2] = {env("BACKDROP_TEST_URL_504"), env("BACKDROP_TEST_URL_GARBLED")};
-        const uint32_t codes[2] = {BACKDROP_ERR_SERVER, BACKDROP_ERR_INVALID_RESPONSE};
+        const backdrop_result codes[2] = {BACKDROP_ERR_SERVER, BACKDROP_ERR_INVALID_RESPONSE};
         const uint16_t statuses[2] = {504, 200};
         int i;
         for (i = 0; i < 2; i++) {
@@ -718,7 +726,7 @@ static void test_fault_emulators(void) {
     {
         const backdrop_client *client =
             client_for_key(env("BACKDROP_TEST_URL_STRICT"), key(), 50, 1);
-        uint32_t code = BACKDROP_OK;
+        backdrop_result code = BACKDROP_OK;
         int i;
         CHECK_CODE(backdrop_task_from_id("any", &task), BACKDROP_OK);
         for (i = 0; i < 6 && code != BACKDROP_ERR_RATE_LIMITED; i++) {
@@ -815,7 +823,7 @@ static void test_null_parameters(void) {
     uint8_t png[128];
     size_t len = png_header(png, 300, 300, 6);
     long long creates_before;
-    const uint32_t null = BACKDROP_ERR_NULL_PARAMETER;
+    const backdrop_result null = BACKDROP_ERR_NULL_PARAMETER;
 
     CHECK_CODE(backdrop_task_from_id("some-task", &task), BACKDROP_OK);
 
@@ -906,12 +914,12 @@ static void test_null_parameters(void) {
     CHECK_ERR(backdrop_client_wait(NULL, task, 100, log_progress, NULL, &err), null, err);
     CHECK_ERR(backdrop_client_wait(client, NULL, 100, log_progress, NULL, &err), null, err);
     /* The pointer checks come before the state checks (the task has not succeeded). */
-    CHECK_ERR(backdrop_client_download(NULL, task, 0, &bytes, &err), null, err);
-    CHECK_ERR(backdrop_client_download(client, NULL, 0, &bytes, &err), null, err);
-    CHECK_ERR(backdrop_client_download(client, task, 0, NULL, &err), null, err);
-    CHECK_ERR(backdrop_client_download_to_file(NULL, task, 0, "x.jpg", &err), null, err);
-    CHECK_ERR(backdrop_client_download_to_file(client, NULL, 0, "x.jpg", &err), null, err);
-    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, NULL, &err), null, err);
+    CHECK_ERR(backdrop_client_download(NULL, task, 1, &bytes, &err), null, err);
+    CHECK_ERR(backdrop_client_download(client, NULL, 1, &bytes, &err), null, err);
+    CHECK_ERR(backdrop_client_download(client, task, 1, NULL, &err), null, err);
+    CHECK_ERR(backdrop_client_download_to_file(NULL, task, 1, "x.jpg", &err), null, err);
+    CHECK_ERR(backdrop_client_download_to_file(client, NULL, 1, "x.jpg", &err), null, err);
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 1, NULL, &err), null, err);
     /* error_out is optional everywhere. */
     CHECK_CODE(backdrop_client_poll(client, NULL, NULL), null);
     CHECK(bytes == NULL);
@@ -959,7 +967,7 @@ static void test_cancellation_and_nesting(void) {
 struct thread_job {
     const backdrop_client *client;
     const backdrop_request *request;
-    uint32_t result;
+    backdrop_result result;
     size_t image_bytes;
 };
 
@@ -972,7 +980,7 @@ static void *run_job(void *arg) {
         job->result = backdrop_client_wait(job->client, task, 60000, NULL, NULL, NULL);
     }
     if (job->result == BACKDROP_OK) {
-        job->result = backdrop_client_download(job->client, task, 0, &bytes, NULL);
+        job->result = backdrop_client_download(job->client, task, 1, &bytes, NULL);
         job->image_bytes = backdrop_bytes_len(bytes);
     }
     backdrop_bytes_free(bytes);
@@ -1033,7 +1041,7 @@ static void test_resume_from_task_id(void) {
     CHECK_CODE(backdrop_task_from_id(saved_id, &resumed), BACKDROP_OK);
     CHECK_ERR(backdrop_client_wait(second, resumed, 30000, NULL, NULL, &err), BACKDROP_OK, err);
     CHECK(backdrop_task_state(resumed) == 1 && backdrop_task_result_count(resumed) == 1);
-    CHECK_ERR(backdrop_client_download(second, resumed, 0, &bytes, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_client_download(second, resumed, 1, &bytes, &err), BACKDROP_OK, err);
     CHECK(is_jpeg(backdrop_bytes_data(bytes), backdrop_bytes_len(bytes)));
     backdrop_bytes_free(bytes);
     backdrop_task_free(resumed);
@@ -1109,7 +1117,7 @@ static void test_buffer_lengths(void) {
     static const size_t huge[] = {MAX_IMAGE_BYTES + 1, (size_t)1 << 31, (size_t)1 << 40,
                                   SIZE_MAX / 2, SIZE_MAX / 2 + 1, SIZE_MAX};
     size_t i, len;
-    uint32_t code;
+    uint32_t code; /* any value: the message functions take every uint32_t */
     int known = 0;
 
     /* backdrop_result_message, for every code this version knows plus unknown ones: a NULL
@@ -1358,7 +1366,7 @@ static void test_strings(void) {
     builder = NULL;
     CHECK_CODE(backdrop_task_from_id("some-task", &task), BACKDROP_OK);
     /* An empty output path is refused before anything is fetched (the task never succeeded). */
-    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, "\0x.jpg", &err),
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 1, "\0x.jpg", &err),
               BACKDROP_ERR_INVALID_ARGUMENT, err);
     backdrop_task_free(task);
     task = NULL;
@@ -1406,7 +1414,7 @@ static void test_strings(void) {
     task = create(client, request);
     CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
     snprintf(path, sizeof path, "%s/result-\xff.jpg", out);
-    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, path, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 1, path, &err), BACKDROP_OK, err);
     file = read_file(path, &len);
     CHECK(file != NULL && is_jpeg(file, len));
     free(file);
@@ -1470,7 +1478,7 @@ static void test_calls_after_errors(void) {
     CHECK(built != UNTOUCHED && built != NULL);
     {
         const backdrop_client *second = UNTOUCHED;
-        const uint32_t used = BACKDROP_ERR_ALREADY_USED;
+        const backdrop_result used = BACKDROP_ERR_ALREADY_USED;
         CHECK_ERR(backdrop_client_builder_build(builder, &second, &err), used, err);
         CHECK(second == UNTOUCHED);
         CHECK_CODE(backdrop_client_builder_set_base_url(builder, "http://127.0.0.1:1"), used);
@@ -1511,16 +1519,16 @@ static void test_calls_after_errors(void) {
     CHECK_ERR(backdrop_request_validate(request, &err), BACKDROP_OK, err);
     task = create(built, request);
     CHECK_ERR(backdrop_client_wait(built, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
-    /* Download after failed downloads: an index out of range, twice, then a good one. */
-    CHECK_ERR(backdrop_client_download(built, task, 1, &bytes, &err),
-              BACKDROP_ERR_INDEX_OUT_OF_RANGE, err);
+    /* Download after failed downloads: a number out of range, twice, then a good one. */
+    CHECK_ERR(backdrop_client_download(built, task, 2, &bytes, &err),
+              BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE, err);
     CHECK_ERR(backdrop_client_download(built, task, SIZE_MAX, &bytes, &err),
-              BACKDROP_ERR_INDEX_OUT_OF_RANGE, err);
+              BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE, err);
     CHECK(bytes == UNTOUCHED);
-    CHECK_ERR(backdrop_client_download(built, task, 0, &bytes, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_client_download(built, task, 1, &bytes, &err), BACKDROP_OK, err);
     /* Bytes (and errors) outlive the client and the task they came from. */
-    CHECK_CODE(backdrop_client_download(built, task, 7, &(backdrop_bytes *){NULL}, &kept),
-               BACKDROP_ERR_INDEX_OUT_OF_RANGE);
+    CHECK_CODE(backdrop_client_download(built, task, 8, &(backdrop_bytes *){NULL}, &kept),
+               BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE);
     backdrop_task_free(task);
     task = NULL;
     backdrop_client_free(built);
@@ -1528,7 +1536,7 @@ static void test_calls_after_errors(void) {
     CHECK(bytes != UNTOUCHED && is_jpeg(backdrop_bytes_data(bytes), backdrop_bytes_len(bytes)));
     backdrop_bytes_free(bytes);
     bytes = UNTOUCHED;
-    CHECK(backdrop_error_code(kept) == BACKDROP_ERR_INDEX_OUT_OF_RANGE);
+    CHECK(backdrop_error_code(kept) == BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE);
     CHECK(strlen(backdrop_error_message(kept)) > 0 && backdrop_error_task_id(kept) != NULL);
     backdrop_error_free(kept);
     kept = NULL;
@@ -1548,11 +1556,11 @@ static void test_calls_after_errors(void) {
     CHECK_ERR(backdrop_client_poll(client, task, &err), BACKDROP_OK, err);
     CHECK(backdrop_task_state(task) == -7 && backdrop_task_result_count(task) == 0);
     CHECK(strcmp(backdrop_task_id(task), id) == 0);
-    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err),
+    CHECK_ERR(backdrop_client_download(client, task, 1, &bytes, &err),
               BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
     CHECK(bytes == UNTOUCHED);
     snprintf(path, sizeof path, "%s/after-failed-wait.jpg", out);
-    CHECK_ERR(backdrop_client_download_to_file(client, task, 0, path, &err),
+    CHECK_ERR(backdrop_client_download_to_file(client, task, 1, path, &err),
               BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
     CHECK(stat(path, &st) != 0);
     CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, NULL, &err),
@@ -1571,7 +1579,7 @@ static void test_calls_after_errors(void) {
               BACKDROP_ERR_CANCELLED, err);
     CHECK_ERR(backdrop_client_wait(client, task, 30000, NULL, &cancel, &err), BACKDROP_OK, err);
     CHECK(cancel.calls == 2);
-    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err), BACKDROP_OK, err);
+    CHECK_ERR(backdrop_client_download(client, task, 1, &bytes, &err), BACKDROP_OK, err);
     CHECK(bytes != UNTOUCHED && backdrop_bytes_len(bytes) > 100);
     backdrop_bytes_free(bytes);
     bytes = UNTOUCHED;
@@ -1585,7 +1593,7 @@ static void test_calls_after_errors(void) {
     CHECK_ERR(backdrop_client_poll(client, task, &err), BACKDROP_ERR_NOT_FOUND, err);
     CHECK_ERR(backdrop_client_wait(client, task, 5000, NULL, NULL, &err), BACKDROP_ERR_NOT_FOUND,
               err);
-    CHECK_ERR(backdrop_client_download(client, task, 0, &bytes, &err),
+    CHECK_ERR(backdrop_client_download(client, task, 1, &bytes, &err),
               BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
     CHECK(bytes == UNTOUCHED && backdrop_task_state(task) == 0);
     backdrop_task_free(task);
@@ -1606,7 +1614,7 @@ static void test_calls_after_errors(void) {
         }
         CHECK_ERR(backdrop_client_poll(never, task, &err), BACKDROP_OK, err);
         CHECK(backdrop_task_state(task) > 1);
-        CHECK_ERR(backdrop_client_download(never, task, 0, &bytes, &err),
+        CHECK_ERR(backdrop_client_download(never, task, 1, &bytes, &err),
                   BACKDROP_ERR_TASK_NOT_SUCCEEDED, err);
         CHECK(bytes == UNTOUCHED);
         /* The error of a wait outlives the task and the client. */
@@ -1627,11 +1635,11 @@ static void test_calls_after_errors(void) {
         task = create(expired, request);
         CHECK_ERR(backdrop_client_wait(expired, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
         for (i = 0; i < 2; i++) {
-            CHECK_ERR(backdrop_client_download(expired, task, 0, &bytes, &err),
+            CHECK_ERR(backdrop_client_download(expired, task, 1, &bytes, &err),
                       BACKDROP_ERR_RESULT_EXPIRED, err);
         }
         snprintf(path, sizeof path, "%s/expired.jpg", out);
-        CHECK_ERR(backdrop_client_download_to_file(expired, task, 0, path, &err),
+        CHECK_ERR(backdrop_client_download_to_file(expired, task, 1, path, &err),
                   BACKDROP_ERR_RESULT_EXPIRED, err);
         CHECK(stat(path, &st) != 0);
         CHECK(bytes == UNTOUCHED && backdrop_task_state(task) == 1);
@@ -1691,7 +1699,7 @@ struct test {
 };
 
 /* The code the full check gives for a rule name of verdicts.txt. */
-static uint32_t code_of_rule(const char *rule) {
+static backdrop_result code_of_rule(const char *rule) {
     if (strcmp(rule, "ok") == 0) return BACKDROP_OK;
     if (strcmp(rule, "damaged_png") == 0) return BACKDROP_ERR_INVALID_DAMAGED_PNG;
     if (strcmp(rule, "trailing_data") == 0) return BACKDROP_ERR_INVALID_TRAILING_DATA;
@@ -1724,14 +1732,14 @@ static void test_png_fixtures(void) {
         return;
     }
     while (fscanf(verdicts, "%255s %63s", name, rule) == 2) {
-        uint32_t expected = code_of_rule(rule);
+        backdrop_result expected = code_of_rule(rule);
         int pixel_rule = expected == BACKDROP_ERR_INVALID_NOTHING_TRANSPARENT ||
                          expected == BACKDROP_ERR_INVALID_NOTHING_VISIBLE;
         backdrop_png_info info;
         backdrop_error *err = NULL;
         backdrop_request *request = request_with("a beach", 1);
         backdrop_task *task = NULL;
-        uint32_t code;
+        backdrop_result code;
 
         fixtures++;
         CHECK(expected != BACKDROP_ERR_OTHER);

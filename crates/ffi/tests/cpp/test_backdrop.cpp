@@ -57,7 +57,7 @@ std::vector<std::uint8_t> read_file(const std::string &path) {
 
 // Runs `call`, expecting a backdrop::error with `code`; returns it.
 template <typename Call>
-backdrop::error expect_error(std::uint32_t code, Call call) {
+backdrop::error expect_error(backdrop_result code, Call call) {
     try {
         call();
     } catch (const backdrop::error &e) {
@@ -66,7 +66,7 @@ backdrop::error expect_error(std::uint32_t code, Call call) {
         return e;
     }
     ADD_FAILURE() << "expected backdrop::error " << backdrop_result_name(code);
-    return backdrop::error(0, "", 0, std::nullopt, "", BACKDROP_RECOVERY_NONE);
+    return backdrop::error(BACKDROP_OK, "", 0, std::nullopt, "", BACKDROP_RECOVERY_NONE);
 }
 
 struct stop_waiting : std::runtime_error {
@@ -153,7 +153,7 @@ TEST(Flow, CreateWaitDownload) {
     request.validate();
     backdrop::task task = client.create_task(request);
     EXPECT_FALSE(task.id().empty());
-    expect_error(BACKDROP_ERR_TASK_NOT_SUCCEEDED, [&] { client.download(task, 0); });
+    expect_error(BACKDROP_ERR_TASK_NOT_SUCCEEDED, [&] { client.download(task, 1); });
 
     std::vector<std::int32_t> states;
     std::string seen_id;
@@ -169,11 +169,15 @@ TEST(Flow, CreateWaitDownload) {
     EXPECT_EQ(task.result_count(), 2u);
     EXPECT_DOUBLE_EQ(task.progress(), 100.0);
 
-    EXPECT_TRUE(is_jpeg(client.download(task, 0)));
+    EXPECT_TRUE(is_jpeg(client.download(task, 1)));
     const std::string path = env("BACKDROP_TEST_OUT") + "/cpp-flow-2.jpg";
-    client.download_to_file(task, 1, path);
+    client.download_to_file(task, 2, path);
     EXPECT_TRUE(is_jpeg(read_file(path)));
-    expect_error(BACKDROP_ERR_INDEX_OUT_OF_RANGE, [&] { client.download(task, 2); });
+    expect_error(BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE, [&] { client.download(task, 3); });
+    // Numbered from 1, as the spec's data.image_1: 0 is no result, and the message says so.
+    auto zero = expect_error(BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE,
+                             [&] { client.download(task, 0); });
+    EXPECT_NE(std::string(zero.what()).find("start at 1"), std::string::npos) << zero.what();
     EXPECT_GT(client.requests_sent(), 2u);
 }
 
@@ -266,7 +270,7 @@ TEST(Threads, EightThreadsShareOneClient) {
             try {
                 backdrop::task task = client.create_task(request);
                 client.wait(task, 60s);
-                if (is_jpeg(client.download(task, 0))) {
+                if (is_jpeg(client.download(task, 1))) {
                     ++succeeded;
                 }
             } catch (const std::exception &e) {
@@ -290,5 +294,5 @@ TEST(Resume, FromATaskIdString) {
     backdrop::task task = backdrop::task::from_id(saved);
     second.wait(task, 30s);
     EXPECT_EQ(task.result_count(), 1u);
-    EXPECT_TRUE(is_jpeg(second.download(task, 0)));
+    EXPECT_TRUE(is_jpeg(second.download(task, 1)));
 }

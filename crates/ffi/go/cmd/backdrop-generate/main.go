@@ -63,12 +63,13 @@ func run() int {
 	if err != nil {
 		return report("waiting for the task", err)
 	}
-	for i := 0; i < task.ResultCount(); i++ {
-		data, err := client.Download(task, i)
+	// Results are numbered from 1 (data.image_1), and so are the files.
+	for n := 1; n <= task.ResultCount(); n++ {
+		data, err := client.Download(task, n)
 		if err != nil {
 			return report("downloading a result", err)
 		}
-		path := fmt.Sprintf("%s-%d.%s", prefix, i+1, extension(data))
+		path := fmt.Sprintf("%s-%d.%s", prefix, n, extension(data))
 		if err := writeFile(path, data); err != nil {
 			fmt.Fprintln(os.Stderr, "backdrop-generate:", err)
 			return 1
