@@ -26,6 +26,7 @@ use crate::inputs::{self, Input, InputSource};
 use crate::journal::Journal;
 use crate::output;
 use crate::progress::Progress;
+use crate::report::LiveReport;
 use crate::service::Service;
 use crate::summary::{FailureRecord, InputOutcome, OutcomeStatus, Summary};
 
@@ -57,31 +58,40 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         },
     );
     let owner = Owner::exclusive(run_id());
+    let report = LiveReport::start(&args, &owner.id);
+    let (all_ended, ended) = watch::channel(false);
     let legacy_options = options_text_before_ledger(&args);
-    let mut outcomes: Vec<(usize, InputOutcome)> =
-        futures_util::stream::iter(inputs.into_iter().enumerate())
-            .map(|(position, input)| {
-                let job = Job {
-                    client: &service.client,
-                    ledger: &ledger,
-                    owner: &owner,
-                    journal: &journal,
-                    args: &args,
-                    legacy_options: &legacy_options,
-                    progress: &progress,
-                    running: &running,
-                    interrupt: interrupt.clone(),
-                    wait,
-                };
-                async move {
-                    let outcome = job.process(&input).await;
-                    job.progress.advance();
-                    (position, outcome)
-                }
-            })
-            .buffer_unordered(args.jobs as usize)
-            .collect()
-            .await;
+    let work = async {
+        let outcomes: Vec<(usize, InputOutcome)> =
+            futures_util::stream::iter(inputs.into_iter().enumerate())
+                .map(|(position, input)| {
+                    let job = Job {
+                        client: &service.client,
+                        ledger: &ledger,
+                        owner: &owner,
+                        journal: &journal,
+                        args: &args,
+                        legacy_options: &legacy_options,
+                        progress: &progress,
+                        running: &running,
+                        interrupt: interrupt.clone(),
+                        report: &report,
+                        wait,
+                    };
+                    async move {
+                        let outcome = job.process(&input).await;
+                        job.report.input_ended(job.journal, &input, &outcome);
+                        job.progress.advance();
+                        (position, outcome)
+                    }
+                })
+                .buffer_unordered(args.jobs as usize)
+                .collect()
+                .await;
+        let _ = all_ended.send(true);
+        outcomes
+    };
+    let (mut outcomes, ()) = tokio::join!(work, report.keep_updated(&journal, ended));
     progress.finish();
     service.shutdown().await;
     outcomes.sort_by_key(|(position, _)| *position);
@@ -90,6 +100,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         started.elapsed().as_secs_f64(),
     );
     summary.stopped = *interrupt.borrow() > 0;
+    summary.report = report.finish(&journal, &summary).await;
     if summary.stopped && summary.skipped + summary.interrupted > 0 {
         eprintln!(
             "backdrop: interrupted: {} inputs not started, {} tasks left running; the journal {} \
@@ -159,6 +170,7 @@ struct Job<'a> {
     progress: &'a Progress,
     running: &'a AtomicUsize,
     interrupt: watch::Receiver<u8>,
+    report: &'a LiveReport,
     wait: WaitOptions,
 }
 
@@ -235,6 +247,7 @@ impl Job<'_> {
     ) -> Result<Finished, FailureRecord> {
         let request = self.request(input)?;
         let key = self.key(input, &request).await?;
+        self.report.input_keyed(&key, input);
         self.journal
             .adopt_entry_before_ledger(&key, input, self.legacy_options)
             .await

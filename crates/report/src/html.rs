@@ -178,7 +178,7 @@ tr.row.selected{background:#eef4ff;box-shadow:inset 4px 0 var(--run)}
 tr.failed{box-shadow:inset 4px 0 var(--bad)}
 tr.failed.selected{box-shadow:inset 4px 0 var(--bad),inset 8px 0 var(--run)}
 .pics{display:flex;gap:8px;flex-wrap:wrap}
-.pic{display:block;width:128px;height:128px;border:1px solid var(--line);border-radius:4px;background:#fff;overflow:hidden}
+.pic{display:block;width:160px;height:160px;border:1px solid var(--line);border-radius:4px;background:#fff;overflow:hidden}
 .pic img{width:100%;height:100%;object-fit:contain;display:block}
 .pic.none{display:flex;align-items:center;justify-content:center;color:#777;font-size:12px;text-align:center;padding:6px;
  background-color:#fff;background-image:linear-gradient(45deg,#ddd 25%,transparent 25%,transparent 75%,#ddd 75%),linear-gradient(45deg,#ddd 25%,transparent 25%,transparent 75%,#ddd 75%);background-size:16px 16px;background-position:0 0,8px 8px}

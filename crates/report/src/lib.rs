@@ -11,5 +11,6 @@
 
 pub mod html;
 pub mod thumbnail;
+pub mod time;
 
 pub use html::{Failure, Page, Picture, Row, Status, Totals, encode_path, escape, render};
