@@ -13,7 +13,9 @@ use tracing::Instrument;
 
 use crate::error::LambdaError;
 use crate::event::{self, Invocation, SqsBody, SqsItem};
-use crate::process::{Deps, Lease, Outcome, process_object};
+use crate::process::{Deps, Lease, Outcome};
+// Every object, then its row in the day's report (`report.rs`).
+use crate::report::process_and_report as process_object;
 use crate::store::ObjectStore;
 
 /// Handles one invocation.

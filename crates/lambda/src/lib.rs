@@ -18,6 +18,7 @@ pub mod outputs;
 pub mod params;
 pub mod process;
 pub mod records;
+pub mod report;
 #[cfg(feature = "aws")]
 pub mod secrets;
 pub mod store;

@@ -114,6 +114,24 @@ pub struct Page {
     pub notes: Vec<String>,
     /// The rows, in order.
     pub rows: Vec<Row>,
+    /// JSON kept in the page for the program that writes it next (the Lambda keeps its rows
+    /// there), in a `<script type="application/json">` block that is never run; read it back
+    /// with [`embedded_data`].
+    pub data: Option<String>,
+    /// A value that makes this page's bytes differ from any other write's (a store's ETag is
+    /// a hash of the bytes: two writes must never share one).
+    pub revision: Option<String>,
+}
+
+/// The id of the data block.
+const DATA_ID: &str = "backdrop-data";
+
+/// The JSON a page keeps in its data block ([`Page::data`]), if any.
+pub fn embedded_data(html: &str) -> Option<String> {
+    let opening = format!("<script type=\"application/json\" id=\"{DATA_ID}\">");
+    let start = html.find(&opening)? + opening.len();
+    let length = html[start..].find("</script>")?;
+    Some(html[start..start + length].to_owned())
 }
 
 /// The totals of a page's rows.
@@ -330,6 +348,13 @@ pub fn render(page: &Page) -> String {
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     out.push_str("<meta name=\"referrer\" content=\"no-referrer\">\n");
     out.push_str("<meta name=\"generator\" content=\"backdrop\">\n");
+    if let Some(revision) = &page.revision {
+        let _ = writeln!(
+            out,
+            "<meta name=\"backdrop-revision\" content=\"{}\">",
+            escape(revision)
+        );
+    }
     if page.in_progress {
         let _ = writeln!(
             out,
@@ -408,10 +433,16 @@ pub fn render(page: &Page) -> String {
         }
         out.push_str("</tbody>\n</table>\n");
     }
-    let _ = write!(
-        out,
-        "</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n"
-    );
+    out.push_str("</main>\n");
+    if let Some(data) = &page.data {
+        // JSON escapes `<` as \u003c: the block cannot be closed (or a comment opened) by text.
+        let _ = writeln!(
+            out,
+            "<script type=\"application/json\" id=\"{DATA_ID}\">{}</script>",
+            data.replace('<', "\\u003c")
+        );
+    }
+    let _ = write!(out, "<script>{SCRIPT}</script>\n</body>\n</html>\n");
     out
 }
 
@@ -561,7 +592,23 @@ mod tests {
             refresh_seconds: 5,
             notes: Vec::new(),
             rows,
+            data: None,
+            revision: None,
         }
+    }
+
+    #[test]
+    fn data_comes_back_and_cannot_close_its_block() {
+        let mut page = page(vec![row("a.png", Status::Succeeded)]);
+        page.data = Some(r#"{"note":"</script><script>alert(1)</script>"}"#.into());
+        page.revision = Some("r-1".into());
+        let html = render(&page);
+        assert_eq!(html.matches("</script>").count(), 2, "{html}");
+        let data = embedded_data(&html).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(value["note"], "</script><script>alert(1)</script>");
+        assert!(html.contains("content=\"r-1\""));
+        assert_eq!(embedded_data("<html></html>"), None);
     }
 
     #[test]

@@ -13,4 +13,6 @@ pub mod html;
 pub mod thumbnail;
 pub mod time;
 
-pub use html::{Failure, Page, Picture, Row, Status, Totals, encode_path, escape, render};
+pub use html::{
+    Failure, Page, Picture, Row, Status, Totals, embedded_data, encode_path, escape, render,
+};
