@@ -22,7 +22,9 @@
 //!
 //! While `generate` runs, the page is rewritten at most every [`UPDATE_INTERVAL`] after a result
 //! lands (the rows of a 200-input folder render in milliseconds, but each write is a whole file
-//! and an fsync), and once more at the end; the page reloads itself while the run goes on.
+//! and an fsync), each time spending at most [`LIVE_THUMBNAIL_BUDGET`] on thumbnails (images
+//! without one yet are links until a later write), and once more at the end, with every
+//! thumbnail; the page reloads itself while the run goes on.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufReader;
@@ -53,6 +55,9 @@ const SIDECAR_FILE: &str = "inputs.json";
 const SIDECAR_VERSION: u32 = 1;
 /// Shortest time between two writes of the page while a run goes on.
 pub const UPDATE_INTERVAL: Duration = Duration::from_secs(2);
+/// The most time a write of the page spends on thumbnails while a run goes on (the final write
+/// makes all that are missing): results land faster than thumbnails are made.
+const LIVE_THUMBNAIL_BUDGET: Duration = Duration::from_secs(1);
 /// How often an open page reloads itself while a run goes on.
 const REFRESH_SECONDS: u32 = 5;
 /// Files larger than this get no thumbnail (the service takes at most 20 MiB).
@@ -268,6 +273,7 @@ impl LiveReport {
                 out: &task.out,
                 out_abs: &task.out_abs,
                 failed_thumbnails: &task.failed_thumbnails,
+                thumbnail_budget: live.then_some(LIVE_THUMBNAIL_BUDGET),
             };
             save_sidecar(&task.out_abs, &sidecar)?;
             folder.write_page(&entries, &sidecar, &running, wall, live)
@@ -359,6 +365,7 @@ pub fn rebuild(dir: &Path) -> Result<(PathBuf, String), CliError> {
         out: dir,
         out_abs: &out_abs,
         failed_thumbnails: &failed,
+        thumbnail_budget: None,
     };
     let wall = wall_text(&sidecar.runs, None);
     let stats = folder
@@ -421,8 +428,9 @@ fn seconds_text(seconds: f64) -> String {
 }
 
 /// What writing a page did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Stats {
+    started: Instant,
     rows: usize,
     bytes: usize,
     thumbnails_made: usize,
@@ -435,6 +443,9 @@ struct Folder<'a> {
     out: &'a Path,
     out_abs: &'a Path,
     failed_thumbnails: &'a Mutex<HashSet<PathBuf>>,
+    /// The most time one write spends making thumbnails (`None`: as long as it takes); the
+    /// images left without one show as links until a later write makes it.
+    thumbnail_budget: Option<Duration>,
 }
 
 impl Folder<'_> {
@@ -447,7 +458,14 @@ impl Folder<'_> {
         wall: Option<String>,
         in_progress: bool,
     ) -> Result<Stats, String> {
-        let mut stats = Stats::default();
+        let mut stats = Stats {
+            started: Instant::now(),
+            rows: 0,
+            bytes: 0,
+            thumbnails_made: 0,
+            thumbnail_seconds: 0.0,
+            render_seconds: 0.0,
+        };
         let thumbs_started = Instant::now();
         let (mut rows, unrecorded) = self.rows(entries, sidecar, running, &mut stats);
         stats.thumbnail_seconds = thumbs_started.elapsed().as_secs_f64();
@@ -479,6 +497,8 @@ impl Folder<'_> {
             refresh_seconds: REFRESH_SECONDS,
             notes,
             rows,
+            data: None,
+            revision: None,
         };
         let render_started = Instant::now();
         let html = backdrop_report::render(&page);
@@ -730,7 +750,11 @@ impl Folder<'_> {
         if fresh {
             return Some(thumb.to_owned());
         }
-        if original_meta.len() > MAX_THUMBNAIL_SOURCE
+        let over_budget = self
+            .thumbnail_budget
+            .is_some_and(|budget| stats.started.elapsed() >= budget);
+        if over_budget
+            || original_meta.len() > MAX_THUMBNAIL_SOURCE
             || lock(self.failed_thumbnails).contains(original)
         {
             return None;

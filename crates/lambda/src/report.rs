@@ -84,7 +84,7 @@ impl From<LambdaError> for ReportError {
 /// One object's row, as stored under `_report/<day>/rows/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowRecord {
-    /// [`FORMAT`].
+    /// The format of row records (1).
     pub format: u32,
     /// The source object's bucket.
     pub bucket: String,

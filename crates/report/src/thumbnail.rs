@@ -22,6 +22,10 @@ const QUALITY: u8 = 78;
 /// The largest image decoded whole, in pixels per side: the spec's outputs are at most 1024 px.
 const MAX_WHOLE_SIDE: u32 = 4096;
 
+/// The largest PNG reduced, in pixels per side: twice the service's limit, so that a source
+/// refused for its size still shows, and a hostile header cannot make the work unbounded.
+const MAX_STREAMED_SIDE: u32 = 8192;
+
 /// Side of one checkerboard square behind transparent pixels, in thumbnail pixels.
 const CHECKER: u32 = 8;
 
@@ -93,7 +97,7 @@ pub fn png_on_checkerboard(reader: impl BufRead + Seek) -> Result<Vec<u8>, Thumb
         let info = reader.info();
         (info.width, info.height, info.interlaced)
     };
-    if width == 0 || height == 0 || width > 65_535 || height > 65_535 {
+    if width == 0 || height == 0 || width > MAX_STREAMED_SIDE || height > MAX_STREAMED_SIDE {
         return Err(ThumbnailError::new(format!(
             "a PNG of {width}x{height} px cannot be reduced"
         )));
