@@ -59,39 +59,33 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     );
     let owner = Owner::exclusive(run_id());
     let report = LiveReport::start(&args, &owner.id);
-    let (all_ended, ended) = watch::channel(false);
     let legacy_options = options_text_before_ledger(&args);
-    let work = async {
-        let outcomes: Vec<(usize, InputOutcome)> =
-            futures_util::stream::iter(inputs.into_iter().enumerate())
-                .map(|(position, input)| {
-                    let job = Job {
-                        client: &service.client,
-                        ledger: &ledger,
-                        owner: &owner,
-                        journal: &journal,
-                        args: &args,
-                        legacy_options: &legacy_options,
-                        progress: &progress,
-                        running: &running,
-                        interrupt: interrupt.clone(),
-                        report: &report,
-                        wait,
-                    };
-                    async move {
-                        let outcome = job.process(&input).await;
-                        job.report.input_ended(job.journal, &input, &outcome);
-                        job.progress.advance();
-                        (position, outcome)
-                    }
-                })
-                .buffer_unordered(args.jobs as usize)
-                .collect()
-                .await;
-        let _ = all_ended.send(true);
-        outcomes
-    };
-    let (mut outcomes, ()) = tokio::join!(work, report.keep_updated(&journal, ended));
+    let work = futures_util::stream::iter(inputs.into_iter().enumerate())
+        .map(|(position, input)| {
+            let job = Job {
+                client: &service.client,
+                ledger: &ledger,
+                owner: &owner,
+                journal: &journal,
+                args: &args,
+                legacy_options: &legacy_options,
+                progress: &progress,
+                running: &running,
+                interrupt: interrupt.clone(),
+                report: &report,
+                wait,
+            };
+            async move {
+                let outcome = job.process(&input).await;
+                job.report.input_ended(job.journal, &input, &outcome);
+                job.progress.advance();
+                (position, outcome)
+            }
+        })
+        .buffer_unordered(args.jobs as usize)
+        .collect::<Vec<(usize, InputOutcome)>>();
+    // The page is rewritten as inputs end, while they run.
+    let mut outcomes = report.alongside(&journal, work).await;
     progress.finish();
     service.shutdown().await;
     outcomes.sort_by_key(|(position, _)| *position);

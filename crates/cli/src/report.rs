@@ -210,9 +210,22 @@ impl LiveReport {
         inner.changed.notify_one();
     }
 
+    /// Runs `work` (the run's inputs), writing the page at once and again as inputs end, at
+    /// most every [`UPDATE_INTERVAL`], until `work` is done; returns its output.
+    pub async fn alongside<T>(&self, journal: &Journal, work: impl Future<Output = T>) -> T {
+        let (finished, done) = watch::channel(false);
+        let work = async {
+            let output = work.await;
+            let _ = finished.send(true);
+            output
+        };
+        let (output, ()) = tokio::join!(work, self.keep_updated(journal, done));
+        output
+    }
+
     /// Writes the page at once, then again after inputs end — at most every
     /// [`UPDATE_INTERVAL`] — until `done` turns true.
-    pub async fn keep_updated(&self, journal: &Journal, mut done: watch::Receiver<bool>) {
+    async fn keep_updated(&self, journal: &Journal, mut done: watch::Receiver<bool>) {
         let Some(inner) = &self.0 else { return };
         self.write(journal, None).await;
         let mut last = Instant::now();
