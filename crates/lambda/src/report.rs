@@ -19,10 +19,13 @@
 //! records after that, so its page holds the row. Later pages list later still. No row is lost,
 //! whatever the interleaving, and a rebuild costs at most a few attempts. The rows the page was
 //! built from are kept in it (a JSON block, with each row record's ETag), so a rebuild fetches
-//! only the row records that are new or changed since. Within one process (the objects of an
-//! invocation finish together), rebuilds of a page take turns and combine: an object whose row
-//! record was written before a rebuild began is covered by that rebuild, and does not start
-//! its own.
+//! only the row records that are new or changed since.
+//!
+//! **Within an invocation**, the report waits until every object has its outcome (so it never
+//! slows the work), then the objects write their row records one at a time, and the last one
+//! rebuilds the page once for all of them. Within one process, rebuilds of a page also take
+//! turns and combine: a caller whose row record was written before a rebuild began is covered
+//! by that rebuild.
 //!
 //! **Links** are relative keys (`../shelf/mug/1.jpg`, `thumbs/shelf/mug/1.jpg`,
 //! `../../incoming/shelf/mug.png`): the page works wherever the bucket's keys keep their shape —
@@ -30,6 +33,11 @@
 //! carries credentials, which presigned links would (and they would die with the function's
 //! session, hours later). A source in another bucket (`OUTPUT_BUCKET`) is shown by its thumbnail
 //! only.
+//!
+//! **Thumbnails** (`_report/thumbs/<path>/1.jpg`, `source.jpg`) are made one at a time per
+//! process: a generated image (at most 1024 px) is read and decoded whole; a source, up to
+//! 20 MiB, is read by ranged GETs of 1 MiB that feed a decoder reading the PNG row by row, so
+//! memory stays a few MiB whatever its size.
 //!
 //! The report is best effort: trouble building it is logged and never changes an object's
 //! outcome (nothing is retried for it); the next object's rebuild picks up every row record.
@@ -151,9 +159,11 @@ pub enum Rebuilt {
 /// returned: the outcome is the object's.
 ///
 /// The report waits until every object of the invocation has its outcome, so that it never
-/// slows the work on them (their rows then share one rebuild of the page), and gets the time
-/// left before the deadline but half the deadline margin, so that it never makes the
-/// invocation overrun (which would deliver the whole batch again).
+/// slows the work on them; then the objects write their row records one at a time (one
+/// thumbnail, one request at a time: the report stays a trickle beside the work), and the last
+/// one rebuilds the page once for all of them. It gets the time left before the deadline but half
+/// the deadline margin, so that it never makes the invocation overrun (which would deliver the
+/// whole batch again).
 pub async fn process_and_report<S: ObjectStore>(
     deps: &Deps<S>,
     object: &ObjectRef,
@@ -161,8 +171,9 @@ pub async fn process_and_report<S: ObjectStore>(
 ) -> Outcome {
     let invocation = Invocation::join(&lease.owner.id);
     let outcome = process_object(deps, object, lease).await;
-    let all_done = invocation.leave();
-    if matches!(outcome, Outcome::Skipped(_) | Outcome::Retry(_)) {
+    let has_row = matches!(outcome, Outcome::Done { .. } | Outcome::Failed { .. });
+    let turn = invocation.leave(has_row);
+    if !has_row {
         return outcome;
     }
     let budget = lease
@@ -171,11 +182,29 @@ pub async fn process_and_report<S: ObjectStore>(
         .saturating_sub(deps.config.deadline_margin / 2);
     let (bucket, key) = (&object.bucket, &object.key);
     let report = async {
-        all_done.await;
-        record(deps, object, &outcome, time::now_ms()).await
+        turn.all_processed().await;
+        static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let day = {
+            let _turn = ONE_AT_A_TIME
+                .acquire()
+                .await
+                .map_err(|e| ReportError(format!("report: {e}")))?;
+            write_row(deps, object, &outcome, time::now_ms()).await
+        };
+        // Counted even when the row could not be written: the last one rebuilds the others'.
+        let Some(days) = turn.row_written(day.as_ref().ok().and_then(Option::as_ref)) else {
+            return day.map(|_| None);
+        };
+        let mut rebuilt = None;
+        for day in days {
+            rebuilt = Some(rebuild_combined(&deps.store, &deps.config, &day).await?);
+        }
+        day.map(|_| rebuilt)
     };
     match tokio::time::timeout(budget, report).await {
-        Ok(Ok(rebuilt)) => tracing::debug!(%bucket, %key, ?rebuilt, "the day's report updated"),
+        Ok(Ok(rebuilt)) => {
+            tracing::debug!(%bucket, %key, ?rebuilt, "row written for the day's report")
+        }
         Ok(Err(error)) => {
             tracing::warn!(%bucket, %key, error = %error, "the day's report was not updated");
         }
@@ -184,14 +213,14 @@ pub async fn process_and_report<S: ObjectStore>(
     outcome
 }
 
-/// Writes the row record of `object`'s `outcome` (made at `now_ms`) and rebuilds that day's
-/// page. Does nothing for outcomes without a record.
-pub async fn record<S: ObjectStore>(
+/// Writes the row record of `object`'s `outcome` (made at `now_ms`); returns the day it
+/// belongs to, `None` for outcomes without a record.
+async fn write_row<S: ObjectStore>(
     deps: &Deps<S>,
     object: &ObjectRef,
     outcome: &Outcome,
     now_ms: u64,
-) -> Result<Option<Rebuilt>, ReportError> {
+) -> Result<Option<Day>, ReportError> {
     let config = &deps.config;
     let Some(relative) = object.key.get(config.input_prefix.len()..) else {
         return Ok(None);
@@ -243,26 +272,41 @@ pub async fn record<S: ObjectStore>(
             WriteCondition::Always,
         )
         .await?;
-    rebuild_combined(&deps.store, config, &day).await.map(Some)
+    Ok(Some(day))
 }
 
-/// The objects of one invocation still being processed (the objects of an invocation all start
-/// at once: each joins before its first await).
+/// Where the objects of one invocation stand: how many are still being processed, how many rows
+/// are still to be written, and the days those rows went to.
+#[derive(Debug, Default)]
+struct Counts {
+    processing: usize,
+    rows_to_write: usize,
+    days: Vec<Day>,
+}
+
+type Shared = std::sync::Arc<(std::sync::Mutex<Counts>, tokio::sync::Notify)>;
+
+/// One object of an invocation (the objects of an invocation all start at once: each joins
+/// before its first await).
 #[derive(Debug)]
 struct Invocation {
     id: String,
-    state: std::sync::Arc<(std::sync::Mutex<usize>, tokio::sync::Notify)>,
+    shared: Shared,
 }
 
-type Running = std::collections::HashMap<
-    String,
-    std::sync::Arc<(std::sync::Mutex<usize>, tokio::sync::Notify)>,
->;
-
-fn running() -> std::sync::MutexGuard<'static, Running> {
-    static RUNNING: std::sync::OnceLock<std::sync::Mutex<Running>> = std::sync::OnceLock::new();
-    RUNNING
+fn invocations() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Shared>> {
+    static INVOCATIONS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Shared>>,
+    > = std::sync::OnceLock::new();
+    INVOCATIONS
         .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn counts(shared: &Shared) -> std::sync::MutexGuard<'_, Counts> {
+    shared
+        .0
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -270,36 +314,64 @@ fn running() -> std::sync::MutexGuard<'static, Running> {
 impl Invocation {
     /// Counts one more object of invocation `id` as being processed.
     fn join(id: &str) -> Invocation {
-        let state = running().entry(id.to_owned()).or_default().clone();
-        *state.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let shared = invocations().entry(id.to_owned()).or_default().clone();
+        counts(&shared).processing += 1;
         Invocation {
             id: id.to_owned(),
-            state,
+            shared,
         }
     }
 
-    /// Counts this object as processed; the future ends once every object of the invocation
-    /// is.
-    fn leave(self) -> impl std::future::Future<Output = ()> {
-        let left = {
-            let mut count = self.state.0.lock().unwrap_or_else(|p| p.into_inner());
-            *count = count.saturating_sub(1);
-            *count
+    /// Counts this object as processed, with a row to write or not.
+    fn leave(self, has_row: bool) -> Turn {
+        let all_processed = {
+            let mut counts = counts(&self.shared);
+            counts.processing = counts.processing.saturating_sub(1);
+            counts.rows_to_write += usize::from(has_row);
+            counts.processing == 0
         };
-        if left == 0 {
-            running().remove(&self.id);
-            self.state.1.notify_waiters();
+        if all_processed {
+            invocations().remove(&self.id);
+            self.shared.1.notify_waiters();
         }
-        let state = self.state;
-        async move {
-            loop {
-                let notified = state.1.notified();
-                if *state.0.lock().unwrap_or_else(|p| p.into_inner()) == 0 {
-                    return;
-                }
-                notified.await;
+        Turn {
+            shared: self.shared,
+        }
+    }
+}
+
+/// An object's turn at the report, once processed.
+#[derive(Debug)]
+struct Turn {
+    shared: Shared,
+}
+
+impl Turn {
+    /// Ends once every object of the invocation is processed.
+    async fn all_processed(&self) {
+        loop {
+            let notified = self.shared.1.notified();
+            if counts(&self.shared).processing == 0 {
+                return;
             }
+            notified.await;
         }
+    }
+
+    /// Counts this object's row as written (to `day`, if it was); the last one gets the days
+    /// to rebuild.
+    fn row_written(self, day: Option<&Day>) -> Option<Vec<Day>> {
+        let mut counts = counts(&self.shared);
+        if let Some(day) = day
+            && !counts
+                .days
+                .iter()
+                .any(|d| d.bucket == day.bucket && d.date == day.date && d.folder == day.folder)
+        {
+            counts.days.push(day.clone());
+        }
+        counts.rows_to_write = counts.rows_to_write.saturating_sub(1);
+        (counts.rows_to_write == 0).then(|| std::mem::take(&mut counts.days))
     }
 }
 
@@ -632,26 +704,26 @@ impl<S: ObjectStore> RowMaker<'_, S> {
             .unwrap_or(&self.destination.folder);
         let thumb_key = format!("{}thumbs/{relative}/{name}", self.day.folder);
         let made = async {
-            if source {
-                let head = self.store.head(bucket, key).await?;
-                if head.is_none_or(|h| h.size > MAX_THUMBNAIL_SOURCE) {
+            let jpeg = if source {
+                // Streamed: ranged GETs feed the decoder, which reads the PNG row by row.
+                let Some(head) = self.store.head(bucket, key).await? else {
                     return Ok::<_, ReportError>(None);
+                };
+                if head.size > MAX_THUMBNAIL_SOURCE {
+                    return Ok(None);
                 }
-            }
-            let Some((bytes, _)) = self.store.get(bucket, key).await? else {
-                return Ok(None);
+                source_thumbnail(self.store, bucket, key, &head.etag, head.size).await?
+            } else {
+                // A generated image is at most 1024 px: read whole, decoded whole.
+                let Some((bytes, _)) = self.store.get(bucket, key).await? else {
+                    return Ok(None);
+                };
+                tokio::task::spawn_blocking(move || thumbnail::generated_image(Cursor::new(bytes)))
+                    .await
+                    .map_err(|e| ReportError(format!("thumbnail: {e}")))?
+                    .ok()
             };
-            let jpeg = tokio::task::spawn_blocking(move || {
-                let reader = Cursor::new(bytes);
-                if source {
-                    thumbnail::png_on_checkerboard(reader)
-                } else {
-                    thumbnail::generated_image(reader)
-                }
-            })
-            .await
-            .map_err(|e| ReportError(format!("thumbnail: {e}")))?;
-            let Ok(jpeg) = jpeg else { return Ok(None) };
+            let Some(jpeg) = jpeg else { return Ok(None) };
             self.store
                 .put(
                     &self.day.bucket,
@@ -670,6 +742,88 @@ impl<S: ObjectStore> RowMaker<'_, S> {
                 None
             }
         }
+    }
+}
+
+/// Bytes of an object fetched by ranged GETs.
+const CHUNK: usize = 1024 * 1024;
+
+/// The thumbnail of a source PNG read through ranged GETs of [`CHUNK`] bytes: the decoder runs
+/// on a blocking thread and reads the chunks as the async side fetches them, at most two ahead,
+/// so memory is a few chunks and one row whatever the object's size. `None` when the object is
+/// not a PNG that can be reduced.
+async fn source_thumbnail<S: ObjectStore>(
+    store: &S,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+    size: u64,
+) -> Result<Option<Vec<u8>>, ReportError> {
+    let (chunks, received) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let decode = tokio::task::spawn_blocking(move || {
+        let reader = ChunkReader {
+            received,
+            current: Bytes::new(),
+        };
+        thumbnail::png_on_checkerboard(reader).ok()
+    });
+    let mut offset = 0u64;
+    while offset < size {
+        let chunk = store.get_range(bucket, key, etag, offset, CHUNK).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        offset += chunk.len() as u64;
+        if chunks.send(chunk).await.is_err() {
+            break; // the decoder is done (or gave up) before the end of the object
+        }
+    }
+    drop(chunks);
+    decode
+        .await
+        .map_err(|e| ReportError(format!("thumbnail: {e}")))
+}
+
+/// A reader over chunks arriving on a channel (for a decoder on a blocking thread). It cannot
+/// seek: the PNG decoder never does, it only asks for the ability.
+struct ChunkReader {
+    received: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = std::io::BufRead::fill_buf(self)?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        std::io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.current.is_empty() {
+            match self.received.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => break,
+            }
+        }
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        let amount = amount.min(self.current.len());
+        let _ = self.current.split_to(amount);
+    }
+}
+
+impl std::io::Seek for ChunkReader {
+    fn seek(&mut self, _: std::io::SeekFrom) -> std::io::Result<u64> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "an S3 object read in chunks cannot seek",
+        ))
     }
 }
 
