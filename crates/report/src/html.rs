@@ -195,7 +195,8 @@ tr.row:focus{outline:none}
 tr.row.selected{background:#eef4ff;box-shadow:inset 4px 0 var(--run)}
 tr.failed{box-shadow:inset 4px 0 var(--bad)}
 tr.failed.selected{box-shadow:inset 4px 0 var(--bad),inset 8px 0 var(--run)}
-.pics{display:flex;gap:8px;flex-wrap:wrap}
+.pics{display:flex;gap:8px;flex-wrap:nowrap}
+td.generated{min-width:344px}
 .pic{display:block;width:160px;height:160px;border:1px solid var(--line);border-radius:4px;background:#fff;overflow:hidden}
 .pic img{width:100%;height:100%;object-fit:contain;display:block}
 .pic.none{display:flex;align-items:center;justify-content:center;color:#777;font-size:12px;text-align:center;padding:6px;
