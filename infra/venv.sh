@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (once) the Python tools the tests and the local pipeline use, in a venv outside the
-# clone, and prints its bin folder. Pinned versions: moto (S3/SQS server), cargo-lambda,
-# cfn-lint, aws-sam-translator and the SAM CLI.
+# clone, and prints its bin folder. Pinned versions: moto (S3, SQS and DynamoDB server), cargo-lambda,
+# cfn-lint, aws-sam-translator, the SAM CLI, and Playwright (its Python driver only: the browser
+# tests drive the system's Chromium, `apt-get install chromium`, never a downloaded browser).
 set -euo pipefail
 venv="${BACKDROP_VENV:-$HOME/.cache/backdrop-venv}"
 requirements=(
@@ -10,6 +11,7 @@ requirements=(
   "cfn-lint==1.58.0"
   "aws-sam-translator==1.115.0"
   "aws-sam-cli==1.170.0"
+  "playwright==1.65.2"
 )
 stamp="$venv/.backdrop-requirements"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then

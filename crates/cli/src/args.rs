@@ -33,6 +33,8 @@ pub enum Command {
     /// Serve the local emulator of the API.
     #[cfg(feature = "emulator")]
     Emulator(backdrop_emulator::cli::EmulatorArgs),
+    /// Rebuild an output folder's contact sheet (index.html) from its journal.
+    Report(ReportArgs),
 }
 
 /// Where the service is and how to reach it.
@@ -116,6 +118,12 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Do not write the contact sheet: `index.html` in the output folder, one row per input with
+    /// its source, generated images, task, seconds, credits and any failure, rewritten as
+    /// results land.
+    #[arg(long)]
+    pub no_report: bool,
+
     /// Inputs in flight at once (all share the key's rate limit).
     #[arg(long, short, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: u32,
@@ -189,6 +197,14 @@ pub struct ValidateArgs {
     /// Accept images in which no pixel is transparent or none is visible (a warning instead).
     #[arg(long, conflicts_with = "header_only")]
     pub allow_opaque: bool,
+}
+
+/// `backdrop report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The output folder of a `generate` run (its `--out`).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// `backdrop status`.

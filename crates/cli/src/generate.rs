@@ -26,6 +26,7 @@ use crate::inputs::{self, Input, InputSource};
 use crate::journal::Journal;
 use crate::output;
 use crate::progress::Progress;
+use crate::report::LiveReport;
 use crate::service::Service;
 use crate::summary::{FailureRecord, InputOutcome, OutcomeStatus, Summary};
 
@@ -58,31 +59,34 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         },
     );
     let owner = Owner::exclusive(run_id());
+    let report = LiveReport::start(&args, &owner.id);
     let legacy_options = options_text_before_ledger(&args);
-    let mut outcomes: Vec<(usize, InputOutcome)> =
-        futures_util::stream::iter(inputs.into_iter().enumerate())
-            .map(|(position, input)| {
-                let job = Job {
-                    client: &service.client,
-                    ledger: &ledger,
-                    owner: &owner,
-                    journal: &journal,
-                    args: &args,
-                    legacy_options: &legacy_options,
-                    progress: &progress,
-                    running: &running,
-                    interrupt: interrupt.clone(),
-                    wait,
-                };
-                async move {
-                    let outcome = job.process(&input).await;
-                    job.progress.advance();
-                    (position, outcome)
-                }
-            })
-            .buffer_unordered(args.jobs as usize)
-            .collect()
-            .await;
+    let work = futures_util::stream::iter(inputs.into_iter().enumerate())
+        .map(|(position, input)| {
+            let job = Job {
+                client: &service.client,
+                ledger: &ledger,
+                owner: &owner,
+                journal: &journal,
+                args: &args,
+                legacy_options: &legacy_options,
+                progress: &progress,
+                running: &running,
+                interrupt: interrupt.clone(),
+                report: &report,
+                wait,
+            };
+            async move {
+                let outcome = job.process(&input).await;
+                job.report.input_ended(job.journal, &input, &outcome);
+                job.progress.advance();
+                (position, outcome)
+            }
+        })
+        .buffer_unordered(args.jobs as usize)
+        .collect::<Vec<(usize, InputOutcome)>>();
+    // The page is rewritten as inputs end, while they run.
+    let mut outcomes = report.alongside(&journal, work).await;
     progress.finish();
     service.shutdown().await;
     outcomes.sort_by_key(|(position, _)| *position);
@@ -91,6 +95,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         started.elapsed().as_secs_f64(),
     );
     summary.stopped = *interrupt.borrow() > 0;
+    summary.report = report.finish(&journal, &summary).await;
     if summary.stopped && summary.skipped + summary.interrupted > 0 {
         eprintln!(
             "backdrop: interrupted: {} inputs not started, {} tasks left running; the journal {} \
@@ -162,6 +167,7 @@ struct Job<'a> {
     progress: &'a Progress,
     running: &'a AtomicUsize,
     interrupt: watch::Receiver<u8>,
+    report: &'a LiveReport,
     wait: WaitOptions,
 }
 
@@ -238,6 +244,7 @@ impl Job<'_> {
     ) -> Result<Finished, FailureRecord> {
         let request = self.request(input)?;
         let key = self.key(input, &request).await?;
+        self.report.input_keyed(&key, input);
         self.journal
             .adopt_entry_before_ledger(&key, input, self.legacy_options)
             .await

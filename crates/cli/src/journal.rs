@@ -157,6 +157,24 @@ impl Journal {
         &self.path
     }
 
+    /// Every entry as it stands now (the written ones and those being written), by key, with
+    /// the entries of a format-1 journal not adopted yet under their old keys. Read-only.
+    pub fn entries(&self) -> Vec<(String, Entry)> {
+        let pending = self.lock();
+        all_entries(
+            pending
+                .entries
+                .iter()
+                .map(|(key, (entry, _))| (key.to_string(), entry.clone())),
+            &pending.before_ledger,
+        )
+    }
+
+    /// The entry of `key` as it stands now, if any. Read-only.
+    pub fn entry(&self, key: &InputKey) -> Option<Entry> {
+        self.lock().entries.get(key).map(|(entry, _)| entry.clone())
+    }
+
     /// Moves the entry a journal of format 1 kept for `input` (under the key backdrop 0.1 gave
     /// it, from the same options text) to `key`, so that an upgrade mid-batch resumes, refuses
     /// or skips exactly what the old version would have. Reads the file again to find the old
@@ -269,6 +287,61 @@ impl Journal {
 #[derive(Deserialize)]
 struct Version {
     version: u32,
+}
+
+fn all_entries(
+    entries: impl Iterator<Item = (String, Entry)>,
+    before_ledger: &BTreeMap<String, Entry>,
+) -> Vec<(String, Entry)> {
+    entries
+        .chain(
+            before_ledger
+                .iter()
+                .map(|(key, entry)| (key.clone(), entry.clone())),
+        )
+        .collect()
+}
+
+/// The entries of the journal in the output folder `out`, read from its file without taking the
+/// folder's lock (a run may be writing it: every write replaces the file whole), as
+/// [`Journal::entries`] gives them. `Ok(None)` when the folder has no journal.
+pub fn read_entries(out: &Path) -> Result<Option<Vec<(String, Entry)>>, CliError> {
+    let path = out.join(JOURNAL_FILE);
+    let unreadable = |reason: String| {
+        CliError::Journal(format!(
+            "the journal {} cannot be read ({reason})",
+            path.display()
+        ))
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(unreadable(error.to_string())),
+    };
+    let version: Version = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+    match version.version {
+        VERSION => {
+            let contents: Contents =
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+            Ok(Some(all_entries(
+                contents.entries.into_iter(),
+                &contents.before_ledger,
+            )))
+        }
+        VERSION_BEFORE_LEDGER => {
+            let old: before_ledger::Contents =
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+            Ok(Some(
+                old.entries
+                    .into_iter()
+                    .map(|(key, entry)| (key, entry.into_ledger()))
+                    .collect(),
+            ))
+        }
+        newer => Err(unreadable(format!(
+            "format {newer}, written by a newer backdrop"
+        ))),
+    }
 }
 
 impl LedgerStore for Journal {

@@ -8,6 +8,7 @@ mod inputs;
 mod journal;
 mod output;
 mod progress;
+mod report;
 mod service;
 mod status;
 mod summary;
@@ -49,6 +50,11 @@ async fn run(command: Command) -> Result<u8, CliError> {
             Ok(summary.exit_code())
         }
         Command::Validate(args) => validate::run(&args),
+        Command::Report(args) => {
+            let (_, line) = report::rebuild(&args.dir)?;
+            println!("{line}");
+            Ok(EXIT_OK)
+        }
         Command::Status(args) => status::run(&args).await.map(|()| EXIT_OK),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => backdrop_emulator::cli::serve(args)

@@ -132,6 +132,9 @@ pub struct Summary {
     pub seconds: f64,
     /// True when Ctrl-C stopped the run.
     pub stopped: bool,
+    /// The contact sheet written into the output folder (`index.html`), unless `--no-report`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
 }
 
 impl Summary {
@@ -148,6 +151,7 @@ impl Summary {
             credits: inputs.iter().map(|i| i.credits).sum(),
             seconds,
             stopped: false,
+            report: None,
             inputs,
         }
     }
@@ -211,6 +215,9 @@ impl Summary {
             "{totals}, {} skipped; {} credits; {:.1} s\n",
             self.skipped, self.credits, self.seconds
         ));
+        if let Some(report) = &self.report {
+            out.push_str(&format!("contact sheet: {}\n", report.display()));
+        }
         out
     }
 }

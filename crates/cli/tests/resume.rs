@@ -354,11 +354,21 @@ async fn the_journal_never_holds_the_api_key() {
     assert_eq!(summary["succeeded"], 3, "{summary:#}");
     let journal_text = std::fs::read_to_string(out.join(".backdrop-journal.json")).unwrap();
     assert!(journal_text.contains("\"done\""), "{journal_text}");
-    for file in std::fs::read_dir(&out).unwrap() {
-        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+    // Every file of the output folder: results, journal, contact sheet, its sidecar, thumbnails.
+    let files = files_below(&out);
+    assert!(
+        files.iter().any(|f| f.ends_with("index.html"))
+            && files
+                .iter()
+                .any(|f| f.ends_with(".backdrop-report/inputs.json")),
+        "{files:?}"
+    );
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
         assert!(
             !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
-            "a file in the output folder holds the key"
+            "{} in the output folder holds the key",
+            file.display()
         );
     }
     assert!(!text(&output.stdout).contains(KEY) && !text(&output.stderr).contains(KEY));

@@ -14,8 +14,10 @@ use tracing::Instrument;
 use crate::error::LambdaError;
 use crate::event::{self, Invocation, SqsBody, SqsItem};
 use crate::metrics::Metrics;
-use crate::process::{Delivery, Deps, Lease, Outcome, process_object};
+use crate::process::{Delivery, Deps, Lease, Outcome};
 use crate::queue::MessageQueue;
+// Every object, then its row in the day's report (`report.rs`).
+use crate::report::process_and_report as process_object;
 use crate::store::ObjectStore;
 
 /// Handles one invocation, then writes its metrics.

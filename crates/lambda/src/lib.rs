@@ -21,6 +21,7 @@ pub mod params;
 pub mod process;
 pub mod queue;
 pub mod records;
+pub mod report;
 #[cfg(feature = "aws")]
 pub mod secrets;
 pub mod store;

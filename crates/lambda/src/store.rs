@@ -28,6 +28,15 @@ pub struct ObjectHead {
     pub metadata: HashMap<String, String>,
 }
 
+/// An object found by [`ObjectStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// ETag without quotes.
+    pub etag: String,
+}
+
 /// A condition on a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteCondition {
@@ -116,6 +125,13 @@ pub trait ObjectStore: Send + Sync {
         content_type: &str,
         condition: WriteCondition,
     ) -> impl Future<Output = Result<WriteOutcome, LambdaError>> + Send;
+
+    /// Every object whose key starts with `prefix`, in key order (all pages of the listing).
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<Listed>, LambdaError>> + Send;
 
     /// A presigned GET URL of the object, valid for `ttl`. (No `If-Match`: the service would
     /// have to send it for the signature to hold.)
@@ -303,6 +319,32 @@ impl ObjectStore for S3Store {
                 Ok(WriteOutcome::ConditionFailed)
             }
             Err(error) => Err(s3_error("PutObject", bucket, key, &error)),
+        }
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, LambdaError> {
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("ListObjectsV2", bucket, prefix, &e))?;
+            listed.extend(page.contents().iter().filter_map(|object| {
+                Some(Listed {
+                    key: object.key()?.to_owned(),
+                    etag: object.e_tag().map(unquote).unwrap_or_default(),
+                })
+            }));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(listed),
+            }
         }
     }
 

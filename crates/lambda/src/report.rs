@@ -1,0 +1,972 @@
+//! The day's contact sheet in the bucket: `OUTPUT_PREFIX/_report/<YYYY-MM-DD>.html`, one row per
+//! object finished that day (UTC) — its source and generated images as thumbnails linked to the
+//! objects, the background asked for, task id, seconds, credits, and for failures the reason and
+//! what to do — rebuilt after each object.
+//!
+//! **Where the rows come from.** After an object ends with outputs or a failure record, its row
+//! is made from what the function wrote — the manifest (`<folder>/manifest.json`) or the failure
+//! record (`FAILED_PREFIX/<path>.json`) — and stored as a small row record,
+//! `_report/<day>/rows/<id>.json` (one per source key per day: a later outcome of the same key
+//! replaces it). The page is then rebuilt from a **listing of that day's row records**: a row
+//! record, once written, reaches the page even if the invocation that wrote it dies right after.
+//!
+//! **Concurrent invocations.** Each rebuild reads the page (and its ETag), lists the row records,
+//! renders, and writes the page only if it is unchanged (`If-Match`, or `If-None-Match: *` for
+//! the day's first page). Every page carries a unique revision, so ETags never repeat. A writer
+//! whose row record was written at t₀ and whose first read of the page was at t₁ > t₀ stops when
+//! its own write succeeds, or once it has seen the page change twice after t₁: the second change
+//! was written by an invocation that read the first change — made after t₁ — and listed the row
+//! records after that, so its page holds the row. Later pages list later still. No row is lost,
+//! whatever the interleaving, and a rebuild costs at most a few attempts. The rows the page was
+//! built from are kept in it (a JSON block, with each row record's ETag), so a rebuild fetches
+//! only the row records that are new or changed since.
+//!
+//! **Within an invocation**, the report waits until every object has its outcome (so it never
+//! slows the work), then the objects write their row records one at a time, and the last one
+//! rebuilds the page once for all of them. Within one process, rebuilds of a page also take
+//! turns and combine: a caller whose row record was written before a rebuild began is covered
+//! by that rebuild.
+//!
+//! **Links** are relative keys (`../shelf/mug/1.jpg`, `thumbs/shelf/mug/1.jpg`,
+//! `../../incoming/shelf/mug.png`): the page works wherever the bucket's keys keep their shape —
+//! a copy made with `aws s3 sync`, a CloudFront distribution, a static-website bucket — and never
+//! carries credentials, which presigned links would (and they would die with the function's
+//! session, hours later). A source in another bucket (`OUTPUT_BUCKET`) is shown by its thumbnail
+//! only.
+//!
+//! **Thumbnails** (`_report/thumbs/<path>/1.jpg`, `source.jpg`) are made one at a time per
+//! process: a generated image (at most 1024 px) is read and decoded whole; a source, up to
+//! 20 MiB, is streamed in pieces of at most 1 MiB to a decoder reading the PNG row by row, so
+//! memory stays a few MiB whatever its size.
+//!
+//! The report is best effort: trouble building it is logged and never changes an object's
+//! outcome (nothing is retried for it); the next object's rebuild picks up every row record.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::time::Duration;
+
+use backdrop_core::Recovery;
+use backdrop_report::{Failure, Page, Picture, Row, Status, thumbnail, time};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::LambdaError;
+use crate::event::ObjectRef;
+use crate::outputs::Destination;
+use crate::params::Parameters;
+use crate::process::{Delivery, Deps, Outcome, process_object};
+use crate::queue::MessageQueue;
+use crate::records::Source;
+use crate::store::{ObjectStore, WriteCondition, WriteOutcome};
+
+/// The report's folder under the output prefix.
+pub const REPORT_FOLDER: &str = "_report";
+/// Sources larger than this get no thumbnail (the service takes at most 20 MiB).
+const MAX_THUMBNAIL_SOURCE: u64 = 25 * 1024 * 1024;
+/// Attempts at writing the page before giving up (each lost to a concurrent writer).
+const MAX_ATTEMPTS: u32 = 8;
+/// The format of row records and of the page's data block.
+const FORMAT: u32 = 1;
+
+/// Why the report could not be updated.
+#[derive(Debug)]
+pub struct ReportError(String);
+
+impl std::fmt::Display for ReportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReportError {}
+
+impl From<LambdaError> for ReportError {
+    fn from(error: LambdaError) -> Self {
+        ReportError(error.to_string())
+    }
+}
+
+/// One object's row, as stored under `_report/<day>/rows/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowRecord {
+    /// The format of row records (1).
+    pub format: u32,
+    /// The source object's bucket.
+    pub bucket: String,
+    /// The source object's key.
+    pub key: String,
+    /// The manifest or failure record the row was made from.
+    pub record: String,
+    /// When the row was made (Unix milliseconds).
+    pub at_ms: u64,
+    /// The row, its links relative to the day's page.
+    pub row: Row,
+}
+
+/// The rows a page was built from: row record key → its ETag and contents.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Built {
+    format: u32,
+    rows: BTreeMap<String, (String, RowRecord)>,
+}
+
+/// Where one day's report lives.
+#[derive(Debug, Clone)]
+pub struct Day {
+    /// The bucket.
+    pub bucket: String,
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// `OUTPUT_PREFIX/_report/`.
+    pub folder: String,
+}
+
+impl Day {
+    /// The report of `date` in `bucket` under the configuration's output prefix.
+    pub fn new(config: &Config, bucket: &str, date: &str) -> Self {
+        Day {
+            bucket: bucket.to_owned(),
+            date: date.to_owned(),
+            folder: format!("{}{REPORT_FOLDER}/", config.output_prefix),
+        }
+    }
+
+    /// The page's key.
+    pub fn page_key(&self) -> String {
+        format!("{}{}.html", self.folder, self.date)
+    }
+
+    /// The folder of the day's row records.
+    pub fn rows_prefix(&self) -> String {
+        format!("{}{}/rows/", self.folder, self.date)
+    }
+}
+
+/// How a rebuild ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuilt {
+    /// This call wrote the page, with this many rows.
+    Written(usize),
+    /// Others wrote it after this call's row record was listed (see the module's notes).
+    ByOthers,
+}
+
+/// [`process_object`], then the day's report updated with the object's row (outputs or a
+/// failure record; skipped and retried objects have none). Report trouble is logged, never
+/// returned: the outcome is the object's.
+///
+/// The report waits until every object of the invocation has its outcome, so that it never
+/// slows the work on them; then the objects write their row records one at a time (one
+/// thumbnail, one request at a time: the report stays a trickle beside the work), and the last
+/// one rebuilds the page once for all of them. It gets the time left before the deadline but half
+/// the deadline margin, so that it never makes the invocation overrun (which would deliver the
+/// whole batch again).
+pub async fn process_and_report<S: ObjectStore, Q: MessageQueue>(
+    deps: &Deps<S, Q>,
+    object: &ObjectRef,
+    delivery: Delivery<'_>,
+) -> Outcome {
+    let lease = delivery.lease;
+    let invocation = Invocation::join(&lease.owner.id);
+    let outcome = process_object(deps, object, delivery).await;
+    let has_row = matches!(outcome, Outcome::Done { .. } | Outcome::Failed { .. });
+    let turn = invocation.leave(has_row);
+    if !has_row {
+        return outcome;
+    }
+    let budget = lease
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .saturating_sub(deps.config.deadline_margin / 2);
+    let (bucket, key) = (&object.bucket, &object.key);
+    let report = async {
+        turn.all_processed().await;
+        static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let day = {
+            let _turn = ONE_AT_A_TIME
+                .acquire()
+                .await
+                .map_err(|e| ReportError(format!("report: {e}")))?;
+            write_row(deps, object, &outcome, time::now_ms()).await
+        };
+        // Counted even when the row could not be written: the last one rebuilds the others'.
+        let Some(days) = turn.row_written(day.as_ref().ok().and_then(Option::as_ref)) else {
+            return day.map(|_| None);
+        };
+        let mut rebuilt = None;
+        for day in days {
+            rebuilt = Some(rebuild_combined(&deps.store, &deps.config, &day).await?);
+        }
+        day.map(|_| rebuilt)
+    };
+    match tokio::time::timeout(budget, report).await {
+        Ok(Ok(rebuilt)) => {
+            tracing::debug!(%bucket, %key, ?rebuilt, "row written for the day's report")
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%bucket, %key, error = %error, "the day's report was not updated");
+        }
+        Err(_) => tracing::warn!(%bucket, %key, "no time left to update the day's report"),
+    }
+    outcome
+}
+
+/// Writes the row record of `object`'s `outcome` (made at `now_ms`); returns the day it
+/// belongs to, `None` for outcomes without a record.
+async fn write_row<S: ObjectStore, Q: MessageQueue>(
+    deps: &Deps<S, Q>,
+    object: &ObjectRef,
+    outcome: &Outcome,
+    now_ms: u64,
+) -> Result<Option<Day>, ReportError> {
+    let config = &deps.config;
+    let Some(relative) = object.key.get(config.input_prefix.len()..) else {
+        return Ok(None);
+    };
+    let source = Source {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        etag: String::new(),
+    };
+    let destination = Destination::of(config, &source, relative);
+    let day = Day::new(config, &destination.bucket, &time::utc_day(now_ms));
+    let maker = RowMaker {
+        store: &deps.store,
+        config,
+        object,
+        destination: &destination,
+        day: &day,
+    };
+    let (record_key, row) = match outcome {
+        Outcome::Done { .. } => {
+            let manifest = format!("{}/manifest.json", destination.folder);
+            let row = maker.done_row(&manifest).await?;
+            (manifest, row)
+        }
+        Outcome::Failed { record, .. } => (record.clone(), maker.failed_row(record).await?),
+        Outcome::Skipped(_) | Outcome::Retry(_) => return Ok(None),
+    };
+    let record = RowRecord {
+        format: FORMAT,
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        record: record_key,
+        at_ms: now_ms,
+        row,
+    };
+    let body =
+        serde_json::to_vec(&record).map_err(|e| ReportError(format!("row record JSON: {e}")))?;
+    let row_key = format!(
+        "{}{}.json",
+        day.rows_prefix(),
+        hex(&Sha256::digest(format!("{}\n{}", object.bucket, object.key).as_bytes())[..16])
+    );
+    deps.store
+        .put(
+            &day.bucket,
+            &row_key,
+            Bytes::from(body),
+            "application/json",
+            WriteCondition::Always,
+        )
+        .await?;
+    Ok(Some(day))
+}
+
+/// Where the objects of one invocation stand: how many are still being processed, how many rows
+/// are still to be written, and the days those rows went to.
+#[derive(Debug, Default)]
+struct Counts {
+    processing: usize,
+    rows_to_write: usize,
+    days: Vec<Day>,
+}
+
+type Shared = std::sync::Arc<(std::sync::Mutex<Counts>, tokio::sync::Notify)>;
+
+/// One object of an invocation (the objects of an invocation all start at once: each joins
+/// before its first await).
+#[derive(Debug)]
+struct Invocation {
+    id: String,
+    shared: Shared,
+}
+
+fn invocations() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Shared>> {
+    static INVOCATIONS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Shared>>,
+    > = std::sync::OnceLock::new();
+    INVOCATIONS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn counts(shared: &Shared) -> std::sync::MutexGuard<'_, Counts> {
+    shared
+        .0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Invocation {
+    /// Counts one more object of invocation `id` as being processed.
+    fn join(id: &str) -> Invocation {
+        let shared = invocations().entry(id.to_owned()).or_default().clone();
+        counts(&shared).processing += 1;
+        Invocation {
+            id: id.to_owned(),
+            shared,
+        }
+    }
+
+    /// Counts this object as processed, with a row to write or not.
+    fn leave(self, has_row: bool) -> Turn {
+        let all_processed = {
+            let mut counts = counts(&self.shared);
+            counts.processing = counts.processing.saturating_sub(1);
+            counts.rows_to_write += usize::from(has_row);
+            counts.processing == 0
+        };
+        if all_processed {
+            invocations().remove(&self.id);
+            self.shared.1.notify_waiters();
+        }
+        Turn {
+            shared: self.shared,
+        }
+    }
+}
+
+/// An object's turn at the report, once processed.
+#[derive(Debug)]
+struct Turn {
+    shared: Shared,
+}
+
+impl Turn {
+    /// Ends once every object of the invocation is processed.
+    async fn all_processed(&self) {
+        loop {
+            let notified = self.shared.1.notified();
+            if counts(&self.shared).processing == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Counts this object's row as written (to `day`, if it was); the last one gets the days
+    /// to rebuild.
+    fn row_written(self, day: Option<&Day>) -> Option<Vec<Day>> {
+        let mut counts = counts(&self.shared);
+        if let Some(day) = day
+            && !counts
+                .days
+                .iter()
+                .any(|d| d.bucket == day.bucket && d.date == day.date && d.folder == day.folder)
+        {
+            counts.days.push(day.clone());
+        }
+        counts.rows_to_write = counts.rows_to_write.saturating_sub(1);
+        (counts.rows_to_write == 0).then(|| std::mem::take(&mut counts.days))
+    }
+}
+
+/// Turns at rebuilding one page in this process: tickets requested, and the last ticket covered
+/// by a finished rebuild.
+#[derive(Debug, Default)]
+struct Turns {
+    requested: std::sync::atomic::AtomicU64,
+    covered: tokio::sync::Mutex<u64>,
+}
+
+/// [`rebuild`], one at a time per page in this process: a caller whose row record was written
+/// before a rebuild began returns once that rebuild is done, without starting another.
+async fn rebuild_combined<S: ObjectStore>(
+    store: &S,
+    config: &Config,
+    day: &Day,
+) -> Result<Rebuilt, ReportError> {
+    use std::sync::atomic::Ordering;
+    static PAGES: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Turns>>>,
+    > = std::sync::OnceLock::new();
+    let turns = {
+        let mut pages = PAGES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pages
+            .entry(format!("{}/{}", day.bucket, day.page_key()))
+            .or_default()
+            .clone()
+    };
+    // Taken after this caller's row record was written.
+    let ticket = turns.requested.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut covered = turns.covered.lock().await;
+    if *covered >= ticket {
+        return Ok(Rebuilt::ByOthers);
+    }
+    // Every ticket taken so far was taken before this rebuild's first read of the page.
+    let covering = turns.requested.load(Ordering::SeqCst);
+    let rebuilt = rebuild(store, config, day).await?;
+    *covered = covering;
+    Ok(rebuilt)
+}
+
+/// Rebuilds a day's page from the listing of its row records (see the module's notes on
+/// concurrency): safe against any number of concurrent callers, in this process or others.
+pub async fn rebuild<S: ObjectStore>(
+    store: &S,
+    config: &Config,
+    day: &Day,
+) -> Result<Rebuilt, ReportError> {
+    let page_key = day.page_key();
+    // Distinct ETags of the page seen since the first read ("" for no page yet).
+    let mut seen: Vec<String> = Vec::new();
+    for attempt in 0..MAX_ATTEMPTS {
+        // Listed first: a GET of a missing key is a 403, not a 404, for a role that may list
+        // only the report's prefix.
+        let exists = store
+            .list(&day.bucket, &page_key)
+            .await?
+            .iter()
+            .any(|item| item.key == page_key);
+        let current = if exists {
+            store.get(&day.bucket, &page_key).await?
+        } else {
+            None
+        };
+        let etag = current
+            .as_ref()
+            .map(|(_, etag)| etag.clone())
+            .unwrap_or_default();
+        if seen.last() != Some(&etag) {
+            seen.push(etag.clone());
+        }
+        if seen.len() >= 3 {
+            return Ok(Rebuilt::ByOthers);
+        }
+        let built = current
+            .as_ref()
+            .and_then(|(bytes, _)| std::str::from_utf8(bytes).ok())
+            .and_then(backdrop_report::embedded_data)
+            .and_then(|data| serde_json::from_str::<Built>(&data).ok())
+            .filter(|built| built.format == FORMAT)
+            .unwrap_or_default();
+        let rows = read_rows(store, day, built).await?;
+        let count = rows.rows.len();
+        let html = render(config, day, &rows, attempt)?;
+        let condition = if current.is_some() {
+            WriteCondition::IfMatch(etag)
+        } else {
+            WriteCondition::IfAbsent
+        };
+        match store
+            .put(
+                &day.bucket,
+                &page_key,
+                Bytes::from(html),
+                "text/html; charset=utf-8",
+                condition,
+            )
+            .await?
+        {
+            WriteOutcome::Written(_) => return Ok(Rebuilt::Written(count)),
+            WriteOutcome::ConditionFailed => {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+    }
+    Err(ReportError(format!(
+        "s3://{}/{page_key} changed under {MAX_ATTEMPTS} rebuilds in a row; the row records are \
+         kept and the next object's rebuild lists them",
+        day.bucket
+    )))
+}
+
+/// The day's row records: those the page already holds at the same ETag, the rest fetched.
+async fn read_rows<S: ObjectStore>(
+    store: &S,
+    day: &Day,
+    mut built: Built,
+) -> Result<Built, ReportError> {
+    let listed = store.list(&day.bucket, &day.rows_prefix()).await?;
+    let mut rows = BTreeMap::new();
+    for item in listed {
+        if let Some((etag, record)) = built.rows.remove(&item.key)
+            && etag == item.etag
+        {
+            rows.insert(item.key, (etag, record));
+            continue;
+        }
+        let Some((bytes, etag)) = store.get(&day.bucket, &item.key).await? else {
+            continue;
+        };
+        match serde_json::from_slice::<RowRecord>(&bytes) {
+            Ok(record) if record.format == FORMAT => {
+                rows.insert(item.key, (etag, record));
+            }
+            _ => tracing::warn!(key = %item.key, "unreadable row record left out of the report"),
+        }
+    }
+    Ok(Built {
+        format: FORMAT,
+        rows,
+    })
+}
+
+/// The page of `rows`, with them in its data block and a unique revision.
+fn render(config: &Config, day: &Day, built: &Built, attempt: u32) -> Result<Vec<u8>, ReportError> {
+    let mut records: Vec<&RowRecord> = built.rows.values().map(|(_, record)| record).collect();
+    records.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+    let data =
+        serde_json::to_string(built).map_err(|e| ReportError(format!("page data JSON: {e}")))?;
+    let now = time::now_ms();
+    let page = Page {
+        title: format!("backdrop: {} on {}", day.bucket, day.date),
+        context: format!(
+            "Objects finished on {} (UTC) in s3://{}/{}: outputs under {}, failure records under \
+             {}. Links are keys relative to this page.",
+            day.date, day.bucket, config.input_prefix, config.output_prefix, config.failed_prefix
+        ),
+        updated: time::utc_text(now),
+        wall_time: None,
+        in_progress: false,
+        refresh_seconds: 60,
+        notes: Vec::new(),
+        rows: records.iter().map(|r| r.row.clone()).collect(),
+        data: Some(data),
+        revision: Some(format!(
+            "{now}-{}-{attempt}-{}",
+            std::process::id(),
+            unique()
+        )),
+    };
+    Ok(backdrop_report::render(&page).into_bytes())
+}
+
+/// Makes one object's row.
+struct RowMaker<'a, S> {
+    store: &'a S,
+    config: &'a Config,
+    object: &'a ObjectRef,
+    destination: &'a Destination,
+    day: &'a Day,
+}
+
+impl<S: ObjectStore> RowMaker<'_, S> {
+    async fn done_row(&self, manifest_key: &str) -> Result<Row, ReportError> {
+        let manifest = self.json(manifest_key).await?;
+        let outputs: Vec<String> = manifest["outputs"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut images = Vec::new();
+        for (i, key) in outputs.iter().enumerate() {
+            let thumb = self
+                .thumbnail(
+                    &self.destination.bucket,
+                    key,
+                    false,
+                    &format!("{}.jpg", i + 1),
+                )
+                .await;
+            images.push(Picture {
+                full: Some(relative_key(&self.day.folder, key)),
+                thumb,
+                caption: format!("image {}", i + 1),
+            });
+        }
+        let parameters = &manifest["parameters"];
+        Ok(Row {
+            label: self.label(),
+            status: Status::Succeeded,
+            state: match manifest["attempts"].as_u64() {
+                Some(attempts) if attempts > 1 => format!("done (after {attempts} tasks)"),
+                _ => "done".into(),
+            },
+            source: Some(self.source_picture().await),
+            images,
+            background: background_of(&parameters["background"]),
+            negative: parameters["negative_prompt"].as_str().map(str::to_owned),
+            task_id: manifest["task_id"].as_str().map(str::to_owned),
+            seconds: manifest["timings"]["seconds"].as_f64(),
+            credits: manifest["credits_charged"].as_u64().unwrap_or(0) as u32,
+            failure: None,
+        })
+    }
+
+    async fn failed_row(&self, record_key: &str) -> Result<Row, ReportError> {
+        let record = self.json(record_key).await?;
+        let stage = record["stage"].as_str().unwrap_or("task").to_owned();
+        let state = record["state"].as_i64();
+        let http = record["http_status"].as_u64();
+        let recovery: Recovery =
+            serde_json::from_value(record["recovery"].clone()).unwrap_or(Recovery::Permanent);
+        let mut words = format!("failed at {}", stage.replace('_', " "));
+        if let Some(state) = state {
+            words.push_str(&format!(" (task state {state})"));
+        } else if let Some(http) = http {
+            words.push_str(&format!(" (HTTP {http})"));
+        }
+        let mut reason = record["message"]
+            .as_str()
+            .unwrap_or("no reason was recorded")
+            .to_owned();
+        if let Some(meaning) = record["state_meaning"].as_str()
+            && !reason.contains(meaning)
+        {
+            reason = format!("{reason} ({meaning})");
+        }
+        // The background asked for: the object's metadata, else the defaults.
+        let options = match self.store.head(&self.object.bucket, &self.object.key).await {
+            Ok(Some(head)) => Parameters::resolve(&head.metadata, &self.config.defaults).ok(),
+            _ => None,
+        };
+        let background = options.as_ref().and_then(|p| {
+            serde_json::to_value(&p.options)
+                .ok()
+                .and_then(|o| background_of(&o["background"]))
+        });
+        Ok(Row {
+            label: self.label(),
+            status: Status::Failed,
+            state: words,
+            source: Some(self.source_picture().await),
+            images: Vec::new(),
+            background,
+            negative: options
+                .as_ref()
+                .and_then(|p| p.options.negative_prompt().map(str::to_owned)),
+            task_id: record["task_id"].as_str().map(str::to_owned),
+            seconds: None,
+            credits: 0,
+            failure: Some(Failure {
+                reason,
+                advice: advice(
+                    recovery,
+                    &stage,
+                    state,
+                    record["credits_spent"].as_bool().unwrap_or(false),
+                ),
+            }),
+        })
+    }
+
+    fn label(&self) -> String {
+        format!("s3://{}/{}", self.object.bucket, self.object.key)
+    }
+
+    async fn json(&self, key: &str) -> Result<Value, ReportError> {
+        let Some((bytes, _)) = self.store.get(&self.destination.bucket, key).await? else {
+            return Err(ReportError(format!(
+                "s3://{}/{key} is gone",
+                self.destination.bucket
+            )));
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ReportError(format!(
+                "s3://{}/{key} is not JSON: {e}",
+                self.destination.bucket
+            ))
+        })
+    }
+
+    /// The source: its thumbnail, and a link when it is in the page's bucket.
+    async fn source_picture(&self) -> Picture {
+        let thumb = self
+            .thumbnail(&self.object.bucket, &self.object.key, true, "source.jpg")
+            .await;
+        Picture {
+            full: (self.object.bucket == self.day.bucket)
+                .then(|| relative_key(&self.day.folder, &self.object.key)),
+            thumb,
+            caption: "source".into(),
+        }
+    }
+
+    /// Makes `name` in the object's thumbnail folder from `bucket/key` (a source PNG read row
+    /// by row, or a generated image); its key relative to the page, `None` when it cannot be
+    /// made.
+    async fn thumbnail(&self, bucket: &str, key: &str, source: bool, name: &str) -> Option<String> {
+        let relative = self
+            .destination
+            .folder
+            .strip_prefix(&self.config.output_prefix)
+            .unwrap_or(&self.destination.folder);
+        let thumb_key = format!("{}thumbs/{relative}/{name}", self.day.folder);
+        let made = async {
+            let jpeg = if source {
+                // Streamed: the object's pieces feed the decoder, which reads the PNG row by row.
+                let Some(head) = self.store.head(bucket, key).await? else {
+                    return Ok::<_, ReportError>(None);
+                };
+                if head.size > MAX_THUMBNAIL_SOURCE {
+                    return Ok(None);
+                }
+                source_thumbnail(self.store, bucket, key, &head.etag, head.size).await?
+            } else {
+                // A generated image is at most 1024 px: read whole, decoded whole.
+                let Some((bytes, _)) = self.store.get(bucket, key).await? else {
+                    return Ok(None);
+                };
+                tokio::task::spawn_blocking(move || thumbnail::generated_image(Cursor::new(bytes)))
+                    .await
+                    .map_err(|e| ReportError(format!("thumbnail: {e}")))?
+                    .ok()
+            };
+            let Some(jpeg) = jpeg else { return Ok(None) };
+            self.store
+                .put(
+                    &self.day.bucket,
+                    &thumb_key,
+                    Bytes::from(jpeg),
+                    "image/jpeg",
+                    WriteCondition::Always,
+                )
+                .await?;
+            Ok(Some(relative_key(&self.day.folder, &thumb_key)))
+        };
+        match made.await {
+            Ok(thumb) => thumb,
+            Err(error) => {
+                tracing::debug!(bucket, key, error = %error, "no thumbnail");
+                None
+            }
+        }
+    }
+}
+
+/// The most bytes of an object handed to the decoder at once.
+const CHUNK: usize = 1024 * 1024;
+
+/// The thumbnail of a source PNG streamed from the store in pieces of at most [`CHUNK`] bytes:
+/// the decoder runs on a blocking thread and reads the pieces as the async side receives them,
+/// at most two ahead,
+/// so memory is a few chunks and one row whatever the object's size. `None` when the object is
+/// not a PNG that can be reduced.
+async fn source_thumbnail<S: ObjectStore>(
+    store: &S,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+    size: u64,
+) -> Result<Option<Vec<u8>>, ReportError> {
+    let (chunks, received) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let decode = tokio::task::spawn_blocking(move || {
+        let reader = ChunkReader {
+            received,
+            current: Bytes::new(),
+        };
+        thumbnail::png_on_checkerboard(reader).ok()
+    });
+    if let Some(mut body) = store.open(bucket, key, etag).await? {
+        let mut read = 0u64;
+        while read < size {
+            let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
+            let n = tokio::io::AsyncReadExt::read_buf(&mut body, &mut chunk)
+                .await
+                .map_err(|e| ReportError(format!("reading {key} for its thumbnail: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+            if chunks.send(chunk.freeze()).await.is_err() {
+                break; // the decoder is done (or gave up) before the end of the object
+            }
+        }
+    }
+    drop(chunks);
+    decode
+        .await
+        .map_err(|e| ReportError(format!("thumbnail: {e}")))
+}
+
+/// A reader over chunks arriving on a channel (for a decoder on a blocking thread). It cannot
+/// seek: the PNG decoder never does, it only asks for the ability.
+struct ChunkReader {
+    received: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = std::io::BufRead::fill_buf(self)?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        std::io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.current.is_empty() {
+            match self.received.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => break,
+            }
+        }
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        let amount = amount.min(self.current.len());
+        let _ = self.current.split_to(amount);
+    }
+}
+
+impl std::io::Seek for ChunkReader {
+    fn seek(&mut self, _: std::io::SeekFrom) -> std::io::Result<u64> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "an S3 object read in chunks cannot seek",
+        ))
+    }
+}
+
+/// `prompt: …` or `scene N` from a serialised [`backdrop_core::Background`].
+fn background_of(background: &Value) -> Option<String> {
+    if let Some(prompt) = background["prompt"].as_str() {
+        return Some(format!("prompt: {prompt}"));
+    }
+    background["scene_type"]
+        .as_u64()
+        .map(|scene| format!("scene {scene}"))
+}
+
+/// What the uploader can do, in the Lambda's words (the meaning is core's [`Recovery`]).
+fn advice(recovery: Recovery, stage: &str, state: Option<i64>, charged: bool) -> String {
+    let spent = if charged {
+        "Credits were (or may have been) spent."
+    } else {
+        "Nothing was charged."
+    };
+    match recovery {
+        Recovery::Unconfirmed => {
+            "The service may have accepted the create and charged it; the API \
+             cannot tell. To create it anyway (it may then be charged twice), upload the object \
+             again with x-amz-meta-retry-unconfirmed: true."
+                .into()
+        }
+        Recovery::ResultsLost => "The task was charged (or may have been) and its results are \
+             gone. To generate it again (charged again), upload the object again with \
+             x-amz-meta-regenerate-expired: true."
+            .into(),
+        Recovery::Retry | Recovery::Resume => {
+            format!("{spent} The function tries again on the next delivery of the event.")
+        }
+        Recovery::Permanent => {
+            let what = match (stage, state) {
+                ("validation", _) => {
+                    "Nothing was sent. Upload a transparent PNG of 256–4096 px (at most 20 MiB) \
+                     with only the product."
+                }
+                ("parameters", _) => {
+                    "Nothing was sent. Fix the object's x-amz-meta-* metadata (or the function's \
+                     DEFAULT_* settings) and upload it again."
+                }
+                (_, Some(-17)) => "Upload the object again with a different x-amz-meta-prompt.",
+                (_, Some(-10 | -16)) => {
+                    "The content was judged prohibited: change the image or the prompt."
+                }
+                (_, Some(-7 | -14)) => {
+                    "Upload a corrected image (a transparent PNG with only the product)."
+                }
+                _ => {
+                    "New parameters are new work: upload the object again with corrected \
+                     x-amz-meta-* metadata once the cause is fixed."
+                }
+            };
+            if stage == "validation" || stage == "parameters" {
+                what.to_owned()
+            } else {
+                format!("{spent} {what}")
+            }
+        }
+    }
+}
+
+/// `key` relative to the folder `from` (a key prefix ending in `/`), `/`-separated.
+fn relative_key(from: &str, key: &str) -> String {
+    let from: Vec<&str> = from.split('/').filter(|s| !s.is_empty()).collect();
+    let to: Vec<&str> = key.split('/').collect();
+    let (to_folders, name) = to.split_at(to.len().saturating_sub(1));
+    let common = from
+        .iter()
+        .zip(to_folders)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut parts: Vec<&str> = vec![".."; from.len() - common];
+    parts.extend_from_slice(&to_folders[common..]);
+    parts.extend_from_slice(name);
+    parts.join("/")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A number no other call of this process returns.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// 20–120 ms, growing with the attempt, jittered: concurrent writers spread out.
+fn backoff(attempt: u32) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let ceiling = 20 + 15 * u64::from(attempt.min(6));
+    Duration::from_millis(20 + u64::from(nanos) % ceiling)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_linked_relative_to_the_page() {
+        let page = "generated/_report/";
+        assert_eq!(
+            relative_key(page, "generated/shelf/mug/1.jpg"),
+            "../shelf/mug/1.jpg"
+        );
+        assert_eq!(
+            relative_key(page, "generated/_report/thumbs/mug/1.jpg"),
+            "thumbs/mug/1.jpg"
+        );
+        assert_eq!(
+            relative_key(page, "incoming/mug.png"),
+            "../../incoming/mug.png"
+        );
+        assert_eq!(relative_key("_report/", "mug/1.jpg"), "../mug/1.jpg");
+    }
+
+    #[test]
+    fn advice_follows_the_recovery() {
+        assert!(advice(Recovery::Unconfirmed, "create", None, true).contains("retry-unconfirmed"));
+        assert!(
+            advice(Recovery::ResultsLost, "download", None, true).contains("regenerate-expired")
+        );
+        assert!(
+            advice(Recovery::Permanent, "task", Some(-17), false).contains("x-amz-meta-prompt")
+        );
+        assert!(
+            advice(Recovery::Permanent, "validation", None, false).starts_with("Nothing was sent")
+        );
+    }
+}
