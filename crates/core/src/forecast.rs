@@ -18,6 +18,12 @@ use crate::state::TaskState;
 /// z of the 95th percentile of the standard normal distribution.
 const Z95: f64 = 1.644_853_6;
 
+/// A task still running at a poll when its forecast gave it this probability of being done by
+/// then is overdue: the forecast is set aside for it ([`TaskForecast::poll_value`]).
+pub const OVERDUE_AT: f64 = 0.99;
+/// An overdue task's remaining time is taken as exponential with this share of its age as mean.
+pub const OVERDUE_MEAN_SHARE: f64 = 0.1;
+
 /// Weight of the prior, in observed tasks.
 const PRIOR_WEIGHT: f64 = 4.0;
 
@@ -143,13 +149,27 @@ impl TaskForecast {
 
     /// The probability that the task finished since its last poll (or since creation), given
     /// that it had not then: what a poll now is worth.
+    ///
+    /// When the last poll found the task running although the forecast was all but sure it
+    /// would be done by then ([`OVERDUE_AT`]) — progress stuck at 99 % while the service
+    /// publishes, a task far in the duration model's tail — the forecast is wrong, and its own
+    /// tail says nothing useful (a normal one would poll at once, again and again; numerically it
+    /// says 0 and the task would wait until the wait's limit). The rest of such a task's time is
+    /// then taken as exponential with a mean of [`OVERDUE_MEAN_SHARE`] of its age at that poll:
+    /// polls back off in proportion to how long the task has run.
     pub fn poll_value(&self, now: Instant, model: &DurationModel) -> f64 {
-        let before = self
-            .last_poll
-            .map(|at| self.done_by(at, model))
-            .unwrap_or(0.0);
+        let Some(last_poll) = self.last_poll else {
+            return self.done_by(now, model).clamp(0.0, 1.0);
+        };
+        let before = self.done_by(last_poll, model);
+        if before >= OVERDUE_AT {
+            let age = signed_secs(last_poll, self.created).max(1e-3);
+            let mean = (OVERDUE_MEAN_SHARE * age).max(1e-3);
+            let since = signed_secs(now, last_poll).max(0.0);
+            return 1.0 - (-since / mean).exp();
+        }
         let by_now = self.done_by(now, model);
-        ((by_now - before) / (1.0 - before).max(1e-9)).clamp(0.0, 1.0)
+        ((by_now - before) / (1.0 - before)).clamp(0.0, 1.0)
     }
 
     /// With two progress readings: how long after creation progress started (rate
@@ -256,6 +276,34 @@ mod tests {
             value_now < 0.01 && value_later > 0.9,
             "{value_now} {value_later}"
         );
+    }
+
+    #[test]
+    fn a_task_stuck_past_its_forecast_is_still_polled() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let model = DurationModel::with_prior(Duration::from_secs(10), Duration::from_secs(30));
+        let mut task = TaskForecast::new(start);
+        // 50 % at 5 s, 99 % at 10 s: done at about 10.1 s, it says; then the service publishes
+        // for a while and the task shows 99 % at every poll.
+        task.observe(at(5_000), TaskState::Processing, Some(50.0));
+        task.observe(at(10_000), TaskState::Processing, Some(99.0));
+        task.observe(at(12_000), TaskState::Processing, Some(99.0));
+        assert!(task.done_by(at(12_000), &model) > OVERDUE_AT);
+        // Worth a poll again, soon (not never): 1.2 s is the mean of what is left at 12 s.
+        let soon = task.poll_value(at(12_500), &model);
+        let later = task.poll_value(at(15_000), &model);
+        let much_later = task.poll_value(at(20_000), &model);
+        assert!(soon > 0.2 && soon < 0.5, "{soon}");
+        assert!(later > 0.9 && much_later > later, "{later} {much_later}");
+        // The longer it has run, the longer the next wait: at 60 s, half a second is worth less.
+        task.observe(at(60_000), TaskState::Processing, Some(99.0));
+        assert!(task.poll_value(at(60_500), &model) < soon / 4.0);
+        // A task in the duration model's far tail (no progress shown) is overdue the same way.
+        let mut blind = TaskForecast::new(start);
+        blind.observe(at(200_000), TaskState::Processing, None);
+        let value = blind.poll_value(at(230_000), &model);
+        assert!(value > 0.7 && value < 0.9, "{value}");
     }
 
     #[test]
