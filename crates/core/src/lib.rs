@@ -52,7 +52,8 @@ pub mod wait;
 
 pub use client::Client;
 pub use config::{
-    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy,
+    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_EXPECTED_PROCESSING, DEFAULT_MAX_IN_FLIGHT,
+    RateLimit, RetryPolicy,
 };
 pub use error::{Error, Operation, Recovery, Result};
 pub use generate::Generation;

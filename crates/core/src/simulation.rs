@@ -75,7 +75,7 @@ impl Default for SimConfig {
             tasks: 200,
             qps: 2,
             margin: Duration::from_millis(50),
-            max_in_flight: 32,
+            max_in_flight: crate::config::DEFAULT_MAX_IN_FLIGHT,
             durations: Durations::LogNormal {
                 median: 10.0,
                 p95: 30.0,
