@@ -12,15 +12,14 @@ use backdrop_core::{
 };
 use backdrop_emulator::{EmulatorConfig, Faults, ProcessingTime, ResultFormat};
 use backdrop_tests::{
-    client_for, client_with, fast_config, fast_emulator, fixture, opaque_png, scaled_wait,
-    transparent_png,
+    client_for, client_with, fast_config, fast_emulator, fixture, opaque_png, transparent_png,
 };
 
 fn prompt_request(prompt: &str, batch: i64) -> GenerateRequest {
     GenerateRequest::builder()
         .image_path(fixture("bottle.png"))
         .prompt(prompt)
-        .batch_size(batch)
+        .batch_size(backdrop_core::BatchSize::try_from(batch).unwrap())
         .build()
         .unwrap()
 }
@@ -31,10 +30,14 @@ async fn a_prompt_flow_yields_two_jpegs_and_costs_six_credits() {
     let client = client_for(&emulator, 2);
     let mut states = Vec::new();
     let generation = client
-        .generate(&prompt_request("a sunny beach", 2), scaled_wait(), |task| {
-            states.push(task.state);
-            WaitControl::Continue
-        })
+        .generate(
+            &prompt_request("a sunny beach", 2),
+            WaitOptions::default(),
+            |task| {
+                states.push(task.state);
+                WaitControl::Continue
+            },
+        )
         .await
         .unwrap();
     assert_eq!(generation.images.len(), 2);
@@ -62,12 +65,12 @@ async fn scene_type_with_one_image_costs_three_credits() {
     let client = client_for(&emulator, 2);
     let request = GenerateRequest::builder()
         .image_bytes(transparent_png(300, 300), "disc.png")
-        .scene_type(105)
-        .batch_size(1)
+        .scene_type(backdrop_core::SceneType::try_from(105).unwrap())
+        .batch_size(backdrop_core::BatchSize::One)
         .build()
         .unwrap();
     let generation = client
-        .generate(&request, scaled_wait(), |_| WaitControl::Continue)
+        .generate(&request, WaitOptions::default(), |_| WaitControl::Continue)
         .await
         .unwrap();
     assert_eq!(generation.images.len(), 1);
@@ -93,7 +96,7 @@ async fn every_documented_failure_state_is_reported_with_its_meaning() {
         async move {
             let request = prompt_request(&format!("studio emulator:fail={}", state.code()), 1);
             let result = client
-                .generate(&request, scaled_wait(), |_| WaitControl::Continue)
+                .generate(&request, WaitOptions::default(), |_| WaitControl::Continue)
                 .await;
             (state, result)
         }
@@ -211,9 +214,11 @@ async fn inline_base64_and_data_uri_results_are_decoded() {
         .await;
         let client = client_for(&emulator, 2);
         let generation = client
-            .generate(&prompt_request("a forest", 2), scaled_wait(), |_| {
-                WaitControl::Continue
-            })
+            .generate(
+                &prompt_request("a forest", 2),
+                WaitOptions::default(),
+                |_| WaitControl::Continue,
+            )
             .await
             .unwrap();
         assert_eq!(generation.images.len(), 2, "{format:?}");
@@ -247,7 +252,7 @@ async fn an_expired_result_url_is_its_own_error() {
         .await
         .unwrap();
     let task = client
-        .wait_for_task_with(&task_id, scaled_wait(), |_| WaitControl::Continue)
+        .wait_for_task_with(&task_id, WaitOptions::default(), |_| WaitControl::Continue)
         .await
         .unwrap();
     let error = client.download_results(&task).await.unwrap_err();
@@ -278,9 +283,11 @@ async fn server_errors_are_retried_without_creating_twice() {
     let client = client_for(&emulator, 2);
     for _ in 0..3 {
         client
-            .generate(&prompt_request("kitchen", 1), scaled_wait(), |_| {
-                WaitControl::Continue
-            })
+            .generate(
+                &prompt_request("kitchen", 1),
+                WaitOptions::default(),
+                |_| WaitControl::Continue,
+            )
             .await
             .unwrap();
     }
@@ -365,7 +372,7 @@ async fn polls_survive_dropped_connections() {
         ..Faults::default()
     });
     let task = client
-        .wait_for_task_with(&task_id, scaled_wait(), |_| WaitControl::Continue)
+        .wait_for_task_with(&task_id, WaitOptions::default(), |_| WaitControl::Continue)
         .await
         .unwrap();
     assert_eq!(task.state, TaskState::Completed);
@@ -389,7 +396,7 @@ async fn a_task_that_never_finishes_times_out_with_its_id() {
         .unwrap();
     let options = WaitOptions {
         max_wait: Duration::from_millis(800),
-        ..scaled_wait()
+        ..WaitOptions::default()
     };
     let error = client
         .wait_for_task_with(&task_id, options, |_| WaitControl::Continue)
@@ -418,7 +425,7 @@ async fn the_observer_sees_progress_and_can_cancel() {
         .unwrap();
     let mut seen = 0;
     let error = client
-        .wait_for_task_with(&task_id, scaled_wait(), |_| {
+        .wait_for_task_with(&task_id, WaitOptions::default(), |_| {
             seen += 1;
             if seen == 2 {
                 WaitControl::Cancel
@@ -451,7 +458,7 @@ async fn a_server_with_a_lower_limit_gets_honoured_after_429s() {
         })
     });
     let generation = client
-        .generate(&prompt_request("beach", 1), scaled_wait(), |_| {
+        .generate(&prompt_request("beach", 1), WaitOptions::default(), |_| {
             WaitControl::Continue
         })
         .await
@@ -480,11 +487,11 @@ async fn twenty_concurrent_tasks_share_the_limit_with_zero_429s() {
             let request = GenerateRequest::builder()
                 .image_path(fixture(if i % 2 == 0 { "bottle.png" } else { "mug.png" }))
                 .prompt(format!("scene number {i}"))
-                .batch_size(1)
+                .batch_size(backdrop_core::BatchSize::One)
                 .build()
                 .unwrap();
             client
-                .generate(&request, scaled_wait(), |_| WaitControl::Continue)
+                .generate(&request, WaitOptions::default(), |_| WaitControl::Continue)
                 .await
         }));
     }
@@ -522,7 +529,7 @@ async fn the_documented_policy_polls_every_interval_within_the_limit() {
     let client = client_for(&emulator, 2);
     let options = WaitOptions {
         policy: backdrop_core::PollPolicy::Documented,
-        ..scaled_wait()
+        ..WaitOptions::default()
     };
     let mut handles = Vec::new();
     for _ in 0..6 {
@@ -558,11 +565,12 @@ async fn a_create_is_recorded_after_its_grant_and_before_it_is_sent() {
     // A record that fails: nothing is sent.
     let refused = client
         .create_task_recorded(&request, || async {
-            Err(Error::Config("the journal is full".into()))
+            Err(Error::RecordFailed("the journal is full".into()))
         })
         .await
         .expect_err("a failed record stops the create");
-    assert!(matches!(refused, Error::Config(_)), "{refused:?}");
+    assert!(matches!(refused, Error::RecordFailed(_)), "{refused:?}");
+    assert_eq!(refused.recovery(), backdrop_core::Recovery::Retry);
     assert_eq!(emulator.counters().create_requests, 0);
 
     // The record runs before the request leaves: the service has not seen it yet.

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backdrop_core::client::{MAX_API_ANSWER_BYTES, max_query_answer_bytes};
+use backdrop_core::__private::{MAX_API_ANSWER_BYTES, max_query_answer_bytes};
 use backdrop_core::{
     Client, ClientConfig, Error, GenerateRequest, Operation, RateLimit, RetryPolicy, StateClass,
     TaskState, WaitControl, WaitOptions,
@@ -359,7 +359,7 @@ fn request() -> GenerateRequest {
     GenerateRequest::builder()
         .image_bytes(transparent_png(300, 300), "product.png")
         .prompt("a beach at dusk")
-        .batch_size(1)
+        .batch_size(backdrop_core::BatchSize::One)
         .build()
         .unwrap()
 }

@@ -8,9 +8,9 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use backdrop_core::{Client, ClientConfig, GenerateRequest, WaitControl};
+use backdrop_core::{Client, ClientConfig, GenerateRequest, WaitControl, WaitOptions};
 use backdrop_emulator::EmulatorConfig;
-use backdrop_tests::{client_for, fast_config, fast_emulator, fixture, scaled_wait};
+use backdrop_tests::{client_for, fast_config, fast_emulator, fixture};
 
 const KEY: &str = "sk-live-VERY-SECRET-7f3a9c";
 
@@ -51,16 +51,18 @@ async fn the_key_is_in_no_log_line_at_trace_level() {
             .unwrap()
     };
     let generation = client
-        .generate(&request("a sunny beach"), scaled_wait(), |_| {
+        .generate(&request("a sunny beach"), WaitOptions::default(), |_| {
             WaitControl::Continue
         })
         .await
         .unwrap();
     assert_eq!(generation.images.len(), 2);
     let failed = client
-        .generate(&request("x emulator:fail=-10"), scaled_wait(), |_| {
-            WaitControl::Continue
-        })
+        .generate(
+            &request("x emulator:fail=-10"),
+            WaitOptions::default(),
+            |_| WaitControl::Continue,
+        )
         .await
         .unwrap_err();
     let wrong = Client::new(

@@ -10,9 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backdrop_core::{
-    Client, ClientConfig, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy, WaitOptions,
-};
+use backdrop_core::{Client, ClientConfig, RateLimit, RetryPolicy};
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
 
 /// The speed-up used by most tests: emulated seconds pass ten times faster.
@@ -90,21 +88,19 @@ pub fn client_with(
     configure: impl FnOnce(backdrop_core::ClientConfigBuilder) -> backdrop_core::ClientConfigBuilder,
 ) -> Client {
     let builder = ClientConfig::builder(emulator.api_key())
-        .expected_processing(
-            DEFAULT_EXPECTED_PROCESSING.0.div_f64(TIME_SCALE),
-            DEFAULT_EXPECTED_PROCESSING.1.div_f64(TIME_SCALE),
-        )
+        .time_scale(TIME_SCALE)
         .base_url(emulator.base_url())
         .rate_limit(RateLimit {
             // Tests run emulators, moto and the client on 2 busy cores: a request's arrival can
             // lag its start by 100 ms and more, so the margin is wider than the default 50 ms.
             margin: TEST_RATE_MARGIN,
-            ..RateLimit::per_second(qps).scaled(TIME_SCALE)
+            ..RateLimit::per_second(qps)
         })
+        // Quick retries: 20 ms to 200 ms once scaled.
         .retry(RetryPolicy {
             max_attempts: 6,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(200),
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
         });
     Client::new(
         configure(builder)
@@ -112,14 +108,4 @@ pub fn client_with(
             .expect("valid test configuration"),
     )
     .expect("the client builds")
-}
-
-/// The default (adaptive) wait on the scaled clock; the documented policy's interval is scaled
-/// too.
-pub fn scaled_wait() -> WaitOptions {
-    let default = WaitOptions::default();
-    WaitOptions {
-        poll_interval: default.poll_interval.div_f64(TIME_SCALE),
-        ..default
-    }
 }

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backdrop_core::{
-    Client, ClientConfig, DEFAULT_EXPECTED_PROCESSING, GenerateRequest, PollPolicy, RateLimit,
-    WaitControl, WaitOptions,
+    BatchSize, Client, ClientConfig, GenerateRequest, PollPolicy, RateLimit, WaitControl,
+    WaitOptions,
 };
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime, ProgressMode};
 use clap::Parser;
@@ -251,28 +251,26 @@ async fn emulator(
 }
 
 fn client(args: &Args, emulator: &Emulator, max_in_flight: usize) -> backdrop_core::Result<Client> {
-    // Scale the jitter margin too, so it costs the same share of the budget as in real time.
+    // The client scales the window, not the jitter margin (real time governs jitter); the
+    // benchmark scales the margin too, so that it costs the same share of the budget as in
+    // real time and the figures stand for the real service's.
     let limit = RateLimit {
         margin: Duration::from_secs_f64(args.margin_ms.max(0.0) / 1000.0 / args.scale),
-        ..RateLimit::per_second(args.qps).scaled(args.scale)
+        ..RateLimit::per_second(args.qps)
     };
     Client::new(
         ClientConfig::builder(emulator.api_key())
+            .time_scale(args.scale)
             .base_url(emulator.base_url())
             .rate_limit(limit)
             .max_in_flight(max_in_flight)
-            .expected_processing(
-                DEFAULT_EXPECTED_PROCESSING.0.div_f64(args.scale),
-                DEFAULT_EXPECTED_PROCESSING.1.div_f64(args.scale),
-            )
             .build()?,
     )
 }
 
-fn wait_options(args: &Args, policy: PollPolicy) -> WaitOptions {
+fn wait_options(policy: PollPolicy) -> WaitOptions {
     WaitOptions {
         policy,
-        poll_interval: Duration::from_secs(1).div_f64(args.scale),
         ..WaitOptions::default()
     }
 }
@@ -281,7 +279,7 @@ fn request() -> backdrop_core::Result<GenerateRequest> {
     Ok(GenerateRequest::builder()
         .image_bytes(SAMPLE_PNG, "bottle.png")
         .prompt("a marble countertop in soft morning light")
-        .batch_size(1)
+        .batch_size(BatchSize::One)
         .build()?)
 }
 
@@ -296,7 +294,7 @@ async fn throughput(
     let emulator = emulator(args, progress, processing).await?;
     let client = client(args, &emulator, args.max_in_flight)?;
     let request = Arc::new(request()?);
-    let options = wait_options(args, policy);
+    let options = wait_options(policy);
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
@@ -340,7 +338,7 @@ async fn light(args: &Args, processing: ProcessingTime) -> Result<Run, Box<dyn s
     let emulator = emulator(args, ProgressMode::GrowsWithTime, processing).await?;
     let client = client(args, &emulator, args.max_in_flight)?;
     let request = Arc::new(request()?);
-    let options = wait_options(args, PollPolicy::Adaptive);
+    let options = wait_options(PollPolicy::Adaptive);
     let started = Instant::now();
     // Exponential gaps from a fixed seed (splitmix64), in scaled time.
     let mut state = args.seed ^ 0x5EED;
@@ -393,7 +391,7 @@ async fn alone(args: &Args, policy: PollPolicy) -> Result<Run, Box<dyn std::erro
     let emulator = emulator(args, ProgressMode::GrowsWithTime, lognormal).await?;
     let client = client(args, &emulator, args.max_in_flight)?;
     let request = request()?;
-    let options = wait_options(args, policy);
+    let options = wait_options(policy);
     let started = Instant::now();
     let mut failed = 0;
     for _ in 0..args.alone {

@@ -14,8 +14,8 @@ use backdrop_core::ledger::{
     Begin, Entry, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Refusal, Ticket,
 };
 use backdrop_core::{
-    Client, GenerateRequest, GenerateRequestBuilder, GeneratedImage, Recovery, TaskInfo,
-    WaitControl, WaitOptions,
+    BatchSize, Client, GenerateRequest, GenerateRequestBuilder, GeneratedImage, Recovery,
+    SceneType, TaskInfo, ValidationError, WaitControl, WaitOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -34,7 +34,7 @@ use crate::summary::{FailureRecord, InputOutcome, OutcomeStatus, Summary};
 pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     let inputs = inputs::expand(&args.inputs)?;
     // Check the options once, before any input: a bad prompt fails the run, not each input.
-    request_for(&args, GenerateRequest::builder().image_path("probe.png")).build()?;
+    request_for(&args, GenerateRequest::builder().image_path("probe.png"))?.build()?;
     Service::check(&args.service)?;
     check_output_folder(&args.out)?;
     let journal = Journal::open(&args.out)?;
@@ -43,11 +43,10 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     let interrupt = watch_for_interrupt(progress.clone(), journal.path().to_owned());
     let running = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let scale = args.service.time_scale;
     let wait = WaitOptions {
         policy: args.poll.into(),
         max_wait: Duration::from_secs(args.timeout),
-        poll_interval: backdrop_core::spec::POLL_INTERVAL.div_f64(scale),
+        ..WaitOptions::default()
     };
     let ledger = Ledger::new(
         &journal,
@@ -110,21 +109,25 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     Ok(summary)
 }
 
-/// Adds the command's background options to a builder that has its image.
-fn request_for(args: &GenerateArgs, builder: GenerateRequestBuilder) -> GenerateRequestBuilder {
+/// Adds the command's background options to a builder that has its image, or names the option
+/// the service would refuse.
+fn request_for(
+    args: &GenerateArgs,
+    builder: GenerateRequestBuilder,
+) -> Result<GenerateRequestBuilder, ValidationError> {
     let mut builder = builder
-        .batch_size(args.batch)
+        .batch_size(BatchSize::try_from(args.batch)?)
         .allow_opaque(args.allow_opaque);
     if let Some(prompt) = &args.prompt {
         builder = builder.prompt(prompt.clone());
     }
     if let Some(scene) = args.scene {
-        builder = builder.scene_type(scene);
+        builder = builder.scene_type(SceneType::try_from(scene)?);
     }
     if let Some(negative) = &args.negative {
         builder = builder.negative_prompt(negative.clone());
     }
-    builder
+    Ok(builder)
 }
 
 /// The options text backdrop 0.1 keyed its journal with, to adopt the entries of such a journal.
@@ -318,7 +321,9 @@ impl Job<'_> {
             }
             InputSource::Url(url) => GenerateRequest::builder().image_url(url),
         };
-        request_for(self.args, builder).build().map_err(invalid)
+        request_for(self.args, builder)
+            .and_then(GenerateRequestBuilder::build)
+            .map_err(invalid)
     }
 
     /// The ledger key of `input`: its image (the file's bytes, or the URL), the request's

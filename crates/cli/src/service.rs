@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backdrop_core::{Client, ClientConfig, DEFAULT_EXPECTED_PROCESSING, RateLimit, RetryPolicy};
+use backdrop_core::{Client, ClientConfig, RateLimit};
 #[cfg(feature = "emulator")]
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
 
@@ -63,25 +63,17 @@ impl Service {
             ),
             (None, _) => start_built_in().await?,
         };
-        let scale = args.time_scale;
-        let default_retry = RetryPolicy::default();
-        let limit = RateLimit::per_second(args.qps).scaled(scale);
+        let limit = RateLimit::per_second(args.qps);
         let mut builder = ClientConfig::builder(key.clone());
         if let Some(shared) = &args.shared_budget {
-            builder = crate::budget::attach(builder, shared, &key, limit).await?;
+            // The shared budget is not the client's to scale: it is given on the service's clock.
+            let shared_limit = limit.scaled(args.time_scale);
+            builder = crate::budget::attach(builder, shared, &key, shared_limit).await?;
         }
         let config = builder
             .base_url(base_url)
             .rate_limit(limit)
-            .retry(RetryPolicy {
-                initial_backoff: default_retry.initial_backoff.div_f64(scale),
-                max_backoff: default_retry.max_backoff.div_f64(scale),
-                ..default_retry
-            })
-            .expected_processing(
-                DEFAULT_EXPECTED_PROCESSING.0.div_f64(scale),
-                DEFAULT_EXPECTED_PROCESSING.1.div_f64(scale),
-            )
+            .time_scale(args.time_scale)
             .request_timeout(Duration::from_secs_f64(args.request_timeout))
             .build()?;
         let identity = if emulator.is_some() {

@@ -278,13 +278,13 @@ async fn a_refused_key_exits_4_and_status_reads_a_task() {
     let client = backdrop_tests::client_for(&emulator, 2);
     let request = backdrop_core::GenerateRequest::builder()
         .image_path(fixture("mug.png"))
-        .scene_type(7)
-        .batch_size(1)
+        .scene_type(backdrop_core::SceneType::try_from(7).unwrap())
+        .batch_size(backdrop_core::BatchSize::One)
         .build()
         .unwrap();
     let task_id = client.create_task(&request).await.unwrap();
     client
-        .wait_for_task_with(&task_id, backdrop_tests::scaled_wait(), |_| {
+        .wait_for_task_with(&task_id, backdrop_core::WaitOptions::default(), |_| {
             backdrop_core::WaitControl::Continue
         })
         .await

@@ -193,7 +193,7 @@ impl Client {
     /// Queries a task once (retried on transient failures: a query is always safe to repeat).
     pub async fn get_task(&self, task_id: &str) -> Result<TaskInfo> {
         if task_id.trim().is_empty() {
-            return Err(Error::Config("the task id is empty".into()));
+            return Err(Error::EmptyTaskId);
         }
         self.query(task_id, Want::Query).await
     }

@@ -63,10 +63,56 @@ impl fmt::Display for ApiKey {
 /// tail; the benchmark measured 84 % of the limit with 32 on tasks twice as slow, 88 % with 48.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 48;
 
-/// The processing times expected before any was observed, as (median, 95th percentile): 10 s
-/// and 30 s. The adaptive poll policy starts from them and learns.
-pub const DEFAULT_EXPECTED_PROCESSING: (Duration, Duration) =
-    (Duration::from_secs(10), Duration::from_secs(30));
+/// The processing times a client expects before it has observed any, as a median and a 95th
+/// percentile. The adaptive poll policy starts from them and learns from every task it sees.
+///
+/// ```
+/// use std::time::Duration;
+/// use backdrop_core::ExpectedProcessing;
+///
+/// let slow = ExpectedProcessing::new(Duration::from_secs(20), Duration::from_secs(60));
+/// assert_eq!(ExpectedProcessing::default().median, Duration::from_secs(10));
+/// assert!(slow.p95 >= slow.median);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedProcessing {
+    /// Half of the tasks are done processing within this.
+    pub median: Duration,
+    /// 95 % of them within this (never below the median).
+    pub p95: Duration,
+}
+
+impl ExpectedProcessing {
+    /// The spec's typical task: a median of 10 s, 95 % within 30 s.
+    pub const TYPICAL: ExpectedProcessing = ExpectedProcessing {
+        median: Duration::from_secs(10),
+        p95: Duration::from_secs(30),
+    };
+
+    /// `median` and `p95`; a `p95` below the median is raised to it.
+    pub fn new(median: Duration, p95: Duration) -> Self {
+        ExpectedProcessing {
+            median,
+            p95: p95.max(median),
+        }
+    }
+
+    /// The same times on a clock `factor` times faster (see
+    /// [`ClientConfigBuilder::time_scale`]).
+    pub(crate) fn scaled(self, factor: f64) -> Self {
+        ExpectedProcessing {
+            median: self.median.div_f64(factor),
+            p95: self.p95.div_f64(factor),
+        }
+    }
+}
+
+impl Default for ExpectedProcessing {
+    /// [`ExpectedProcessing::TYPICAL`].
+    fn default() -> Self {
+        ExpectedProcessing::TYPICAL
+    }
+}
 
 /// The request budget of one key: at most `max_requests` in any window of `window`.
 ///
@@ -112,14 +158,11 @@ impl RateLimit {
         }
     }
 
-    /// The same budget with the window divided by `factor` (for emulated, sped-up time). The
-    /// margin stays as it is: it covers network and scheduling jitter, which real time governs.
+    /// The same budget with the window divided by `factor` (for emulated, sped-up time; a
+    /// factor that is not a positive number counts as 1). The margin stays as it is: it covers
+    /// network and scheduling jitter, which real time governs.
     pub fn scaled(self, factor: f64) -> Self {
-        let factor = if factor.is_finite() && factor > 0.0 {
-            factor
-        } else {
-            1.0
-        };
+        let factor = valid_time_scale(factor);
         RateLimit {
             window: self.window.div_f64(factor),
             ..self
@@ -130,6 +173,15 @@ impl RateLimit {
 impl Default for RateLimit {
     fn default() -> Self {
         RateLimit::per_second(spec::DEFAULT_QPS)
+    }
+}
+
+/// `factor` when it is a positive finite number, else 1 (real time).
+fn valid_time_scale(factor: f64) -> f64 {
+    if factor.is_finite() && factor > 0.0 {
+        factor
+    } else {
+        1.0
     }
 }
 
@@ -165,6 +217,15 @@ impl RetryPolicy {
             .min(self.max_backoff);
         full.mul_f64(rand::random_range(0.5..=1.0))
     }
+
+    /// The same policy on a clock `factor` times faster: backoffs divided by it.
+    fn scaled(self, factor: f64) -> Self {
+        RetryPolicy {
+            initial_backoff: self.initial_backoff.div_f64(factor),
+            max_backoff: self.max_backoff.div_f64(factor),
+            ..self
+        }
+    }
 }
 
 /// Everything a [`Client`](crate::Client) needs.
@@ -180,7 +241,8 @@ pub struct ClientConfig {
     pub(crate) max_download_bytes: u64,
     pub(crate) max_concurrent_downloads: usize,
     pub(crate) max_in_flight: usize,
-    pub(crate) expected_processing: (Duration, Duration),
+    pub(crate) expected_processing: ExpectedProcessing,
+    pub(crate) time_scale: f64,
     pub(crate) shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
 }
 
@@ -198,7 +260,8 @@ impl ClientConfig {
             max_download_bytes: 50 * 1024 * 1024,
             max_concurrent_downloads: 4,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            expected_processing: DEFAULT_EXPECTED_PROCESSING,
+            expected_processing: ExpectedProcessing::TYPICAL,
+            time_scale: 1.0,
             shared_budget: None,
         }
     }
@@ -230,9 +293,15 @@ impl ClientConfig {
         &self.base_url
     }
 
-    /// The rate limit every request of the client shares.
+    /// The rate limit every request of the client shares (on the client's clock: see
+    /// [`ClientConfigBuilder::time_scale`]).
     pub fn rate_limit(&self) -> RateLimit {
         self.rate_limit
+    }
+
+    /// How many times faster than real time the service's clock runs (1 for the real service).
+    pub fn time_scale(&self) -> f64 {
+        self.time_scale
     }
 
     /// Which service tasks of this configuration live at, for records such as the task ledger:
@@ -261,7 +330,8 @@ pub struct ClientConfigBuilder {
     max_download_bytes: u64,
     max_concurrent_downloads: usize,
     max_in_flight: usize,
-    expected_processing: (Duration, Duration),
+    expected_processing: ExpectedProcessing,
+    time_scale: f64,
     shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
 }
 
@@ -336,10 +406,24 @@ impl ClientConfigBuilder {
         self
     }
 
-    /// What processing times to expect before any was observed: their median and 95th
-    /// percentile (default 10 s and 30 s). The adaptive poll policy starts from it and learns.
-    pub fn expected_processing(mut self, median: Duration, p95: Duration) -> Self {
-        self.expected_processing = (median, p95.max(median));
+    /// What processing times to expect before any was observed (default
+    /// [`ExpectedProcessing::TYPICAL`]: a median of 10 s, 95 % within 30 s). The adaptive poll
+    /// policy starts from it and learns.
+    pub fn expected_processing(mut self, expected: ExpectedProcessing) -> Self {
+        self.expected_processing = expected;
+        self
+    }
+
+    /// For an emulated service whose clock runs `factor` times faster than real time (default 1:
+    /// the real service). Every duration of the service the client plans with is divided by it
+    /// when the configuration is built: the rate limit's window (its jitter margin stays: real
+    /// time governs jitter), the retry backoffs, the expected processing times and the
+    /// documented poll interval of every wait. Timeouts and the 300 s limit of a wait stay in
+    /// real time; a [shared budget](Self::shared_budget) and its fallback keep the limits they
+    /// were made with (give them on the service's clock: [`RateLimit::scaled`]). A factor that
+    /// is not a positive number counts as 1.
+    pub fn time_scale(mut self, factor: f64) -> Self {
+        self.time_scale = valid_time_scale(factor);
         self
     }
 
@@ -374,13 +458,14 @@ impl ClientConfigBuilder {
                 "the rate limit must allow at least one request per non-zero window".into(),
             ));
         }
+        let scale = self.time_scale;
         Ok(ClientConfig {
             api_key,
             base_url,
-            rate_limit: self.rate_limit,
+            rate_limit: self.rate_limit.scaled(scale),
             retry: RetryPolicy {
                 max_attempts: self.retry.max_attempts.max(1),
-                ..self.retry
+                ..self.retry.scaled(scale)
             },
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
@@ -388,7 +473,8 @@ impl ClientConfigBuilder {
             max_download_bytes: self.max_download_bytes,
             max_concurrent_downloads: self.max_concurrent_downloads,
             max_in_flight: self.max_in_flight,
-            expected_processing: self.expected_processing,
+            expected_processing: self.expected_processing.scaled(scale),
+            time_scale: scale,
             shared_budget: self.shared_budget,
         })
     }

@@ -70,7 +70,7 @@ impl Client {
             .download_slots
             .acquire()
             .await
-            .map_err(|_| Error::Config("the client is shutting down".into()))?;
+            .map_err(|_| Error::ShuttingDown)?;
         let config = &self.inner.config;
         let max = usize::try_from(config.max_download_bytes).unwrap_or(usize::MAX);
         let mut attempt = 0;

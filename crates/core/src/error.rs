@@ -34,9 +34,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The client's configuration is unusable.
+    /// The client's configuration is unusable: the API key, the base URL, the rate limit, or an
+    /// HTTP client that cannot be built with them. The message names the setting.
     #[error("configuration error: {0}")]
     Config(String),
+
+    /// A task id passed to the client is empty or blank; nothing was sent.
+    #[error("the task id is empty; pass the id a create returned")]
+    EmptyTaskId,
+
+    /// The client is being dropped (its runtime is shutting down) while a call still ran; the
+    /// task, if any, is unharmed.
+    #[error("the client is shutting down; finish with a new client (resume the task by its id)")]
+    ShuttingDown,
+
+    /// The caller's record of a create (`before_send` of
+    /// [`Client::create_task_recorded`](crate::Client::create_task_recorded)) failed, so the
+    /// create was not sent: nothing runs, nothing was charged.
+    #[error("the create was not sent because recording it failed: {0}")]
+    RecordFailed(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     /// HTTP 400: a parameter is missing or has an incorrect value.
     #[error(
@@ -279,6 +295,7 @@ impl Error {
             Error::Invalid(_)
             | Error::Io { .. }
             | Error::Config(_)
+            | Error::EmptyTaskId
             | Error::BadRequest { .. }
             | Error::Unauthorized { .. }
             | Error::PayloadTooLarge { .. } => Recovery::Permanent,
@@ -338,6 +355,8 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Cancelled { .. }
             | Error::ResultInvalid { .. } => Recovery::Resume,
+            // Only a download waits on the client's own shutdown: its task is done and unharmed.
+            Error::ShuttingDown => Recovery::Resume,
             // A failed task is not charged; a new task may succeed where the service says so.
             Error::TaskFailed { state, .. } => {
                 if state.is_transient_failure() {
@@ -349,7 +368,7 @@ impl Error {
             // A succeeded task was charged; its results cannot be had any more.
             Error::ResultMissing { .. } | Error::ResultExpired { .. } => Recovery::ResultsLost,
             // The ledger is checked before a create is sent: a failure there sent nothing.
-            Error::Ledger(_) => Recovery::Retry,
+            Error::Ledger(_) | Error::RecordFailed(_) => Recovery::Retry,
         }
     }
 

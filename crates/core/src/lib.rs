@@ -1,19 +1,37 @@
 //! # backdrop-core
 //!
-//! Everything PicWish's Generate Background API is, in one crate: its facts ([`spec`]), its task
-//! states ([`state`]), local pre-validation of inputs ([`validate`]), request types
-//! ([`request`]), and an async [`Client`] that creates tasks, waits for them under the key's rate
-//! limit and downloads the results.
+//! A client for PicWish's Generate Background API: give it a transparent product PNG and a
+//! prompt (or a scene template), get back one or two photos of the product on a generated
+//! background.
+//!
+//! ## The flow
+//!
+//! The API is asynchronous. A [`Client`] does each step under the key's rate limit:
+//!
+//! 1. **Describe** the work with a [`GenerateRequest`] (its builder refuses what the service
+//!    would: no image or two, a prompt and a scene type, a blank or overlong prompt).
+//! 2. **Create** a task: [`Client::create_task`] first checks the image locally — the whole
+//!    PNG, every rule of the service ([`validate`]) — so that a bad input costs nothing, then
+//!    sends it and returns the task id. A create is never sent twice on its own.
+//! 3. **Wait** for it: [`Client::wait_for_task_with`] polls (planned by progress and the
+//!    processing times seen so far, see [`PollPolicy`]) until the task succeeds, fails or 300 s
+//!    pass, reporting each state.
+//! 4. **Download** the results within the hour their URLs live:
+//!    [`Client::download_results`] returns checked JPEG/PNG/WebP bytes.
+//!
+//! [`Client::generate`] does all four. Every failure is an [`Error`] whose
+//! [`recovery`](Error::recovery) says what to do: retry, resume the task by its id, ask before
+//! creating again (a create may have been charged), or give up.
 //!
 //! ```no_run
 //! # async fn run() -> backdrop_core::Result<()> {
-//! use backdrop_core::{Client, ClientConfig, GenerateRequest, WaitControl, WaitOptions};
+//! use backdrop_core::{BatchSize, Client, ClientConfig, GenerateRequest, WaitControl, WaitOptions};
 //!
 //! let client = Client::new(ClientConfig::builder("YOUR_API_KEY").build()?)?;
 //! let request = GenerateRequest::builder()
 //!     .image_path("product.png")
 //!     .prompt("a marble countertop in soft morning light")
-//!     .batch_size(1)
+//!     .batch_size(BatchSize::One)
 //!     .build()?;
 //! let generation = client
 //!     .generate(&request, WaitOptions::default(), |task| {
@@ -22,27 +40,42 @@
 //!     })
 //!     .await?;
 //! for image in &generation.images {
-//!     std::fs::write(format!("out-{}.{}", image.index, image.format.extension()), &image.bytes)
-//!         .ok();
+//!     let name = format!("out-{}.{}", image.index, image.format.extension());
+//!     std::fs::write(name, &image.bytes).ok();
 //! }
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Where things are
+//!
+//! - [`config`]: [`ClientConfig`] and its builder — key, base URL, [`RateLimit`], retries,
+//!   timeouts, tasks in flight, and a time scale for emulated services.
+//! - [`request`]: [`GenerateRequest`], [`GenerationOptions`], [`BatchSize`], [`SceneType`].
+//! - [`wait`]: [`WaitOptions`] and [`PollPolicy`]; [`TaskInfo`] is what a poll reads.
+//! - [`error`]: [`Error`], [`Recovery`], [`Operation`].
+//! - [`validate`]: the local checks of an input, usable on their own (`backdrop validate`).
+//! - [`spec`] and [`state`]: the API's facts — paths, limits, prices, task states.
+//! - [`ledger`]: the durable record of each input's life that keeps batch runs from paying
+//!   twice across crashes; [`budget`]: one rate budget shared by several processes;
+//!   [`files`]: atomic file writes.
+
+#![deny(missing_docs)]
 
 pub mod budget;
-pub mod client;
+mod client;
 pub mod config;
-pub mod download;
+mod download;
 pub mod error;
 pub mod files;
-pub mod forecast;
-pub mod generate;
+mod forecast;
+mod generate;
 pub mod ledger;
-pub mod rate_limit;
+mod rate_limit;
 pub mod request;
-pub mod response;
-pub mod result;
-pub mod scheduler;
+mod response;
+mod result;
+mod scheduler;
 #[cfg(test)]
 mod simulation;
 pub mod spec;
@@ -50,18 +83,33 @@ pub mod state;
 pub mod validate;
 pub mod wait;
 
+/// README's Rust examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
+/// The client's internals that its fuzz targets and adversarial tests reach into: no part of
+/// the API, no stability promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::client::{MAX_API_ANSWER_BYTES, max_query_answer_bytes};
+    pub use crate::forecast::{DurationModel, TaskForecast};
+    pub use crate::response::{CreatedTask, Envelope};
+}
+
 pub use client::Client;
 pub use config::{
-    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_EXPECTED_PROCESSING, DEFAULT_MAX_IN_FLIGHT,
+    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_MAX_IN_FLIGHT, ExpectedProcessing,
     RateLimit, RetryPolicy,
 };
 pub use error::{Error, Operation, Recovery, Result};
 pub use generate::Generation;
 pub use request::{
     Background, BatchSize, GenerateRequest, GenerateRequestBuilder, GenerationOptions, ImageSource,
+    SceneType,
 };
 pub use response::TaskInfo;
-pub use result::{GeneratedImage, ImageFormat, ResultLocation};
+pub use result::{GeneratedImage, ImageFormat, ResultFieldError, ResultLocation};
 pub use scheduler::PollPolicy;
 pub use state::{StateClass, TaskState};
 pub use validate::{PngInfo, ValidationError};

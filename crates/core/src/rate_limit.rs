@@ -2,8 +2,11 @@
 //!
 //! A sliding-window limiter: a request may start only when the request `max_requests` places
 //! before it started at least `window + margin` ago, so no window of the server's — wherever it
-//! starts — sees more than `max_requests`. Waiters are served first come, first served. A 429
-//! from the server pauses everyone (for its `Retry-After`, when given).
+//! starts — sees more than `max_requests`. It only counts: the scheduler
+//! ([`crate::scheduler`]) asks it when the next request may start ([`RateLimiter::next_ready`])
+//! and takes each slot ([`RateLimiter::try_take`]) for the waiting request worth most. A 429
+//! from the server pauses everyone (for its `Retry-After`, when given) and halves the
+//! allowance until quiet answers win it back.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -17,8 +20,6 @@ use crate::config::RateLimit;
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: RateLimit,
-    /// Serves waiters in arrival order; held while a waiter sleeps for its turn.
-    turnstile: tokio::sync::Mutex<()>,
     state: Mutex<WindowState>,
 }
 
@@ -46,29 +47,12 @@ impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
         RateLimiter {
             limit,
-            turnstile: tokio::sync::Mutex::new(()),
             state: Mutex::new(WindowState::default()),
         }
     }
 
-    /// The budget it enforces.
-    pub fn limit(&self) -> RateLimit {
-        self.limit
-    }
-
-    /// Waits for the turn to send one request, and records it as sent now.
-    pub async fn acquire(&self) {
-        let _turn = self.turnstile.lock().await;
-        loop {
-            match self.try_take(Instant::now()) {
-                Ok(()) => return,
-                Err(ready_at) => tokio::time::sleep_until(ready_at).await,
-            }
-        }
-    }
-
     /// Records a request sent at `now` if the budget allows it; otherwise returns the earliest
-    /// instant it will. For callers that choose among waiters themselves (the scheduler).
+    /// instant it will.
     pub fn try_take(&self, now: Instant) -> Result<(), Instant> {
         let mut state = self.lock_state();
         let ready_at = self.ready_at(&state, now);
@@ -87,11 +71,6 @@ impl RateLimiter {
     pub fn next_ready(&self, now: Instant) -> Instant {
         let state = self.lock_state();
         self.ready_at(&state, now)
-    }
-
-    /// Holds every request back for `duration` from now.
-    pub fn pause_for(&self, duration: Duration) {
-        Self::pause(&mut self.lock_state(), Instant::now() + duration);
     }
 
     /// The server answered 429: hold every request back for `pause` and halve the requests
@@ -134,6 +113,7 @@ impl RateLimiter {
     }
 
     /// Requests allowed per window now (the configured number unless 429s lowered it).
+    #[cfg(test)]
     pub fn allowed_per_window(&self) -> usize {
         Self::allowed_now(&self.lock_state(), self.configured())
     }
@@ -186,6 +166,16 @@ mod tests {
 
     use super::*;
 
+    /// Waits until the budget has room and takes one slot of it.
+    async fn take(limiter: &RateLimiter) {
+        loop {
+            match limiter.try_take(Instant::now()) {
+                Ok(()) => return,
+                Err(ready_at) => tokio::time::sleep_until(ready_at).await,
+            }
+        }
+    }
+
     /// The most starts inside any half-open window of length `window`.
     fn max_in_window(starts: &[Instant], window: Duration) -> usize {
         let mut sorted = starts.to_vec();
@@ -209,7 +199,7 @@ mod tests {
         for _ in 0..40 {
             let (limiter, starts) = (limiter.clone(), starts.clone());
             tasks.push(tokio::spawn(async move {
-                limiter.acquire().await;
+                take(&limiter).await;
                 starts.lock().unwrap().push(Instant::now());
             }));
         }
@@ -226,10 +216,10 @@ mod tests {
     async fn a_burst_within_budget_is_not_delayed() {
         let limiter = RateLimiter::new(RateLimit::per_second(2));
         let start = Instant::now();
-        limiter.acquire().await;
-        limiter.acquire().await;
+        take(&limiter).await;
+        take(&limiter).await;
         assert_eq!(Instant::now(), start);
-        limiter.acquire().await;
+        take(&limiter).await;
         assert_eq!(Instant::now() - start, Duration::from_millis(1050));
     }
 
@@ -237,8 +227,8 @@ mod tests {
     async fn a_pause_holds_everyone() {
         let limiter = RateLimiter::new(RateLimit::per_second(5));
         let start = Instant::now();
-        limiter.pause_for(Duration::from_secs(3));
-        limiter.acquire().await;
+        limiter.rate_limited(Duration::from_secs(3));
+        take(&limiter).await;
         assert!(Instant::now() - start >= Duration::from_secs(3));
         assert_eq!(limiter.granted(), 1);
     }
@@ -261,7 +251,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let start = Instant::now();
         for _ in 0..3 {
-            limiter.acquire().await;
+            take(&limiter).await;
         }
         assert_eq!(Instant::now() - start, Duration::from_millis(2 * 1050));
         // Ten windows' worth of answers without a 429 allow one more.

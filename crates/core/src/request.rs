@@ -48,7 +48,7 @@ impl fmt::Debug for ImageSource {
 }
 
 /// A URL without its query string, for logs (presigned URLs carry signatures there).
-pub fn redact_query(url: &Url) -> String {
+pub(crate) fn redact_query(url: &Url) -> String {
     let mut shown = url.clone();
     if shown.query().is_some() {
         shown.set_query(Some("…"));
@@ -62,8 +62,47 @@ pub fn redact_query(url: &Url) -> String {
 pub enum Background {
     /// A free-text prompt (English works best), 1 to 1024 characters.
     Prompt(String),
-    /// A background template id from PicWish's scene_type list.
-    SceneType(u32),
+    /// A background template from PicWish's scene_type list.
+    SceneType(SceneType),
+}
+
+/// A background template id from PicWish's scene_type list: a positive integer. Made with
+/// `TryFrom`, which refuses zero, negative and oversized ids.
+///
+/// ```
+/// use backdrop_core::SceneType;
+/// let scene = SceneType::try_from(105)?;
+/// assert_eq!(scene.get(), 105);
+/// assert!(SceneType::try_from(0).is_err());
+/// # Ok::<(), backdrop_core::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SceneType(u32);
+
+impl SceneType {
+    /// The template id.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for SceneType {
+    type Error = ValidationError;
+
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        u32::try_from(value)
+            .ok()
+            .filter(|id| *id > 0)
+            .map(SceneType)
+            .ok_or(ValidationError::SceneType { value })
+    }
+}
+
+impl fmt::Display for SceneType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// How many images to generate. Serialised as its count (1 or 2).
@@ -112,8 +151,8 @@ impl TryFrom<i64> for BatchSize {
 /// What to generate, without the image: the background (a prompt or a scene template), the
 /// negative prompt and the batch size. Always locally valid.
 ///
-/// Two inputs with the same image and equal options are the same work: [`identity`]
-/// (Self::identity) is the stable serialisation the task ledger hashes into input keys.
+/// Two inputs with the same image and equal options are the same work:
+/// [`identity`](Self::identity) is the stable serialisation the task ledger hashes into input keys.
 ///
 /// ```
 /// use backdrop_core::{BatchSize, GenerationOptions};
@@ -132,13 +171,10 @@ pub struct GenerationOptions {
 
 impl GenerationOptions {
     /// Options describing the background with `background`, checked (a prompt of 1 to 1024
-    /// characters, a positive scene type), with no negative prompt and the default batch size.
+    /// characters), with no negative prompt and the default batch size.
     pub fn new(background: Background) -> Result<Self, ValidationError> {
-        match &background {
-            Background::Prompt(prompt) => validate::check_prompt(prompt)?,
-            Background::SceneType(scene) => {
-                check_scene_type(i64::from(*scene))?;
-            }
+        if let Background::Prompt(prompt) = &background {
+            validate::check_prompt(prompt)?;
         }
         Ok(GenerationOptions {
             background,
@@ -152,9 +188,13 @@ impl GenerationOptions {
         Self::new(Background::Prompt(prompt.into()))
     }
 
-    /// Options with a scene template id.
-    pub fn scene_type(scene_type: i64) -> Result<Self, ValidationError> {
-        Self::new(Background::SceneType(check_scene_type(scene_type)?))
+    /// Options with a scene template.
+    pub fn scene_type(scene_type: SceneType) -> Self {
+        GenerationOptions {
+            background: Background::SceneType(scene_type),
+            negative_prompt: None,
+            batch_size: BatchSize::default(),
+        }
     }
 
     /// Sets the negative prompt; a blank one means none.
@@ -280,9 +320,9 @@ pub struct GenerateRequestBuilder {
     images: Vec<ImageSource>,
     image_url_error: Option<ValidationError>,
     prompt: Option<String>,
-    scene_type: Option<i64>,
+    scene_type: Option<SceneType>,
     negative_prompt: Option<String>,
-    batch_size: Option<i64>,
+    batch_size: BatchSize,
     allow_opaque: bool,
 }
 
@@ -304,7 +344,7 @@ impl GenerateRequestBuilder {
 
     /// The service downloads the source image from `url` (http or https).
     pub fn image_url(mut self, url: &str) -> Self {
-        match parse_image_url(url) {
+        match validate::parse_image_url(url) {
             Ok(url) => self.images.push(ImageSource::Url(url)),
             Err(e) => self.image_url_error = Some(e),
         }
@@ -323,8 +363,8 @@ impl GenerateRequestBuilder {
         self
     }
 
-    /// Use a background template id instead of a prompt.
-    pub fn scene_type(mut self, scene_type: i64) -> Self {
+    /// Use a background template instead of a prompt.
+    pub fn scene_type(mut self, scene_type: SceneType) -> Self {
         self.scene_type = Some(scene_type);
         self
     }
@@ -335,9 +375,9 @@ impl GenerateRequestBuilder {
         self
     }
 
-    /// Generate 1 or 2 images (default 2).
-    pub fn batch_size(mut self, batch_size: i64) -> Self {
-        self.batch_size = Some(batch_size);
+    /// How many images to generate (default [`BatchSize::Two`]).
+    pub fn batch_size(mut self, batch_size: BatchSize) -> Self {
+        self.batch_size = batch_size;
         self
     }
 
@@ -359,10 +399,10 @@ impl GenerateRequestBuilder {
         } = options;
         (self.prompt, self.scene_type) = match background {
             Background::Prompt(prompt) => (Some(prompt), None),
-            Background::SceneType(scene) => (None, Some(i64::from(scene))),
+            Background::SceneType(scene) => (None, Some(scene)),
         };
         self.negative_prompt = negative_prompt;
-        self.batch_size = Some(i64::from(batch_size.count()));
+        self.batch_size = batch_size;
         self
     }
 
@@ -400,13 +440,9 @@ impl GenerateRequestBuilder {
                 validate::check_prompt(&prompt)?;
                 Background::Prompt(prompt)
             }
-            (None, Some(scene)) => Background::SceneType(check_scene_type(scene)?),
+            (None, Some(scene)) => Background::SceneType(scene),
         };
-        let batch_size = match self.batch_size {
-            Some(value) => BatchSize::try_from(value)?,
-            None => BatchSize::default(),
-        };
-        let mut options = GenerationOptions::new(background)?.with_batch_size(batch_size);
+        let mut options = GenerationOptions::new(background)?.with_batch_size(self.batch_size);
         if let Some(negative) = self.negative_prompt {
             options = options.with_negative_prompt(negative);
         }
@@ -418,36 +454,13 @@ impl GenerateRequestBuilder {
     }
 }
 
-/// Checks a scene template id: a positive integer.
-pub fn check_scene_type(value: i64) -> Result<u32, ValidationError> {
-    u32::try_from(value)
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or(ValidationError::SceneType { value })
-}
-
-/// Parses an `image_url`: absolute, http or https, with a host.
-pub fn parse_image_url(raw: &str) -> Result<Url, ValidationError> {
-    let invalid = |reason: &str| ValidationError::ImageUrl {
-        url: raw.chars().take(200).collect(),
-        reason: reason.to_owned(),
-    };
-    let url = Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(&format!(
-            "the scheme is {:?}, not http or https",
-            url.scheme()
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("it has no host"));
-    }
-    Ok(url)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scene(id: i64) -> SceneType {
+        SceneType::try_from(id).unwrap()
+    }
 
     #[test]
     fn exactly_one_image_and_one_background() {
@@ -462,7 +475,7 @@ mod tests {
         let both = GenerateRequest::builder()
             .image_path("a.png")
             .prompt("a beach")
-            .scene_type(105)
+            .scene_type(scene(105))
             .build();
         assert!(matches!(both, Err(ValidationError::Background { .. })));
         let neither = GenerateRequest::builder().image_path("a.png").build();
@@ -473,34 +486,23 @@ mod tests {
     fn defaults_and_limits() {
         let request = GenerateRequest::builder()
             .image_path("a.png")
-            .scene_type(105)
+            .scene_type(scene(105))
             .build()
             .unwrap();
         assert_eq!(request.batch_size(), BatchSize::Two);
-        assert_eq!(request.background(), &Background::SceneType(105));
+        assert_eq!(request.background(), &Background::SceneType(scene(105)));
         for bad in [0, 3, -1] {
-            let result = GenerateRequest::builder()
-                .image_path("a.png")
-                .prompt("x")
-                .batch_size(bad)
-                .build();
-            assert_eq!(result, Err(ValidationError::BatchSize { value: bad }));
+            assert_eq!(
+                BatchSize::try_from(bad),
+                Err(ValidationError::BatchSize { value: bad })
+            );
         }
-        assert!(matches!(
-            GenerateRequest::builder()
-                .image_path("a")
-                .scene_type(0)
-                .build(),
-            Err(ValidationError::SceneType { value: 0 })
-        ));
-    }
-
-    #[test]
-    fn urls_must_be_http() {
-        for bad in ["ftp://x/a.png", "not a url", "file:///etc/passwd"] {
-            assert!(parse_image_url(bad).is_err(), "{bad}");
+        for bad in [0, -1, i64::from(u32::MAX) + 1] {
+            assert_eq!(
+                SceneType::try_from(bad),
+                Err(ValidationError::SceneType { value: bad })
+            );
         }
-        assert!(parse_image_url("https://bucket.s3.amazonaws.com/a.png?X-Amz-Signature=1").is_ok());
     }
 
     #[test]
@@ -534,7 +536,7 @@ mod tests {
             GenerationOptions::prompt("a beach!").unwrap(),
             prompt.clone().with_negative_prompt("sand"),
             prompt.clone().with_batch_size(BatchSize::One),
-            GenerationOptions::scene_type(7).unwrap(),
+            GenerationOptions::scene_type(scene(7)),
             GenerationOptions::prompt("7").unwrap(),
         ];
         for (i, a) in variants.iter().enumerate() {
@@ -551,8 +553,7 @@ mod tests {
 
     #[test]
     fn options_and_builder_agree() {
-        let options = GenerationOptions::scene_type(105)
-            .unwrap()
+        let options = GenerationOptions::scene_type(scene(105))
             .with_negative_prompt("text")
             .with_batch_size(BatchSize::One);
         let request = GenerateRequest::builder()
@@ -563,7 +564,6 @@ mod tests {
             .unwrap();
         assert_eq!(request.options(), &options);
         assert!(GenerationOptions::prompt(" ").is_err());
-        assert!(GenerationOptions::scene_type(0).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::budget::SharedBudget;
-use crate::config::RateLimit;
+use crate::config::{ExpectedProcessing, RateLimit};
 use crate::forecast::{DurationModel, TaskForecast};
 use crate::rate_limit::RateLimiter;
 use crate::spec;
@@ -151,7 +151,7 @@ pub(crate) struct Scheduler {
 
 impl Scheduler {
     #[cfg(test)]
-    pub(crate) fn new(limit: RateLimit, max_in_flight: usize, prior: (Duration, Duration)) -> Self {
+    pub(crate) fn new(limit: RateLimit, max_in_flight: usize, prior: ExpectedProcessing) -> Self {
         Self::with_shared(limit, max_in_flight, prior, None)
     }
 
@@ -160,7 +160,7 @@ impl Scheduler {
     pub(crate) fn with_shared(
         limit: RateLimit,
         max_in_flight: usize,
-        prior: (Duration, Duration),
+        prior: ExpectedProcessing,
         shared: Option<(Arc<dyn SharedBudget>, RateLimit)>,
     ) -> Self {
         let token_interval = limit.window / limit.max_requests.max(1);
@@ -179,7 +179,7 @@ impl Scheduler {
                 waiters: Vec::new(),
                 creating: 0,
                 created: HashMap::new(),
-                model: DurationModel::with_prior(prior.0, prior.1),
+                model: DurationModel::with_prior(prior.median, prior.p95),
             }),
             changed: Notify::new(),
             max_in_flight: max_in_flight.max(1),
@@ -445,7 +445,7 @@ mod tests {
         Arc::new(Scheduler::new(
             RateLimit::per_second(qps),
             max_in_flight,
-            (Duration::from_secs(10), Duration::from_secs(30)),
+            ExpectedProcessing::TYPICAL,
         ))
     }
 

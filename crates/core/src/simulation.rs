@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::budget::{MemoryBudgetStore, SharedBudget, SharedRateBudget, TokioBudgetClock};
-use crate::config::{DEFAULT_EXPECTED_PROCESSING, RateLimit};
+use crate::config::{ExpectedProcessing, RateLimit};
 use crate::error::Result;
 use crate::response::TaskInfo;
 use crate::scheduler::{PollPolicy, Scheduler, Want};
@@ -234,15 +234,15 @@ async fn simulate(config: SimConfig) -> SimReport {
     let schedulers: Vec<Arc<Scheduler>> = (0..holders)
         .map(|_| {
             Arc::new(match (config.sharing, holders) {
-                (_, 1) => Scheduler::new(limit, config.max_in_flight, DEFAULT_EXPECTED_PROCESSING),
+                (_, 1) => Scheduler::new(limit, config.max_in_flight, ExpectedProcessing::TYPICAL),
                 (Sharing::Budget, _) => Scheduler::with_shared(
                     limit,
                     config.max_in_flight,
-                    DEFAULT_EXPECTED_PROCESSING,
+                    ExpectedProcessing::TYPICAL,
                     Some((budget.clone(), share)),
                 ),
                 (Sharing::Static, _) => {
-                    Scheduler::new(share, config.max_in_flight, DEFAULT_EXPECTED_PROCESSING)
+                    Scheduler::new(share, config.max_in_flight, ExpectedProcessing::TYPICAL)
                 }
             })
         })

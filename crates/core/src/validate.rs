@@ -20,6 +20,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde::Serialize;
+use url::Url;
 
 use crate::spec;
 
@@ -445,20 +446,14 @@ impl PngHeaderReader {
 
 /// Validates a PNG held in memory (header only).
 pub fn inspect_png_bytes(bytes: &[u8]) -> Result<PngInfo, ValidationError> {
-    let mut reader = PngHeaderReader::new(bytes.len() as u64)?;
-    let mut step = reader.first_step();
-    loop {
-        match step {
-            PngStep::Done(info) => return Ok(info),
-            PngStep::Need { offset, len } => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                let end = start.saturating_add(len).min(bytes.len());
-                step = reader.feed(&bytes[start..end])?;
-            }
-        }
-    }
+    read_header(bytes.len() as u64, |offset, len, buf| {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let end = start.saturating_add(len).min(bytes.len());
+        buf.extend_from_slice(&bytes[start..end]);
+        Ok(())
+    })
 }
 
 /// Validates a PNG file on disk, reading its header only.
@@ -467,6 +462,20 @@ pub fn inspect_png_bytes(bytes: &[u8]) -> Result<PngInfo, ValidationError> {
 pub fn inspect_png_file(path: &Path) -> Result<PngInfo, InspectFileError> {
     let mut file = std::fs::File::open(path)?;
     let file_size = file.metadata()?.len();
+    read_header(file_size, |offset, len, buf| {
+        file.seek(SeekFrom::Start(offset))?;
+        (&mut file).take(len as u64).read_to_end(buf)?;
+        Ok(())
+    })
+}
+
+/// Runs a [`PngHeaderReader`] over a source of `file_size` bytes to its verdict: `read_at(offset,
+/// len, buf)` appends the bytes each step asks for to the empty `buf` (fewer at the end of the
+/// source).
+fn read_header<E: From<ValidationError>>(
+    file_size: u64,
+    mut read_at: impl FnMut(u64, usize, &mut Vec<u8>) -> Result<(), E>,
+) -> Result<PngInfo, E> {
     let mut reader = PngHeaderReader::new(file_size)?;
     let mut step = reader.first_step();
     let mut buf = Vec::with_capacity(IHDR_END);
@@ -474,9 +483,8 @@ pub fn inspect_png_file(path: &Path) -> Result<PngInfo, InspectFileError> {
         match step {
             PngStep::Done(info) => return Ok(info),
             PngStep::Need { offset, len } => {
-                file.seek(SeekFrom::Start(offset))?;
                 buf.clear();
-                (&mut file).take(len as u64).read_to_end(&mut buf)?;
+                read_at(offset, len, &mut buf)?;
                 step = reader.feed(&buf)?;
             }
         }
@@ -492,6 +500,26 @@ pub enum InspectFileError {
     /// The file could not be read.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Parses an `image_url`: absolute, http or https, with a host (the URL is shown, cut to 200
+/// characters, in the refusal).
+pub fn parse_image_url(raw: &str) -> Result<Url, ValidationError> {
+    let invalid = |reason: &str| ValidationError::ImageUrl {
+        url: raw.chars().take(200).collect(),
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(&format!(
+            "the scheme is {:?}, not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    Ok(url)
 }
 
 /// Checks the size of an image file against the service's limit.
@@ -613,6 +641,19 @@ fn hex_prefix(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_urls_must_be_http_with_a_host() {
+        for bad in [
+            "ftp://x/a.png",
+            "not a url",
+            "file:///etc/passwd",
+            "https://",
+        ] {
+            assert!(parse_image_url(bad).is_err(), "{bad}");
+        }
+        assert!(parse_image_url("https://bucket.s3.amazonaws.com/a.png?X-Amz-Signature=1").is_ok());
+    }
 
     /// A minimal PNG: signature, IHDR, optional extra chunks, IDAT and IEND (CRCs zeroed; the
     /// validator does not read them).

@@ -1,8 +1,8 @@
 //! Waiting for a task: poll until it succeeds, fails or runs out of time, reporting each state.
 //!
-//! Polls are planned by the client's scheduler ([`crate::scheduler`]) with the task's
-//! [`PollPolicy`]: adaptive by default, or the spec's flow (every 1 s). Either way a wait gives
-//! up after at most 300 s, the spec's limit.
+//! Polls are planned by the client's scheduler — one per client, where every request waits for
+//! the key's budget — with the task's [`PollPolicy`]: adaptive by default, or the spec's flow
+//! (every 1 s). Either way a wait gives up after at most 300 s, the spec's limit.
 
 use std::future::Future;
 use std::time::Duration;
@@ -28,7 +28,8 @@ const LAST_LOOK_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct WaitOptions {
     /// How polls are planned (default: adaptive).
     pub policy: PollPolicy,
-    /// Time between two polls of the documented policy (the spec: 1 s).
+    /// Time between two polls of the documented policy (the spec: 1 s), on the service's clock:
+    /// a client with a [time scale](crate::ClientConfigBuilder::time_scale) divides it.
     pub poll_interval: Duration,
     /// Give up after this long (the spec: at most 300 s; longer values are capped to it).
     pub max_wait: Duration,
@@ -70,7 +71,17 @@ pub enum WaitControl {
 }
 
 impl Client {
-    /// Waits for a task with the spec's policy and returns it once it succeeded.
+    /// Waits for a task with the default [`WaitOptions`] (the adaptive policy, at most 300 s)
+    /// and returns it once it succeeded. See [`wait_for_task_with`](Self::wait_for_task_with)
+    /// for the errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: backdrop_core::Client) -> backdrop_core::Result<()> {
+    /// // A task created earlier, e.g. by a run that was interrupted.
+    /// let task = client.wait_for_task("9c3f1a1e-5e0b-4c5a-9d1c-0b7e2f3a4d5e").await?;
+    /// let images = client.download_results(&task).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_for_task(&self, task_id: &str) -> Result<TaskInfo> {
         self.wait_for_task_with(task_id, WaitOptions::default(), |_| WaitControl::Continue)
             .await
@@ -87,6 +98,10 @@ impl Client {
         options: WaitOptions,
         observe: impl FnMut(&TaskInfo) -> WaitControl + Send,
     ) -> Result<TaskInfo> {
+        let options = WaitOptions {
+            poll_interval: options.poll_interval.div_f64(self.config().time_scale()),
+            ..options
+        };
         let query = |want| self.query(task_id, want);
         wait_with(&self.inner.scheduler, task_id, options, query, observe).await
     }

@@ -186,6 +186,7 @@ impl From<CoreError> for Failure {
             CoreError::Invalid(invalid) => validation_code(invalid),
             CoreError::Io { .. } => BACKDROP_ERR_IO,
             CoreError::Config(_) => BACKDROP_ERR_CONFIG,
+            CoreError::EmptyTaskId => BACKDROP_ERR_INVALID_ARGUMENT,
             CoreError::BadRequest { .. } => BACKDROP_ERR_BAD_REQUEST,
             CoreError::Unauthorized { .. } => BACKDROP_ERR_UNAUTHORIZED,
             CoreError::NotFound { .. } => BACKDROP_ERR_NOT_FOUND,

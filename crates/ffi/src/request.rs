@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 
 use backdrop_core::validate::{check_png_bytes, check_png_file};
-use backdrop_core::{GenerateRequest, ImageSource, ValidationError};
+use backdrop_core::{BatchSize, GenerateRequest, ImageSource, SceneType, ValidationError};
 use bytes::Bytes;
 
 use crate::error::{Failure, backdrop_error};
@@ -63,13 +63,13 @@ impl RequestData {
             builder = builder.prompt(prompt.clone());
         }
         if let Some(scene) = self.scene_type {
-            builder = builder.scene_type(scene);
+            builder = builder.scene_type(SceneType::try_from(scene)?);
         }
         if let Some(negative) = &self.negative_prompt {
             builder = builder.negative_prompt(negative.clone());
         }
         if let Some(batch) = self.batch_size {
-            builder = builder.batch_size(batch);
+            builder = builder.batch_size(BatchSize::try_from(batch)?);
         }
         builder.allow_opaque(self.allow_opaque).build()
     }

@@ -14,9 +14,8 @@
 use std::time::Duration;
 
 use backdrop_core::StateClass;
-use backdrop_core::forecast::{DurationModel, TaskForecast};
-use backdrop_core::response::{CreatedTask, Envelope, TaskInfo};
-use backdrop_core::result::ResultLocation;
+use backdrop_core::__private::{CreatedTask, DurationModel, Envelope, TaskForecast};
+use backdrop_core::{ResultLocation, TaskInfo};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tokio::time::Instant;

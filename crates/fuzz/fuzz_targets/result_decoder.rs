@@ -9,7 +9,7 @@
 //!   through and a cap one byte smaller refuses it.
 #![no_main]
 
-use backdrop_core::result::{ImageFormat, ResultLocation};
+use backdrop_core::{ImageFormat, ResultLocation};
 use base64::Engine;
 use base64::engine::GeneralPurpose;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use backdrop_core::{Background, BatchSize, GenerationOptions, request};
+use backdrop_core::{Background, BatchSize, GenerationOptions, SceneType};
 
 use crate::config::Defaults;
 
@@ -67,14 +67,14 @@ impl Parameters {
                 let value: i64 = scene.parse().map_err(|_| {
                     format!("x-amz-meta-scene-type {scene:?} is not a whole number")
                 })?;
-                let scene = request::check_scene_type(value)
+                let scene = SceneType::try_from(value)
                     .map_err(|e| format!("x-amz-meta-scene-type: {e}"))?;
                 options(Background::SceneType(scene), "x-amz-meta-scene-type")?
             }
             (None, None) => match (&defaults.prompt, defaults.scene_type) {
                 (Some(prompt), _) => options(Background::Prompt(prompt.clone()), "DEFAULT_PROMPT")?,
                 (None, Some(scene)) => {
-                    let scene = request::check_scene_type(scene)
+                    let scene = SceneType::try_from(scene)
                         .map_err(|e| format!("DEFAULT_SCENE_TYPE: {e}"))?;
                     options(Background::SceneType(scene), "DEFAULT_SCENE_TYPE")?
                 }
@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(p.options.batch_size(), BatchSize::One);
         assert_eq!(p.options.negative_prompt(), Some("text"));
         let p = Parameters::resolve(&meta(&[]), &defaults).unwrap();
-        assert_eq!(p.options.background(), &Background::SceneType(3));
+        assert_eq!(
+            p.options.background(),
+            &Background::SceneType(SceneType::try_from(3).unwrap())
+        );
         assert_eq!(p.options.batch_size(), BatchSize::Two);
         assert!(!p.retry_unconfirmed && !p.regenerate_expired);
     }

@@ -64,11 +64,12 @@ async fn budget_table(name: &str) -> String {
     table
 }
 
-/// The key's budget as the test clients see it (sped up, with their wider jitter margin).
+/// The key's budget as the test clients see it (with their wider jitter margin), on the
+/// service's clock (the clients scale it to the emulator's).
 fn key_limit() -> RateLimit {
     RateLimit {
         margin: TEST_RATE_MARGIN,
-        ..RateLimit::per_second(QPS).scaled(TIME_SCALE)
+        ..RateLimit::per_second(QPS)
     }
 }
 
@@ -84,9 +85,11 @@ fn instance_client(emulator: &Emulator, table: Option<&str>) -> Client {
     client_with(emulator, QPS, |builder| match table {
         Some(table) => {
             let store = DynamoDbBudgetStore::new(dynamodb(), table, emulator.api_key());
+            // The shared budget and its fallback are given on the emulator's clock.
+            let shared = SharedRateBudget::new(store, limit.scaled(TIME_SCALE));
             builder
                 .rate_limit(limit)
-                .shared_budget(Arc::new(SharedRateBudget::new(store, limit)), third)
+                .shared_budget(Arc::new(shared), third.scaled(TIME_SCALE))
         }
         None => builder.rate_limit(third),
     })
