@@ -317,7 +317,28 @@ impl ClientConfig {
     }
 }
 
-/// Builds a [`ClientConfig`].
+/// Builds a [`ClientConfig`]; [`build`](Self::build) checks it.
+///
+/// ```
+/// use std::time::Duration;
+/// use backdrop_core::{ClientConfig, RateLimit};
+///
+/// // A key with 5 requests per second, behind a proxy.
+/// let config = ClientConfig::builder("YOUR_API_KEY")
+///     .base_url("https://picwish-proxy.example.com")
+///     .rate_limit(RateLimit::per_second(5))
+///     .request_timeout(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(config.rate_limit().max_requests, 5);
+///
+/// // The emulator sped up 10×: the client plans on its clock.
+/// let emulated = ClientConfig::builder("emulator-key")
+///     .base_url("http://127.0.0.1:8799")
+///     .time_scale(10.0)
+///     .build()?;
+/// assert_eq!(emulated.rate_limit().window, Duration::from_millis(100));
+/// # Ok::<(), backdrop_core::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ClientConfigBuilder {
     api_key: String,

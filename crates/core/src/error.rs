@@ -288,6 +288,24 @@ impl Error {
 
     /// What the caller can do about this error — the one classification every adapter (the
     /// CLI, the Lambda, the C ABI) acts on. See [`Recovery`].
+    ///
+    /// ```no_run
+    /// use backdrop_core::{Client, GenerateRequest, Recovery, WaitControl, WaitOptions};
+    ///
+    /// # async fn run(client: Client, request: GenerateRequest) {
+    /// match client.generate(&request, WaitOptions::default(), |_| WaitControl::Continue).await {
+    ///     Ok(generation) => println!("{} images", generation.images.len()),
+    ///     Err(error) => match error.recovery() {
+    ///         Recovery::Retry => eprintln!("{error}: nothing was charged, run it again"),
+    ///         Recovery::Resume => eprintln!("{error}: resume task {:?} by id", error.task_id()),
+    ///         Recovery::Unconfirmed | Recovery::ResultsLost => {
+    ///             eprintln!("{error}: may have been charged; ask before creating again")
+    ///         }
+    ///         Recovery::Permanent => eprintln!("{error}"),
+    ///     },
+    /// }
+    /// # }
+    /// ```
     pub fn recovery(&self) -> Recovery {
         use Operation::{Create, Download, Query};
         match self {

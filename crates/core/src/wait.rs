@@ -24,6 +24,19 @@ const LAST_LOOK_LEAD: Duration = Duration::from_secs(1);
 const LAST_LOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to wait for a task.
+///
+/// ```
+/// use std::time::Duration;
+/// use backdrop_core::{PollPolicy, WaitOptions};
+///
+/// // The spec's flow, giving up after two minutes instead of five.
+/// let options = WaitOptions {
+///     max_wait: Duration::from_secs(120),
+///     ..WaitOptions::documented()
+/// };
+/// assert_eq!(options.policy, PollPolicy::Documented);
+/// assert_eq!(options.wait_limit(), Duration::from_secs(120));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitOptions {
     /// How polls are planned (default: adaptive).
