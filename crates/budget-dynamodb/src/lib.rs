@@ -21,14 +21,13 @@
 //! # async fn run(dynamodb: aws_sdk_dynamodb::Client) -> backdrop_core::Result<()> {
 //! use std::sync::Arc;
 //! use backdrop_budget_dynamodb::DynamoDbBudgetStore;
-//! use backdrop_core::budget::SharedRateBudget;
 //! use backdrop_core::{ClientConfig, RateLimit};
 //!
 //! let key = "YOUR_API_KEY";
 //! let store = DynamoDbBudgetStore::new(dynamodb, "backdrop-budget", key);
-//! let budget = Arc::new(SharedRateBudget::new(store, RateLimit::per_second(2)));
 //! let config = ClientConfig::builder(key)
-//!     .shared_budget(budget, RateLimit::per_second(1)) // the fallback share
+//!     .rate_limit(RateLimit::per_second(2)) // the whole key's
+//!     .shared_budget(Arc::new(store), RateLimit::per_second(1)) // the fallback share
 //!     .build()?;
 //! # Ok(()) }
 //! ```

@@ -35,14 +35,10 @@ async fn connect(
     use std::sync::Arc;
 
     use backdrop_budget_dynamodb::DynamoDbBudgetStore;
-    use backdrop_core::budget::SharedRateBudget;
 
     let aws = aws_config::load_from_env().await;
     let store = DynamoDbBudgetStore::new(aws_sdk_dynamodb::Client::new(&aws), table, key);
-    Ok(builder.shared_budget(
-        Arc::new(SharedRateBudget::new(store, limit)),
-        limit.share_of(2),
-    ))
+    Ok(builder.shared_budget(Arc::new(store), limit.share_of(2)))
 }
 
 #[cfg(not(feature = "shared-budget"))]

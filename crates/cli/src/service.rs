@@ -66,9 +66,7 @@ impl Service {
         let limit = RateLimit::per_second(args.qps);
         let mut builder = ClientConfig::builder(key.clone());
         if let Some(shared) = &args.shared_budget {
-            // The shared budget is not the client's to scale: it is given on the service's clock.
-            let shared_limit = limit.scaled(args.time_scale);
-            builder = crate::budget::attach(builder, shared, &key, shared_limit).await?;
+            builder = crate::budget::attach(builder, shared, &key, limit).await?;
         }
         let config = builder
             .base_url(base_url)

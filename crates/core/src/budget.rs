@@ -126,6 +126,7 @@ impl BudgetClock for SystemBudgetClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// A clock that follows tokio's (paused in tests): `start_ms` when made, then tokio's time.
 #[derive(Debug, Clone, Copy)]
 pub struct TokioBudgetClock {
@@ -133,6 +134,7 @@ pub struct TokioBudgetClock {
     start: tokio::time::Instant,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl TokioBudgetClock {
     /// A clock that reads `start_ms` now.
     pub fn starting_at(start_ms: u64) -> Self {
@@ -143,6 +145,7 @@ impl TokioBudgetClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl BudgetClock for TokioBudgetClock {
     fn now_ms(&self) -> u64 {
         self.start_ms

@@ -118,12 +118,6 @@ impl Client {
         self.inner.scheduler.limiter().rate_limited_answers()
     }
 
-    /// The median processing time the client expects now: its prior, moved by every task it
-    /// has seen finish.
-    pub fn expected_processing_median(&self) -> std::time::Duration {
-        self.inner.scheduler.median_processing()
-    }
-
     /// Creates a task and returns its id.
     ///
     /// The input is validated locally first — the whole file: header rules, structure, image

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::budget::SharedBudget;
+use crate::budget::{BudgetStore, SharedBudget, SharedRateBudget};
 use crate::error::{Error, Result};
 use crate::spec;
 
@@ -353,7 +353,7 @@ pub struct ClientConfigBuilder {
     max_in_flight: usize,
     expected_processing: ExpectedProcessing,
     time_scale: f64,
-    shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
+    shared_budget: Option<(Arc<dyn BudgetStore>, RateLimit)>,
 }
 
 impl fmt::Debug for ClientConfigBuilder {
@@ -440,21 +440,34 @@ impl ClientConfigBuilder {
     /// when the configuration is built: the rate limit's window (its jitter margin stays: real
     /// time governs jitter), the retry backoffs, the expected processing times and the
     /// documented poll interval of every wait. Timeouts and the 300 s limit of a wait stay in
-    /// real time; a [shared budget](Self::shared_budget) and its fallback keep the limits they
-    /// were made with (give them on the service's clock: [`RateLimit::scaled`]). A factor that
-    /// is not a positive number counts as 1.
+    /// real time. The [shared budget](Self::shared_budget) and its fallback share are scaled
+    /// with the rate limit. A factor that is not a positive number counts as 1.
     pub fn time_scale(mut self, factor: f64) -> Self {
         self.time_scale = valid_time_scale(factor);
         self
     }
 
-    /// Shares the key's budget with other processes through `budget` (see [`crate::budget`]):
-    /// every request this client sends also takes a slot of it, so that together they stay
-    /// within the key's limit. [`rate_limit`](Self::rate_limit) stays the whole key's (a lone
-    /// process may use all of it); `fallback` is this process's static share, used while the
-    /// shared budget fails.
-    pub fn shared_budget(mut self, budget: Arc<dyn SharedBudget>, fallback: RateLimit) -> Self {
-        self.shared_budget = Some((budget, fallback));
+    /// Shares the key's budget with other processes through `store` (see [`crate::budget`]; a
+    /// DynamoDB store is in the `backdrop-budget-dynamodb` crate): every request this client
+    /// sends also takes a slot of the key's [`rate_limit`](Self::rate_limit), reserved in the
+    /// store, so that together the processes stay within it — and a lone one may use all of
+    /// it. `fallback` is this process's static share of the key (e.g.
+    /// [`RateLimit::share_of`]), kept while the store fails.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use backdrop_core::budget::MemoryBudgetStore;
+    /// use backdrop_core::{ClientConfig, RateLimit};
+    ///
+    /// let key = RateLimit::per_second(2);
+    /// let config = ClientConfig::builder("YOUR_API_KEY")
+    ///     .rate_limit(key)
+    ///     .shared_budget(Arc::new(MemoryBudgetStore::new()), key.share_of(2))
+    ///     .build()?;
+    /// # Ok::<(), backdrop_core::Error>(())
+    /// ```
+    pub fn shared_budget(mut self, store: Arc<dyn BudgetStore>, fallback: RateLimit) -> Self {
+        self.shared_budget = Some((store, fallback));
         self
     }
 
@@ -496,7 +509,11 @@ impl ClientConfigBuilder {
             max_in_flight: self.max_in_flight,
             expected_processing: self.expected_processing.scaled(scale),
             time_scale: scale,
-            shared_budget: self.shared_budget,
+            shared_budget: self.shared_budget.map(|(store, fallback)| {
+                let budget: Arc<dyn SharedBudget> =
+                    Arc::new(SharedRateBudget::new(store, self.rate_limit.scaled(scale)));
+                (budget, fallback.scaled(scale))
+            }),
         })
     }
 }

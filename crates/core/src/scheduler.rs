@@ -411,11 +411,6 @@ impl Scheduler {
         self.lock().model.observe_start_offset(offset);
     }
 
-    /// The processing-time model (for diagnostics).
-    pub(crate) fn median_processing(&self) -> Duration {
-        self.lock().model.median()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue
             .lock()
@@ -439,6 +434,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::budget::BudgetError;
     use crate::state::TaskState;
 
     fn scheduler(qps: u32, max_in_flight: usize) -> Arc<Scheduler> {
@@ -544,5 +540,77 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(2), scheduler.turn(Want::Query))
             .await
             .expect("granted");
+    }
+
+    /// A shared budget whose store is unreachable until `up_at`, recording when it was asked.
+    #[derive(Debug)]
+    struct FlakyBudget {
+        up_at: Instant,
+        asked: Mutex<Vec<Instant>>,
+    }
+
+    impl SharedBudget for FlakyBudget {
+        fn reserve(&self) -> crate::budget::BoxFuture<'_, Result<Duration, BudgetError>> {
+            let now = Instant::now();
+            self.asked.lock().unwrap().push(now);
+            let up = now >= self.up_at;
+            Box::pin(async move {
+                if up {
+                    Ok(Duration::ZERO)
+                } else {
+                    Err(BudgetError::new("the table is unreachable"))
+                }
+            })
+        }
+
+        fn pause_for(&self, _: Duration) -> crate::budget::BoxFuture<'_, Result<(), BudgetError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_shared_budget_falls_back_to_the_static_share_then_is_asked_again() {
+        let key = RateLimit::per_second(2);
+        // A quarter of the key: one request per two windows.
+        let fallback = key.share_of(4);
+        let start = Instant::now();
+        let budget = Arc::new(FlakyBudget {
+            up_at: start + Duration::from_secs(20),
+            asked: Mutex::new(Vec::new()),
+        });
+        let shared: Arc<dyn SharedBudget> = budget.clone();
+        let scheduler = Scheduler::with_shared(
+            key,
+            100,
+            ExpectedProcessing::TYPICAL,
+            Some((shared, fallback)),
+        );
+        let mut grants = Vec::new();
+        while Instant::now() - start < Duration::from_secs(60) {
+            scheduler.turn(Want::Query).await;
+            grants.push(Instant::now() - start);
+        }
+        let within = |from: u64, to: u64| {
+            grants
+                .iter()
+                .filter(|at| **at >= Duration::from_secs(from) && **at < Duration::from_secs(to))
+                .count()
+        };
+        // Down: the store is asked once, then left alone for SHARED_RETRY_AFTER while the
+        // static share paces the requests (one per 2.05 s).
+        let asked = budget.asked.lock().unwrap().clone();
+        assert_eq!(asked[0], start);
+        assert!(
+            asked
+                .iter()
+                .all(|at| *at == start || *at - start >= SHARED_RETRY_AFTER),
+            "{asked:?}"
+        );
+        let down = within(0, 30);
+        assert!((14..=15).contains(&down), "{down} grants in the first 30 s");
+        // Asked again after 30 s, the store answers: the whole key again (2 per 1.05 s).
+        let up = within(31, 60);
+        eprintln!("grants: {down} in 0–30 s (static share), {up} in 31–60 s (the whole key)");
+        assert!(up >= 54, "{up} grants from 31 s to 60 s");
     }
 }

@@ -13,8 +13,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::forecast::TaskForecast;
 use crate::response::TaskInfo;
-pub use crate::scheduler::PollPolicy;
-use crate::scheduler::{Scheduler, Want};
+use crate::scheduler::{PollPolicy, Scheduler, Want};
 use crate::spec;
 use crate::state::{StateClass, TaskState};
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use backdrop_budget_dynamodb::DynamoDbBudgetStore;
-use backdrop_core::budget::SharedRateBudget;
 use backdrop_core::{Client, ClientConfig};
 use backdrop_lambda::metrics::MetricsSink;
 use backdrop_lambda::{Config, Deps, S3Store, SqsQueue, handle, logging, secrets};
@@ -34,10 +33,9 @@ async fn main() -> Result<(), Error> {
         Some(table) => {
             let store =
                 DynamoDbBudgetStore::new(aws_sdk_dynamodb::Client::new(&aws), table, &api_key);
-            let budget = Arc::new(SharedRateBudget::new(store, config.key_rate_limit));
             client
                 .rate_limit(config.key_rate_limit)
-                .shared_budget(budget, config.rate_limit)
+                .shared_budget(Arc::new(store), config.rate_limit)
         }
         None => client.rate_limit(config.rate_limit),
     };

@@ -14,14 +14,12 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use backdrop_budget_dynamodb::{DynamoDbBudgetStore, PARTITION_KEY};
-use backdrop_core::budget::{SharedRateBudget, slot_interval_ms};
+use backdrop_core::budget::slot_interval_ms;
 use backdrop_core::{Client, RateLimit};
 use backdrop_emulator::Emulator;
 use backdrop_lambda::metrics::MetricsSink;
 use backdrop_lambda::{Deps, NoQueue, S3Store, handle};
-use backdrop_tests::{
-    TEST_RATE_MARGIN, TIME_SCALE, client_with, fast_config, fast_emulator, fixture,
-};
+use backdrop_tests::{TEST_RATE_MARGIN, client_with, fast_config, fast_emulator, fixture};
 use support::*;
 
 const QPS: u32 = 2;
@@ -85,11 +83,9 @@ fn instance_client(emulator: &Emulator, table: Option<&str>) -> Client {
     client_with(emulator, QPS, |builder| match table {
         Some(table) => {
             let store = DynamoDbBudgetStore::new(dynamodb(), table, emulator.api_key());
-            // The shared budget and its fallback are given on the emulator's clock.
-            let shared = SharedRateBudget::new(store, limit.scaled(TIME_SCALE));
             builder
                 .rate_limit(limit)
-                .shared_budget(Arc::new(shared), third.scaled(TIME_SCALE))
+                .shared_budget(Arc::new(store), third)
         }
         None => builder.rate_limit(third),
     })

@@ -65,9 +65,10 @@ mod store;
 
 pub use entry::{Entry, Failure, Owner, Stage};
 pub use key::{ImageIdentity, InputKey};
-pub use protocol::{
-    Begin, Clock, Ledger, LedgerError, ManualClock, SystemClock, Ticket, TokioClock,
-};
+pub use protocol::{Begin, Clock, Ledger, LedgerError, SystemClock, Ticket};
+/// Clocks for tests: tokio's (paused in tests) and one set by hand.
+#[cfg(any(test, feature = "test-support"))]
+pub use protocol::{ManualClock, TokioClock};
 pub use rules::{Policy, Refusal, Takeover};
 pub use store::{LedgerStore, MemoryStore, StoreError, Write};
 

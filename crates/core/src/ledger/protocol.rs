@@ -77,6 +77,7 @@ impl Clock for SystemClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// A clock that follows tokio's (so a paused test runtime moves it): `start_ms` when made, then
 /// whatever time tokio says has passed.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +86,7 @@ pub struct TokioClock {
     start: tokio::time::Instant,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl TokioClock {
     /// A clock that reads `start_ms` now.
     pub fn starting_at(start_ms: u64) -> Self {
@@ -95,6 +97,7 @@ impl TokioClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for TokioClock {
     fn now_ms(&self) -> u64 {
         let passed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -102,10 +105,12 @@ impl Clock for TokioClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// A clock set by hand (tests).
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicU64);
 
+#[cfg(any(test, feature = "test-support"))]
 impl ManualClock {
     /// A clock that reads `now_ms`.
     pub fn at(now_ms: u64) -> Self {
@@ -118,6 +123,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
