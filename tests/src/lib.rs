@@ -7,6 +7,8 @@
 // Test support: a failed setup step is a failed test, so panicking on it is the point.
 #![allow(clippy::expect_used)]
 
+pub mod matrix;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -16,21 +16,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime, ProgressMode};
+use backdrop_tests::{TIME_SCALE, fast_config};
 use support::*;
 
-const SCALE: f64 = 10.0;
+const SCALE: f64 = TIME_SCALE;
 const KEY: &str = "sk-report-4b1d9e";
 
 async fn emulator(processing: Duration) -> Emulator {
     Emulator::start(EmulatorConfig {
         api_keys: vec![KEY.to_owned()],
-        time_scale: SCALE,
         qps: 20,
-        queue_time: Duration::from_millis(300),
-        prepare_time: Duration::from_millis(200),
         processing: ProcessingTime::Fixed(processing),
         seed: Some(5),
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await
     .unwrap()
@@ -358,19 +356,15 @@ async fn a_stopped_and_resumed_run_rebuilds_the_same_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_inputs_make_a_small_page_that_opens_fast() {
     // Progress withheld: with 400 images rendering on a busy machine, tasks sit at 99 %
-    // ("publishing") past the end their progress predicted, and the client's forecast then
-    // stops polling them until the wait's limit (a core scheduler issue, reported separately);
-    // the page is what this test is about.
+    // ("publishing") long past the end their progress predicted; the page, not the forecast,
+    // is what this test is about.
     let emulator = Emulator::start(EmulatorConfig {
         api_keys: vec![KEY.to_owned()],
-        time_scale: SCALE,
         qps: 20,
-        queue_time: Duration::from_millis(300),
-        prepare_time: Duration::from_millis(200),
         processing: ProcessingTime::Fixed(Duration::from_secs(2)),
         progress: ProgressMode::Withheld,
         seed: Some(9),
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await
     .unwrap();

@@ -10,9 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
+use backdrop_tests::{TIME_SCALE, fast_config};
 use support::*;
 
-const SCALE: f64 = 10.0;
+const SCALE: f64 = TIME_SCALE;
 const INPUTS: usize = 12;
 const KEY: &str = "sk-live-resume-7f3a9c2e41";
 
@@ -21,13 +22,10 @@ const KEY: &str = "sk-live-resume-7f3a9c2e41";
 async fn emulator(processing: Duration) -> Emulator {
     Emulator::start(EmulatorConfig {
         api_keys: vec![KEY.to_owned()],
-        time_scale: SCALE,
         qps: 20,
-        queue_time: Duration::from_millis(300),
-        prepare_time: Duration::from_millis(200),
         processing: ProcessingTime::Fixed(processing),
         seed: Some(11),
-        ..EmulatorConfig::default()
+        ..fast_config()
     })
     .await
     .unwrap()

@@ -21,13 +21,12 @@ use std::time::{Duration, Instant};
 use backdrop_core::{ClientConfigBuilder, TaskState};
 use backdrop_emulator::{Emulator, EmulatorConfig, Faults, ProcessingTime, TaskInfo};
 use backdrop_lambda::{Config, Deps, S3Store, handle};
+use backdrop_tests::matrix::{self, INPUTS, Outcome, Scenario};
 use backdrop_tests::{client_with, fast_config, fast_emulator, fixture};
 use futures_util::future::join_all;
 use serde_json::Value;
 use support::*;
 
-/// Objects per run.
-const INPUTS: usize = 50;
 /// Objects per run of the task state case, for each negative state.
 const PER_STATE: usize = 5;
 /// Messages per SQS batch (the SQS event source's default batch size).
@@ -258,6 +257,37 @@ impl Run {
         );
     }
 
+    /// Each input's fate and tasks, for the matrix's shared checks.
+    fn outcomes(&self, fates: &[Fate], tasks: &[Vec<TaskInfo>]) -> Vec<Outcome> {
+        self.inputs
+            .iter()
+            .zip(fates)
+            .zip(tasks)
+            .map(|((input, fate), tasks)| Outcome {
+                label: input.key.clone(),
+                fate: match fate {
+                    Fate::Outputs(manifest) => matrix::Fate::Outputs {
+                        task_id: manifest["task_id"].as_str().unwrap().to_owned(),
+                    },
+                    Fate::Failed(record) => matrix::Fate::Failed {
+                        task_id: record["task_id"].as_str().map(str::to_owned),
+                        may_be_charged: record["credits_spent"] == true,
+                    },
+                },
+                tasks: tasks.clone(),
+            })
+            .collect()
+    }
+
+    /// Settles every input, runs the matrix's shared checks of `scenario`, and returns the
+    /// fates and tasks for the checks of this adapter.
+    async fn settle_and_check(&self, scenario: Scenario) -> (Vec<Fate>, Vec<Vec<TaskInfo>>) {
+        self.settle().await;
+        let (fates, tasks) = (self.fates().await, self.tasks_by_input());
+        matrix::check(scenario, &self.outcomes(&fates, &tasks), &self.emulator);
+        (fates, tasks)
+    }
+
     /// The checks of every run but the storm: no 429, at most `max_tasks` tasks per input.
     fn assert_common(&self, tasks: &[Vec<TaskInfo>], max_tasks: usize) {
         let counters = self.emulator.counters();
@@ -306,154 +336,76 @@ fn emulator_with(faults: Faults) -> EmulatorConfig {
     }
 }
 
-fn outputs_and_one_task(run: &Run, fates: &[Fate], tasks: &[Vec<TaskInfo>]) {
-    for ((input, fate), tasks) in run.inputs.iter().zip(fates).zip(tasks) {
-        let Fate::Outputs(manifest) = fate else {
-            panic!("{}: {} failed: {fate:?}", run.name, input.key);
-        };
-        assert_eq!(tasks.len(), 1, "{}: {}: {tasks:?}", run.name, input.key);
-        assert_eq!(manifest["task_id"], tasks[0].task_id.as_str());
+/// The emulator of `scenario`: its faults and seed.
+fn emulator_for(scenario: Scenario) -> EmulatorConfig {
+    EmulatorConfig {
+        seed: Some(scenario.seed()),
+        ..emulator_with(scenario.faults())
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_500s_on_a_tenth_of_requests() {
+    let scenario = Scenario::Http500;
     let run = Run::start(
         "five-hundreds",
         plain_inputs(),
-        emulator_with(Faults {
-            error_500_rate: 0.1,
-            ..Faults::default()
-        }),
+        emulator_for(scenario),
         QPS,
         |b| b,
     )
     .await;
-    run.settle().await;
-    let (fates, tasks) = (run.fates().await, run.tasks_by_input());
-    // A 500 surely created nothing, so the client retries it: every input gets its outputs.
-    outputs_and_one_task(&run, &fates, &tasks);
-    run.assert_common(&tasks, 1);
-    assert!(run.emulator.counters().responses_500_injected > 0);
+    run.settle_and_check(scenario).await;
     run.redeliver_everything().await;
     run.finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dropped_connections() {
+    let scenario = Scenario::DroppedConnections;
     let run = Run::start(
         "dropped",
         plain_inputs(),
-        emulator_with(Faults {
-            drop_rate: 0.1,
-            ..Faults::default()
-        }),
+        emulator_for(scenario),
         QPS,
         |b| b,
     )
     .await;
-    run.settle().await;
-    let (fates, tasks) = (run.fates().await, run.tasks_by_input());
-    run.assert_common(&tasks, 1);
-    for ((input, fate), tasks) in run.inputs.iter().zip(&fates).zip(&tasks) {
-        match fate {
-            // Dropped queries are retried; the input finishes with its one task.
-            Fate::Outputs(manifest) => {
-                assert_eq!(tasks.len(), 1, "{}", input.key);
-                assert_eq!(manifest["task_id"], tasks[0].task_id.as_str());
-            }
-            // A dropped create may have been accepted, as far as the client can tell: it is not
-            // sent again, and the record says a task may have been charged. (It was not: the
-            // emulator drops before creating anything.)
-            Fate::Failed(record) => {
-                assert_eq!(record["stage"], "create", "{record}");
-                assert_eq!(record["credits_spent"], true, "{record}");
-                assert!(tasks.is_empty(), "{}: {tasks:?}", input.key);
-            }
-        }
+    let (fates, _) = run.settle_and_check(scenario).await;
+    // A dropped create is recorded as one that may have been charged.
+    for record in fates.iter().filter_map(Fate::record) {
+        assert_eq!(record["stage"], "create", "{record}");
     }
-    assert!(run.emulator.counters().dropped_connections > 0);
     run.redeliver_everything().await;
     run.finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_slower_than_the_client_timeout() {
-    let run = Run::start(
-        "slow",
-        plain_inputs(),
-        emulator_with(Faults {
-            slow_rate: 0.1,
-            slow_delay: Duration::from_millis(2500),
-            ..Faults::default()
-        }),
-        QPS,
-        |b| b.request_timeout(Duration::from_secs(1)),
-    )
+    let scenario = Scenario::SlowAnswers { delay_ms: 2500 };
+    let run = Run::start("slow", plain_inputs(), emulator_for(scenario), QPS, |b| {
+        b.request_timeout(Duration::from_secs(1))
+    })
     .await;
-    run.settle().await;
-    let (fates, tasks) = (run.fates().await, run.tasks_by_input());
-    run.assert_common(&tasks, 1);
-    let mut failed = 0;
-    for ((input, fate), tasks) in run.inputs.iter().zip(&fates).zip(&tasks) {
-        match fate {
-            Fate::Outputs(manifest) => {
-                assert_eq!(tasks.len(), 1, "{}", input.key);
-                assert_eq!(manifest["task_id"], tasks[0].task_id.as_str());
-            }
-            // A create that timed out may have been accepted: never sent again. (Whether the
-            // emulator went on to create it after the client left is the server's business;
-            // at most one task either way.)
-            Fate::Failed(record) => {
-                failed += 1;
-                assert_eq!(record["stage"], "create", "{record}");
-                assert_eq!(record["credits_spent"], true, "{record}");
-            }
-        }
+    let (fates, _) = run.settle_and_check(scenario).await;
+    // A create that timed out is recorded as one that may have been charged.
+    for record in fates.iter().filter_map(Fate::record) {
+        assert_eq!(record["stage"], "create", "{record}");
     }
-    eprintln!("slow: {failed} creates timed out");
     run.redeliver_everything().await;
     run.finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_answers_lost_after_acceptance() {
-    let run = Run::start(
-        "lost",
-        plain_inputs(),
-        emulator_with(Faults {
-            lost_answer_rate: 0.2,
-            ..Faults::default()
-        }),
-        QPS,
-        |b| b,
-    )
-    .await;
-    run.settle().await;
-    let (fates, tasks) = (run.fates().await, run.tasks_by_input());
-    run.assert_common(&tasks, 1);
-    let counters = run.emulator.counters();
-    assert!(counters.create_answers_lost > 0, "{counters:?}");
-    assert_eq!(counters.tasks_created, INPUTS as u64, "one task per input");
-    for ((input, fate), tasks) in run.inputs.iter().zip(&fates).zip(&tasks) {
-        assert_eq!(tasks.len(), 1, "{}: {tasks:?}", input.key);
-        let task = &tasks[0];
-        match fate {
-            Fate::Outputs(manifest) => {
-                assert!(!task.answer_lost, "{}: {task:?}", input.key);
-                assert_eq!(manifest["task_id"], task.task_id.as_str());
-            }
-            // The task exists and is charged, but its id never arrived: no second create, a
-            // record saying credits may be spent.
-            Fate::Failed(record) => {
-                assert!(task.answer_lost, "{}: {record}", input.key);
-                assert_eq!(record["stage"], "create", "{record}");
-                assert_eq!(record["credits_spent"], true, "{record}");
-            }
-        }
+    let scenario = Scenario::LostCreateAnswers { rate: 0.2 };
+    let run = Run::start("lost", plain_inputs(), emulator_for(scenario), QPS, |b| b).await;
+    let (fates, tasks) = run.settle_and_check(scenario).await;
+    // The input's prompt finds its task although the id never arrived: exactly one each.
+    assert!(tasks.iter().all(|t| t.len() == 1), "{tasks:?}");
+    for record in fates.iter().filter_map(Fate::record) {
+        assert_eq!(record["stage"], "create", "{record}");
     }
-    let lost = fates.iter().filter(|f| f.record().is_some()).count();
-    assert_eq!(lost as u64, counters.create_answers_lost);
     run.redeliver_everything().await;
     run.finish();
 }
@@ -519,10 +471,7 @@ async fn tasks_that_never_finish() {
     let run = Run::start(
         "never",
         plain_inputs(),
-        emulator_with(Faults {
-            never_finish_rate: 0.2,
-            ..Faults::default()
-        }),
+        emulator_for(Scenario::NeverFinish),
         QPS,
         |b| b,
     )
@@ -569,11 +518,15 @@ async fn tasks_that_never_finish() {
         "resumed, not created again"
     );
     let (fates, tasks) = (run.fates().await, run.tasks_by_input());
-    run.assert_common(&tasks, 1);
+    matrix::check(
+        Scenario::NeverFinish,
+        &run.outcomes(&fates, &tasks),
+        &run.emulator,
+    );
     for ((input, fate), tasks) in run.inputs.iter().zip(&fates).zip(&tasks) {
         assert_eq!(tasks.len(), 1, "{}: {tasks:?}", input.key);
         match fate {
-            Fate::Outputs(_) => assert_eq!(tasks[0].state, 1),
+            Fate::Outputs(_) => {}
             Fate::Failed(record) => {
                 assert_eq!(tasks[0].state, 4, "{}: still processing", input.key);
                 assert_eq!(record["stage"], "task", "{record}");
@@ -595,30 +548,19 @@ async fn tasks_that_never_finish() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn result_urls_expired_before_download() {
+    let scenario = Scenario::ExpiredResults;
     let run = Run::start(
         "expired",
         plain_inputs(),
-        emulator_with(Faults {
-            expire_results: true,
-            ..Faults::default()
-        }),
+        emulator_for(scenario),
         QPS,
         |b| b,
     )
     .await;
-    run.settle().await;
-    let (fates, tasks) = (run.fates().await, run.tasks_by_input());
-    run.assert_common(&tasks, 1);
-    for ((input, fate), tasks) in run.inputs.iter().zip(&fates).zip(&tasks) {
-        let record = fate
-            .record()
-            .unwrap_or_else(|| panic!("{} has outputs", input.key));
-        assert_eq!(tasks.len(), 1, "{}: {tasks:?}", input.key);
-        assert_eq!(tasks[0].state, 1);
-        // The task succeeded and was charged; its results are gone.
+    let (fates, _) = run.settle_and_check(scenario).await;
+    // The task succeeded and was charged; its results are gone.
+    for record in fates.iter().filter_map(Fate::record) {
         assert_eq!(record["stage"], "download", "{record}");
-        assert_eq!(record["credits_spent"], true, "{record}");
-        assert_eq!(record["task_id"], tasks[0].task_id.as_str(), "{record}");
     }
     run.redeliver_everything().await;
     run.finish();
@@ -633,20 +575,15 @@ async fn a_429_storm_from_a_server_below_the_configured_qps() {
         plain_inputs(),
         EmulatorConfig {
             qps: server_qps,
-            ..emulator_with(Faults::default())
+            ..emulator_for(Scenario::RateLimitStorm)
         },
         4 * server_qps,
         |b| b,
     )
     .await;
-    run.settle().await;
-    let (fates, tasks) = (run.fates().await, run.tasks_by_input());
-    // A 429 surely created nothing: retried, every input gets its outputs with one task.
-    outputs_and_one_task(&run, &fates, &tasks);
-    let counters = run.emulator.counters();
-    assert!(counters.responses_429 > 0, "a storm: {counters:?}");
-    // Every 429 carries Retry-After; the client waited it out each time.
-    assert_eq!(counters.retry_after_ignored, 0, "{counters:?}");
+    let (fates, _) = run.settle_and_check(Scenario::RateLimitStorm).await;
+    // Delivered again until they got through: every input has its outputs.
+    assert!(fates.iter().all(|f| f.record().is_none()), "{fates:?}");
     run.redeliver_everything().await;
     run.finish();
 }
