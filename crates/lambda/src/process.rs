@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use backdrop_core::ledger::{
-    Begin, Entry, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Refusal, Ticket,
+    Begin, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Ticket,
 };
 use backdrop_core::validate::check_file_size;
 use backdrop_core::{
@@ -28,6 +28,10 @@ use crate::params::Parameters;
 use crate::queue::{MessageQueue, NoQueue};
 use crate::records::{FailureRecord, FailureStage, Source, now_unix};
 use crate::store::ObjectStore;
+
+mod stops;
+
+use stops::Stop;
 
 /// The shortest time left before the deadline in which new work is started.
 const MIN_TIME_TO_START: Duration = Duration::from_secs(5);
@@ -101,33 +105,6 @@ impl Outcome {
     /// True when the event must be delivered again.
     pub fn needs_retry(&self) -> bool {
         matches!(self, Outcome::Retry(_))
-    }
-}
-
-/// Why the work on an object stopped before its outputs.
-#[derive(Debug)]
-enum Stop {
-    /// Write this failure record.
-    Fail(Box<FailureRecord>),
-    /// Deliver the event again later; the ledger entry as it stands, when one was read.
-    Retry {
-        reason: String,
-        entry: Option<Box<Entry>>,
-    },
-    /// Nothing to do.
-    Skip(String),
-}
-
-impl Stop {
-    fn retry(reason: impl Into<String>, entry: Option<&Entry>) -> Self {
-        Stop::Retry {
-            reason: reason.into(),
-            entry: entry.map(|e| Box::new(e.clone())),
-        }
-    }
-
-    fn fail(record: FailureRecord) -> Self {
-        Stop::Fail(Box::new(record))
     }
 }
 
@@ -514,190 +491,11 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         self.stop_for(&failure, stage, ticket.entry())
     }
 
-    /// What follows from a recorded failure: a new delivery when trying again is safe (a new
-    /// task, or the same task resumed), a failure record otherwise.
-    fn stop_for(&self, failure: &Failure, stage: FailureStage, entry: &Entry) -> Stop {
-        match failure.recovery {
-            Recovery::Retry => Stop::retry(failure.message.clone(), Some(entry)),
-            Recovery::Resume => Stop::retry(
-                format!("{} (the next delivery resumes the task)", failure.message),
-                Some(entry),
-            ),
-            Recovery::Unconfirmed | Recovery::ResultsLost | Recovery::Permanent => {
-                let mut failure = failure.clone();
-                advise(&mut failure, stage);
-                Stop::fail(FailureRecord::from_ledger(
-                    &self.source,
-                    stage,
-                    &failure,
-                    entry.tasks_created,
-                ))
-            }
-        }
-    }
-
-    /// The failure record of an input the ledger will not work on again.
-    fn refusal_record(&self, entry: &Entry, refusal: Refusal) -> FailureRecord {
-        let mut failure = entry
-            .failure
-            .clone()
-            .unwrap_or_else(|| Failure::new("no reason was recorded", refusal.recovery()));
-        if let Refusal::TooManyTasks { tasks } = refusal {
-            failure.message = format!(
-                "{tasks} tasks failed on the service's side for this object; the last: {}",
-                failure.message
-            );
-        }
-        failure.recovery = refusal.recovery();
-        let stage = if entry.task_id.is_some() || failure.task_id.is_some() {
-            FailureStage::Task
-        } else {
-            FailureStage::Create
-        };
-        advise(&mut failure, stage);
-        FailureRecord::from_ledger(&self.source, stage, &failure, entry.tasks_created)
-    }
-
-    /// A refusal before anything was claimed or sent.
-    fn refused(&self, stage: FailureStage, message: String) -> Stop {
-        Stop::fail(FailureRecord::refused(&self.source, stage, message))
-    }
-
-    /// S3 trouble: a failure record when the function's role is refused (retrying cannot help
-    /// until the role changes; an ERROR log names what is missing), else a retry.
-    fn trouble(&self, error: LambdaError) -> Stop {
-        if !error.access_denied() {
-            return Stop::retry(error.to_string(), None);
-        }
-        let message = format!(
-            "{error}; S3 refused the function's role, so delivering the event again cannot help. \
-             The role needs s3:GetObject on the input prefix (and kms:Decrypt on the bucket's \
-             key for SSE-KMS), s3:ListBucket on the bucket (so that a deleted object answers \
-             404, not 403), and s3:GetObject and s3:PutObject on the state prefix, s3:PutObject \
-             on the output and failed prefixes. Fix the role, then upload the object again"
-        );
-        tracing::error!(key = %self.source.key, error = %error, "S3 refused the function's role: a configuration problem");
-        Stop::fail(FailureRecord::refused(
-            &self.source,
-            FailureStage::Configuration,
-            message,
-        ))
-    }
-
-    /// Trouble with the claim objects: S3's refusals as [`trouble`](Self::trouble), the rest
-    /// (a lost race, a store that failed) a retry.
-    fn ledger_trouble(
-        &self,
-        error: backdrop_core::ledger::LedgerError,
-        entry: Option<&Entry>,
-    ) -> Stop {
-        let s3 =
-            std::error::Error::source(&error).and_then(|cause| cause.downcast_ref::<LambdaError>());
-        match s3 {
-            Some(s3) if s3.access_denied() => {
-                let s3 = LambdaError::S3 {
-                    operation: "claim",
-                    bucket: self.destination.bucket.clone(),
-                    key: self.deps.config.state_prefix.clone(),
-                    status: Some(403),
-                    code: None,
-                    message: error.to_string(),
-                };
-                self.trouble(s3)
-            }
-            _ => Stop::retry(error.to_string(), entry),
-        }
-    }
-
     /// Stops owning the input, so that the next delivery need not wait for this lease.
     async fn release(&self, ticket: &mut ClaimTicket<'_, '_, S>) {
         if let Err(e) = ticket.release().await {
             tracing::warn!(key = %self.source.key, error = %e, "cannot release the claim");
         }
-    }
-
-    /// The outcome of a stop: the failure record written, or the retry or skip reported. On
-    /// the last delivery a retry becomes a failure record saying what is left (a task that may
-    /// still finish, credits that may be spent).
-    async fn stopped(&self, stop: Stop) -> Outcome {
-        let stop = match stop {
-            Stop::Retry { reason, entry } if self.delivery.last => {
-                Stop::fail(self.exhausted_record(reason, entry.as_deref()))
-            }
-            other => other,
-        };
-        match stop {
-            Stop::Retry { reason, .. } => {
-                tracing::info!(key = %self.source.key, reason = %reason, "object to be delivered again");
-                Outcome::Retry(reason)
-            }
-            Stop::Skip(reason) => Outcome::Skipped(reason),
-            Stop::Fail(record) => {
-                match store_failure(&self.deps.store, &self.destination, &record).await {
-                    Ok(key) => {
-                        self.delivery.metrics.failed(record.stage.as_str());
-                        tracing::info!(
-                            key = %self.source.key,
-                            stage = record.stage.as_str(),
-                            state = record.state,
-                            task_id = record.task_id.as_deref(),
-                            credits_spent = record.credits_spent,
-                            reason = %record.message,
-                            "object failed"
-                        );
-                        Outcome::Failed {
-                            record: key,
-                            stage: record.stage,
-                            reason: record.message,
-                        }
-                    }
-                    Err(e) if e.access_denied() || self.delivery.last => {
-                        // Nothing more can be done from here: say so where operators look.
-                        tracing::error!(key = %self.source.key, error = %e, reason = %record.message, "cannot write the failure record");
-                        self.delivery.metrics.failed(record.stage.as_str());
-                        Outcome::Failed {
-                            record: String::new(),
-                            stage: record.stage,
-                            reason: format!(
-                                "{}; the failure record could not be written: {e}",
-                                record.message
-                            ),
-                        }
-                    }
-                    Err(e) => Outcome::Retry(e.to_string()),
-                }
-            }
-        }
-    }
-
-    /// The failure record of transient trouble on the last delivery.
-    fn exhausted_record(&self, reason: String, entry: Option<&Entry>) -> FailureRecord {
-        let task = entry.and_then(|e| e.task_id.clone());
-        let running = entry.is_some_and(|e| e.stage == backdrop_core::ledger::Stage::Created);
-        let mut message = format!(
-            "gave up after {} deliveries of the event: {reason}",
-            self.deps.config.max_receive_count
-        );
-        let recovery = if running {
-            message.push_str(&format!(
-                "; task {} may still finish (and then be charged): upload the object again with \
-                 the same metadata within the hour to fetch its results",
-                task.as_deref().unwrap_or("?")
-            ));
-            Recovery::Resume
-        } else {
-            message.push_str("; nothing was charged: upload the object again to try again");
-            Recovery::Retry
-        };
-        let mut failure = Failure::new(message, recovery);
-        failure.task_id = task;
-        failure.credits_spent = running;
-        FailureRecord::from_ledger(
-            &self.source,
-            FailureStage::Retries,
-            &failure,
-            entry.map_or(0, |e| e.tasks_created),
-        )
     }
 }
 
@@ -719,28 +517,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// What the uploader can do, in the Lambda's words (the meaning is core's [`Recovery`]).
-fn advise(failure: &mut Failure, stage: FailureStage) {
-    let advice = match failure.recovery {
-        Recovery::Unconfirmed => {
-            "; to create it anyway (it may then be charged twice), upload the object again with \
-             x-amz-meta-retry-unconfirmed: true"
-        }
-        Recovery::ResultsLost => {
-            "; to generate it again (charged again), upload the object again with \
-             x-amz-meta-regenerate-expired: true"
-        }
-        Recovery::Permanent if matches!(stage, FailureStage::Create | FailureStage::Task) => {
-            "; new parameters are new work: upload the object again with corrected x-amz-meta-* \
-             metadata once the cause is fixed"
-        }
-        _ => return,
-    };
-    if !failure.message.ends_with(advice) {
-        failure.message.push_str(advice);
     }
 }
 
