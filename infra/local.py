@@ -92,11 +92,13 @@ def start_emulator(services, processing_ms=1500):
     return line.split("listening on ", 1)[1]
 
 
-def start_watch(services, port, env, log):
-    """`cargo lambda watch` serving the function on 127.0.0.1:port."""
-    watch = services.start(["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port),
-                            "-p", "backdrop-lambda", "--ignore-changes", "--timeout", "360"],
-                           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+def start_watch(services, port, env, log, release=False):
+    """`cargo lambda watch` serving the function on 127.0.0.1:port (a release build if asked)."""
+    command = ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port),
+               "-p", "backdrop-lambda", "--ignore-changes", "--timeout", "360"]
+    if release:
+        command.append("--release")
+    watch = services.start(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, "cargo lambda watch", seconds=300, process=watch)
     return watch
 
@@ -283,6 +285,8 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "backdrop-out", "lambda"))
     parser.add_argument("--report-memory", action="store_true",
                         help="print the function process's peak RSS after the uploads (VmHWM)")
+    parser.add_argument("--release", action="store_true",
+                        help="run a release build of the function (as deployed) instead of a debug one")
     args = parser.parse_args()
     pngs = args.pngs or [BOTTLE]
 
@@ -327,7 +331,7 @@ def main():
         log_path = os.path.join(tempfile.gettempdir(), f"backdrop-lambda-watch-{os.getpid()}.log")
         log = open(log_path, "w")
         print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: {log_path})")
-        watch = start_watch(services, lambda_port, env, log)
+        watch = start_watch(services, lambda_port, env, log, release=args.release)
 
         # Uploads go through the real notification path: S3 -> SQS -> this event.
         uploaded = []
