@@ -3,6 +3,7 @@
 //! reconciled or refused, never forced).
 
 use std::sync::Arc;
+#[cfg(any(test, feature = "test-support"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::client::Client;
