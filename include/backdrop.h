@@ -48,6 +48,11 @@
  * not be made from inside a progress callback. fork() after creating a client is not supported:
  * create clients after forking.
  *
+ * Signals. The client's worker threads, where every connection is read and written, block
+ * SIGPIPE: a write to a connection the server closed fails with EPIPE (handled like any network
+ * failure) instead of raising SIGPIPE, whose default action would end your process. Your own
+ * threads and your SIGPIPE handling are left as they are.
+ *
  * Panics. Every exported function runs inside a panic boundary: a bug in the library returns
  * BACKDROP_ERR_PANIC (or the neutral value) instead of unwinding into the caller.
  *

@@ -60,6 +60,24 @@ pub(crate) struct ClientState {
     api_key: String,
 }
 
+/// Blocks SIGPIPE in the calling thread (one of the client's). A write to a connection the
+/// server has closed raises SIGPIPE, whose default action ends the process: Rust programs ignore
+/// it from the start, C, C++ and Go programs do not. Blocked, it stays pending on the thread and
+/// the write fails with EPIPE, which the client reports as a network failure. The host's own
+/// threads and handlers are left alone.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        if let Err(error) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&pipe), None) {
+            // Only an invalid argument can fail, and this one is valid.
+            debug_assert!(false, "pthread_sigmask: {error}");
+        }
+    }
+}
+
 impl ClientState {
     /// Starts a client for `settings`.
     pub(crate) fn new(settings: &Settings) -> Result<ClientState, Failure> {
@@ -67,6 +85,7 @@ impl ClientState {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name("backdrop-worker")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|e| {

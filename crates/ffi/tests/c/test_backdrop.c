@@ -25,9 +25,11 @@
 #include <backdrop.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1446,6 +1448,61 @@ static uint32_t cancel_first(void *userdata, const backdrop_task *view) {
     return BACKDROP_PROGRESS_CANCEL;
 }
 
+/* SIGPIPE's default action ends the process, and a write to a connection the server closed
+ * raises it. The client's worker threads, where connections are written, block it (read here
+ * from Linux's /proc); the caller's own threads are left alone. The fault emulators' dropped
+ * connections are the case in point. */
+static void test_workers_block_sigpipe(void) {
+#ifdef __linux__
+    const backdrop_client *client = client_for("BACKDROP_TEST_URL");
+    backdrop_task *task = NULL;
+    backdrop_error *err = NULL;
+    DIR *threads = opendir("/proc/self/task");
+    struct dirent *entry;
+    int workers = 0, blocked = 0;
+    sigset_t mine;
+    /* One call, so that every kind of worker has run. */
+    CHECK_CODE(backdrop_task_from_id("no-such-task", &task), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_poll(client, task, &err), BACKDROP_ERR_NOT_FOUND);
+    backdrop_error_free(err);
+    CHECK(threads != NULL);
+    while (threads != NULL && (entry = readdir(threads)) != NULL) {
+        char path[512], line[256], name[64] = "";
+        unsigned long long signals_blocked = 0;
+        FILE *status;
+        if (entry->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", entry->d_name);
+        status = fopen(path, "r");
+        if (status == NULL) {
+            continue;
+        }
+        while (fgets(line, sizeof line, status) != NULL) {
+            if (strncmp(line, "Name:", 5) == 0) {
+                sscanf(line + 5, "%63s", name);
+            } else if (strncmp(line, "SigBlk:", 7) == 0) {
+                sscanf(line + 7, "%llx", &signals_blocked);
+            }
+        }
+        fclose(status);
+        if (strcmp(name, "backdrop-worker") == 0) {
+            workers++;
+            blocked += (signals_blocked >> (SIGPIPE - 1)) & 1;
+        }
+    }
+    if (threads != NULL) {
+        closedir(threads);
+    }
+    CHECK(workers > 0);
+    CHECK(blocked == workers);
+    CHECK(pthread_sigmask(SIG_BLOCK, NULL, &mine) == 0);
+    CHECK(!sigismember(&mine, SIGPIPE));
+    backdrop_task_free(task);
+    backdrop_client_free(client);
+#endif
+}
+
 static void test_calls_after_errors(void) {
     const char *out = env("BACKDROP_TEST_OUT");
     const backdrop_client *client = client_for("BACKDROP_TEST_URL");
@@ -1809,6 +1866,7 @@ static const struct test tests[] = {
     {"buffer_lengths", test_buffer_lengths, 1},
     {"strings", test_strings, 1},
     {"calls_after_errors", test_calls_after_errors, 1},
+    {"workers_block_sigpipe", test_workers_block_sigpipe, 1},
     {"png_fixtures", test_png_fixtures, 1},
     {"panic_boundary", test_panic_boundary, 0},
 };
