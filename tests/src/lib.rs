@@ -8,6 +8,9 @@
 #![allow(clippy::expect_used)]
 
 pub mod matrix;
+mod moto;
+
+pub use moto::Moto;
 
 use std::path::PathBuf;
 use std::time::Duration;

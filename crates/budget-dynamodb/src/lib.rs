@@ -46,6 +46,43 @@ use sha2::{Digest, Sha256};
 /// The partition key attribute of the table.
 pub const PARTITION_KEY: &str = "pk";
 
+/// Creates a budget table named `table`: on demand, with the string partition key
+/// [`PARTITION_KEY`] (what the SAM template's `BudgetTable` declares). For setups without the
+/// template, and for tests.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), BudgetError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let invalid = |e: aws_sdk_dynamodb::error::BuildError| BudgetError::new(e.to_string());
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(PARTITION_KEY)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(invalid)?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(PARTITION_KEY)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(invalid)?,
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            BudgetError::new(format!(
+                "cannot create the budget table {table}: {}",
+                e.message().unwrap_or("no message")
+            ))
+        })?;
+    Ok(())
+}
+
 /// A [`BudgetStore`] on one item of a DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoDbBudgetStore {

@@ -4,50 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
-use backdrop_budget_dynamodb::{DynamoDbBudgetStore, PARTITION_KEY};
+use aws_sdk_dynamodb::types::AttributeValue;
+use backdrop_budget_dynamodb::{DynamoDbBudgetStore, PARTITION_KEY, create_table};
 use backdrop_core::RateLimit;
 use backdrop_core::budget::{BudgetStore, SharedBudget, SharedRateBudget, slot_interval_ms};
-
-/// A moto server of this test binary, stopped when dropped.
-struct Moto(Child, String);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let child = Command::new(server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server runs (tests/run installs it: infra/venv.sh)");
-    let moto = Moto(child, format!("http://127.0.0.1:{port}"));
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return moto;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("moto_server did not start");
-}
+use backdrop_tests::Moto;
 
 fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(
@@ -61,27 +26,7 @@ fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 }
 
 async fn table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(PARTITION_KEY)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(PARTITION_KEY)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_table(client, name).await.unwrap();
 }
 
 fn now_ms() -> u64 {
@@ -93,8 +38,8 @@ fn now_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_three_steps_are_conditional() {
-    let moto = moto();
-    let client = client(&moto.1);
+    let moto = Moto::start();
+    let client = client(moto.endpoint());
     table(&client, "steps").await;
     let store = DynamoDbBudgetStore::new(client, "steps", "sk-test-key");
     assert!(store.item().starts_with("key-") && !store.item().contains("sk-test"));
@@ -123,8 +68,8 @@ async fn the_three_steps_are_conditional() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn holders_get_distinct_slots_and_share_a_pause() {
-    let moto = moto();
-    let admin = client(&moto.1);
+    let moto = Moto::start();
+    let admin = client(moto.endpoint());
     table(&admin, "budget").await;
     let limit = RateLimit::per_second(10);
     let interval = slot_interval_ms(limit);
@@ -132,7 +77,7 @@ async fn holders_get_distinct_slots_and_share_a_pause() {
     let holders: Vec<Arc<SharedRateBudget<DynamoDbBudgetStore>>> = (0..3)
         .map(|_| {
             Arc::new(SharedRateBudget::new(
-                DynamoDbBudgetStore::new(client(&moto.1), "budget", "sk-shared"),
+                DynamoDbBudgetStore::new(client(moto.endpoint()), "budget", "sk-shared"),
                 limit,
             ))
         })
@@ -215,8 +160,8 @@ async fn holders_get_distinct_slots_and_share_a_pause() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_table_is_an_error_that_says_what_to_check() {
-    let moto = moto();
-    let store = DynamoDbBudgetStore::new(client(&moto.1), "no-such-table", "sk");
+    let moto = Moto::start();
+    let store = DynamoDbBudgetStore::new(client(moto.endpoint()), "no-such-table", "sk");
     let error = store.restart(1, 1).await.unwrap_err().to_string();
     assert!(
         error.contains("no-such-table") && error.contains("dynamodb:UpdateItem"),

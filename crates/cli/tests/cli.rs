@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use backdrop_tests::{TIME_SCALE, fast_config, fast_emulator, fixture, opaque_png};
+use backdrop_tests::{Moto, TIME_SCALE, fast_config, fast_emulator, fixture, opaque_png};
 
 fn backdrop(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_backdrop"));
@@ -412,46 +412,14 @@ async fn every_png_fixture_gets_its_verdict_in_validate_and_generate() {
     std::fs::remove_dir_all(&out).ok();
 }
 
-/// A moto server of its own (DynamoDB), stopped when dropped.
-struct Moto(std::process::Child, String);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let child = Command::new(server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server runs (tests/run installs it: infra/venv.sh)");
-    let moto = Moto(child, format!("http://127.0.0.1:{port}"));
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return moto;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("moto_server did not start");
-}
-
 /// Two runs at once, each configured with the key's whole QPS: through one shared budget
 /// (`--shared-budget dynamodb:TABLE`, DynamoDB on moto) they stay within the key together — not
 /// one 429 from a server that allows exactly that QPS.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_runs_sharing_a_budget_stay_within_the_key() {
-    let moto = moto();
+    let moto = Moto::start();
     let aws = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", moto.1.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint()),
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_REGION", "us-east-1"),
@@ -463,7 +431,7 @@ async fn two_runs_sharing_a_budget_stay_within_the_key() {
              aws_access_key_id='testing', aws_secret_access_key='testing').create_table(TableName='budget', \
              BillingMode='PAY_PER_REQUEST', AttributeDefinitions=[{'AttributeName':'pk','AttributeType':'S'}], \
              KeySchema=[{'AttributeName':'pk','KeyType':'HASH'}])",
-            &moto.1,
+            moto.endpoint(),
         ])
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .status();

@@ -10,10 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
-use backdrop_budget_dynamodb::{DynamoDbBudgetStore, PARTITION_KEY};
+use backdrop_budget_dynamodb::{DynamoDbBudgetStore, create_table};
 use backdrop_core::budget::slot_interval_ms;
 use backdrop_core::{Client, RateLimit};
 use backdrop_emulator::Emulator;
@@ -38,27 +35,7 @@ fn dynamodb() -> aws_sdk_dynamodb::Client {
 
 async fn budget_table(name: &str) -> String {
     let table = format!("{name}-{}", std::process::id());
-    dynamodb()
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(PARTITION_KEY)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(PARTITION_KEY)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_table(&dynamodb(), &table).await.unwrap();
     table
 }
 
