@@ -283,6 +283,17 @@ fn request() -> backdrop_core::Result<GenerateRequest> {
         .build()?)
 }
 
+/// How many of the spawned generations failed (or panicked).
+async fn failures(handles: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut failed = 0;
+    for handle in handles {
+        if !handle.await.unwrap_or(false) {
+            failed += 1;
+        }
+    }
+    failed
+}
+
 /// `args.tasks` tasks submitted at once; the scheduler keeps `max_in_flight` running.
 async fn throughput(
     args: &Args,
@@ -307,12 +318,7 @@ async fn throughput(
             })
         })
         .collect();
-    let mut failed = 0;
-    for handle in handles {
-        if !handle.await.unwrap_or(false) {
-            failed += 1;
-        }
-    }
+    let failed = failures(handles).await;
     let run = measure(
         args,
         &emulator,
@@ -361,12 +367,7 @@ async fn light(args: &Args, processing: ProcessingTime) -> Result<Run, Box<dyn s
                 .is_ok()
         }));
     }
-    let mut failed = 0;
-    for handle in handles {
-        if !handle.await.unwrap_or(false) {
-            failed += 1;
-        }
-    }
+    let failed = failures(handles).await;
     let run = measure(
         args,
         &emulator,
