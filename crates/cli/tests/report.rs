@@ -23,15 +23,7 @@ const SCALE: f64 = TIME_SCALE;
 const KEY: &str = "sk-report-4b1d9e";
 
 async fn emulator(processing: Duration) -> Emulator {
-    Emulator::start(EmulatorConfig {
-        api_keys: vec![KEY.to_owned()],
-        qps: 20,
-        processing: ProcessingTime::Fixed(processing),
-        seed: Some(5),
-        ..fast_config()
-    })
-    .await
-    .unwrap()
+    keyed_emulator(KEY, processing, 5).await
 }
 
 /// `generate` of `inputs` into `out` with `prompt`, batch 2.

@@ -9,8 +9,8 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
-use backdrop_tests::{TIME_SCALE, fast_config};
+use backdrop_emulator::Emulator;
+use backdrop_tests::TIME_SCALE;
 use support::*;
 
 const SCALE: f64 = TIME_SCALE;
@@ -20,15 +20,7 @@ const KEY: &str = "sk-live-resume-7f3a9c2e41";
 /// An emulator whose tasks take about 0.8 s (8 emulated seconds) and which accepts twice the
 /// requests the client sends, so that scheduling jitter never earns a 429.
 async fn emulator(processing: Duration) -> Emulator {
-    Emulator::start(EmulatorConfig {
-        api_keys: vec![KEY.to_owned()],
-        qps: 20,
-        processing: ProcessingTime::Fixed(processing),
-        seed: Some(11),
-        ..fast_config()
-    })
-    .await
-    .unwrap()
+    keyed_emulator(KEY, processing, 11).await
 }
 
 fn args(

@@ -7,7 +7,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use backdrop_emulator::Emulator;
+use backdrop_emulator::{Emulator, EmulatorConfig, ProcessingTime};
+
+/// An emulator accepting only `key`, on the tests' clock ([`backdrop_tests::fast_config`]), whose
+/// tasks process for `processing` (emulated) and which accepts twice the requests a client at
+/// `--qps 10` sends, so that scheduling jitter never earns a 429.
+pub async fn keyed_emulator(key: &str, processing: Duration, seed: u64) -> Emulator {
+    Emulator::start(EmulatorConfig {
+        api_keys: vec![key.to_owned()],
+        qps: 20,
+        processing: ProcessingTime::Fixed(processing),
+        seed: Some(seed),
+        ..backdrop_tests::fast_config()
+    })
+    .await
+    .unwrap()
+}
 
 /// A fresh, empty folder in the temporary directory.
 pub fn temp_dir(name: &str) -> PathBuf {
