@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backdrop_core::{
-    Error, GenerateRequest, ImageFormat, StateClass, TaskState, WaitControl, WaitOptions,
+    Error, GenerateRequest, ImageFormat, Operation, Recovery, StateClass, TaskState, WaitControl,
+    WaitOptions,
 };
 use backdrop_emulator::{EmulatorConfig, Faults, ProcessingTime, ResultFormat};
 use backdrop_tests::{
@@ -271,7 +272,7 @@ async fn an_expired_result_url_is_its_own_error() {
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_without_creating_twice() {
+async fn server_errors_retry_queries_and_leave_creates_unconfirmed() {
     let emulator = fast_emulator(EmulatorConfig {
         faults: Faults {
             error_500_rate: 0.4,
@@ -281,19 +282,40 @@ async fn server_errors_are_retried_without_creating_twice() {
     })
     .await;
     let client = client_for(&emulator, 2);
-    for _ in 0..3 {
-        client
+    let mut unconfirmed = 0;
+    for n in 0..6 {
+        match client
             .generate(
-                &prompt_request("kitchen", 1),
+                &prompt_request(&format!("kitchen {n}"), 1),
                 WaitOptions::default(),
                 |_| WaitControl::Continue,
             )
             .await
-            .unwrap();
+        {
+            Ok(_) => {}
+            Err(error) => {
+                assert!(
+                    matches!(
+                        error,
+                        Error::Server {
+                            during: Operation::Create,
+                            status: 500,
+                            attempts: 1,
+                            ..
+                        }
+                    ),
+                    "{error:?}"
+                );
+                assert_eq!(error.recovery(), Recovery::Unconfirmed, "{error}");
+                assert!(error.to_string().contains("may exist"), "{error}");
+                unconfirmed += 1;
+            }
+        }
     }
     let counters = emulator.counters();
     assert!(counters.responses_500_injected > 0, "{counters:?}");
-    assert_eq!(counters.tasks_created, 3);
+    assert_eq!(counters.create_requests, 6, "no create was sent twice");
+    assert_eq!(counters.tasks_created, 6 - unconfirmed);
 }
 
 #[tokio::test]

@@ -241,13 +241,28 @@ fn check_invariants(run: &Run) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn http_500s_are_retried_and_every_input_succeeds() {
+async fn http_500s_on_creates_are_unconfirmed_and_never_resent() {
     let emulator = emulator(Scenario::Http500).await;
     let (inputs, out) = folders("500");
     let _cleanup = Cleanup(vec![inputs.clone(), out.clone()]);
-    let run = run_cli(&emulator, &matrix_args(&emulator, &inputs, &out, &[]), &out).await;
+    let args = matrix_args(&emulator, &inputs, &out, &[]);
+    let run = run_cli(&emulator, &args, &out).await;
     matrix::check(Scenario::Http500, &run.outcomes(), &emulator);
-    assert_eq!(run.succeeded(), INPUTS, "{}", run.stderr());
+    // The failures are the creates answered 500, left unconfirmed in the journal.
+    for failed in run.failed() {
+        assert_eq!(failed["error"]["maybe_accepted"], true, "{failed:#}");
+    }
+    assert_eq!(run.unconfirmed(), INPUTS - run.succeeded());
+    // Run again as printed: nothing is created again.
+    emulator.set_faults(Faults::default());
+    let creates = run.counters.create_requests;
+    let again = run_cli(&emulator, &args, &out).await;
+    assert_eq!(
+        again.counters.create_requests,
+        creates,
+        "{}",
+        again.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,11 +3,15 @@
 //! Waiting for a task is in [`crate::wait`], downloading its results in [`crate::download`].
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use futures_util::Stream;
+use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
@@ -66,8 +70,11 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(spec::API_KEY_HEADER, key);
         let user_agent = concat!("backdrop/", env!("CARGO_PKG_VERSION"));
+        // The key goes to the base URL's origin and nowhere else: no redirect is followed (a
+        // redirect is an error that names where it pointed, see `Error::Redirected`).
         let api = reqwest::Client::builder()
             .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(user_agent)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -121,10 +128,14 @@ impl Client {
     /// Creates a task and returns its id.
     ///
     /// The input is validated locally first — the whole file: header rules, structure, image
-    /// data and pixels ([`validate::check_png_file`]); a file is read only now. A create is retried only when the service surely did not accept it
-    /// (the connection could not be opened, HTTP 429, or a documented failure answer such as
-    /// 500); a timeout or a broken connection after the request was sent is returned as
-    /// [`Error::Network`] with `maybe_accepted`, never sent again.
+    /// data and pixels ([`validate::check_png_file`]); a file is read only now.
+    ///
+    /// A create is sent again automatically only when the service surely did not accept it:
+    /// the connection could not be opened, the image was not sent to its end (the request
+    /// never reached the service whole), or HTTP 429. Every other answer that does not prove
+    /// that no task exists — any 5xx (a gateway may have passed the create on), a timeout or a
+    /// cut connection after the request was sent, an answer that cannot be read — is returned
+    /// at once and its [`Error::recovery`] is [`Recovery::Unconfirmed`](crate::Recovery).
     pub async fn create_task(&self, request: &GenerateRequest) -> Result<String> {
         self.create_task_recorded(request, || async { Ok(()) })
             .await
@@ -160,25 +171,28 @@ impl Client {
         let late = (self.inner.config.rate_limit.margin / 2).max(Duration::from_millis(1));
         let first = (granted_at.elapsed() > late).then_some(Want::Query);
         let body = self
-            .send(Operation::Create, first, || {
+            .send(Operation::Create, first, |upload| {
                 self.inner
                     .api
                     .post(self.inner.create_url.clone())
-                    .multipart(form(request, &image))
+                    .multipart(form(request, &image, upload))
             })
             .await?;
         let created: CreatedTask = parse_data(Operation::Create, &body)?;
-        let task_id = created
-            .task_id
-            .filter(|id| !id.trim().is_empty())
-            .ok_or_else(|| {
-                invalid(
+        let task_id = match created.task_id {
+            Some(id) if !id.trim().is_empty() => id,
+            _ => {
+                return Err(invalid(
                     Operation::Create,
                     200,
                     "no data.task_id in a successful answer",
                     &body,
-                )
-            })?;
+                ));
+            }
+        };
+        if let Err(reason) = usable_task_id(&task_id) {
+            return Err(invalid(Operation::Create, 200, reason, &body));
+        }
         tracing::info!(task_id = %task_id, "task created");
         answer.task_id = Some(task_id.clone());
         Ok(task_id)
@@ -196,7 +210,7 @@ impl Client {
     pub(crate) async fn query(&self, task_id: &str, want: Want) -> Result<TaskInfo> {
         let url = endpoint(&self.inner.config.base_url, &[task_id])?;
         let body = self
-            .send(Operation::Query, Some(want), || {
+            .send(Operation::Query, Some(want), |_| {
                 self.inner.api.get(url.clone())
             })
             .await?;
@@ -208,14 +222,20 @@ impl Client {
     /// Sends one API call with rate limiting and retries; returns the body of a 200 answer.
     ///
     /// The first attempt waits in the scheduler as `first` (`None`: the caller already holds
-    /// its grant), retries as one-off queries.
+    /// its grant), retries as one-off queries. `request` builds each attempt; a create's form
+    /// reports through the [`UploadProgress`] whether its image was sent to its end.
+    ///
+    /// A query is always safe to repeat. A create is repeated only when the service surely did
+    /// not accept it (see [`create_task`](Self::create_task)); every other failure of a create
+    /// returns at once.
     async fn send(
         &self,
         call: Operation,
         first: Option<Want>,
-        request: impl Fn() -> reqwest::RequestBuilder,
+        request: impl Fn(&UploadProgress) -> reqwest::RequestBuilder,
     ) -> Result<Bytes> {
         let retry = self.inner.config.retry;
+        let key = self.inner.config.api_key.expose();
         let mut attempt = 0;
         let mut want = first;
         loop {
@@ -224,11 +244,13 @@ impl Client {
             if let Some(want) = want.replace(Want::Query) {
                 self.inner.scheduler.turn(want).await;
             }
-            let response = match request().send().await {
+            let upload = UploadProgress::default();
+            let response = match request(&upload).send().await {
                 Ok(response) => response,
                 Err(source) => {
-                    // Only a failure to connect proves the request never reached the service.
-                    let surely_not_sent = source.is_connect();
+                    // A failure to connect, or an image not sent to its end, proves that the
+                    // service never received the request whole.
+                    let surely_not_sent = source.is_connect() || upload.unfinished();
                     if !last && (surely_not_sent || call == Operation::Query) {
                         tracing::warn!(call = call.as_str(), attempt, error = %source, "request failed, retrying");
                         tokio::time::sleep(retry.backoff(attempt)).await;
@@ -242,13 +264,24 @@ impl Client {
                 }
             };
             let http_status = response.status().as_u16();
+            if response.status().is_redirection() {
+                self.inner.scheduler.limiter().answered();
+                return Err(Error::Redirected {
+                    during: call,
+                    status: http_status,
+                    location: redirect_target(response.headers(), key),
+                });
+            }
             let retry_after = retry_after(response.headers());
             let cap = match call {
                 Operation::Create | Operation::Download => MAX_API_ANSWER_BYTES,
                 Operation::Query => max_query_answer_bytes(self.inner.config.max_download_bytes),
             };
+            // A 4xx status refuses the request whatever its body says; any other answer to a
+            // create must be read whole to prove anything.
+            let refused = (400..500).contains(&http_status);
             let body = match read_capped(response, cap).await {
-                Ok(body) => body,
+                Ok(body) => redact_key(body, key),
                 Err(ReadError::TooLarge) => {
                     return Err(Error::InvalidResponse {
                         during: call,
@@ -257,16 +290,15 @@ impl Client {
                         body_start: String::new(),
                     });
                 }
+                Err(ReadError::Network(_)) if call == Operation::Create && refused => Bytes::new(),
                 Err(ReadError::Network(source)) => {
-                    // For a create answered 200 the task exists: the answer was lost, not the task.
-                    let accepted = call == Operation::Create && http_status == spec::STATUS_OK;
-                    if !last && (call == Operation::Query || http_status != spec::STATUS_OK) {
+                    if !last && call == Operation::Query {
                         tokio::time::sleep(retry.backoff(attempt)).await;
                         continue;
                     }
                     return Err(Error::Network {
                         during: call,
-                        maybe_accepted: accepted,
+                        maybe_accepted: call == Operation::Create,
                         source,
                     });
                 }
@@ -295,10 +327,9 @@ impl Client {
                         });
                     }
                 }
-                // A documented failure answer: no task id was issued, so a retry cannot make a
-                // second task. 504 is different: a gateway gave up waiting for a backend that may
-                // have accepted the create.
-                500 | 502 | 503 | 504 if !last && (status != 504 || call == Operation::Query) => {
+                // A server failure on a query is repeated. On a create it is not: a gateway may
+                // have passed the create on before it failed (see `Error::recovery`).
+                500..=599 if !last && call == Operation::Query => {
                     tracing::warn!(
                         call = call.as_str(),
                         attempt,
@@ -398,13 +429,64 @@ async fn load_image(source: &ImageSource, rules: validate::PixelRules) -> Result
     }
 }
 
+/// How far a create's image got into the request of one attempt: an image not sent to its end
+/// means the service cannot have received the request whole, so nothing can have been created.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UploadProgress(Arc<AtomicU8>);
+
+impl UploadProgress {
+    // 0: no image was sent (no body, or a URL).
+    const STARTED: u8 = 1;
+    const FINISHED: u8 = 2;
+
+    /// True when an image began to be sent and did not reach its end.
+    fn unfinished(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == Self::STARTED
+    }
+
+    /// `stream`, reporting here when it is read to its end.
+    fn track<S>(&self, stream: S) -> Tracked<S> {
+        self.0.store(Self::STARTED, Ordering::SeqCst);
+        Tracked {
+            stream,
+            progress: self.clone(),
+        }
+    }
+}
+
+/// A body stream that reports to an [`UploadProgress`] when it was read to its end.
+struct Tracked<S> {
+    stream: S,
+    progress: UploadProgress,
+}
+
+impl<S: Stream + Unpin> Stream for Tracked<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let next = Pin::new(&mut self.stream).poll_next(cx);
+        if let Poll::Ready(None) = next {
+            self.progress
+                .0
+                .store(UploadProgress::FINISHED, Ordering::SeqCst);
+        }
+        next
+    }
+}
+
 /// The file's bytes as a stream, opened when the body is sent.
-fn file_body(path: std::path::PathBuf) -> reqwest::Body {
+fn file_body(path: std::path::PathBuf, upload: &UploadProgress) -> reqwest::Body {
     use futures_util::TryStreamExt;
     let stream = futures_util::stream::once(tokio::fs::File::open(path))
         .map_ok(tokio_util::io::ReaderStream::new)
         .try_flatten();
-    reqwest::Body::wrap_stream(stream)
+    reqwest::Body::wrap_stream(upload.track(Box::pin(stream)))
+}
+
+/// In-memory bytes as a stream of one piece.
+fn bytes_body(data: Bytes, upload: &UploadProgress) -> reqwest::Body {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
+    reqwest::Body::wrap_stream(upload.track(Box::pin(stream)))
 }
 
 fn png_part(body: impl Fn() -> reqwest::Body, len: u64, file_name: &str) -> Part {
@@ -413,27 +495,10 @@ fn png_part(body: impl Fn() -> reqwest::Body, len: u64, file_name: &str) -> Part
     part().mime_str("image/png").unwrap_or_else(|_| part())
 }
 
-fn form(request: &GenerateRequest, image: &LoadedImage) -> Form {
+/// The create's form. The image comes last, so that an image sent to its end leaves only the
+/// closing boundary unsent: `upload` then tells whether the request can have arrived whole.
+fn form(request: &GenerateRequest, image: &LoadedImage, upload: &UploadProgress) -> Form {
     let mut form = Form::new();
-    form = match image {
-        LoadedImage::Path {
-            path,
-            len,
-            file_name,
-        } => form.part(
-            field::IMAGE_FILE,
-            png_part(|| file_body(path.clone()), *len, file_name),
-        ),
-        LoadedImage::Bytes { data, file_name } => form.part(
-            field::IMAGE_FILE,
-            png_part(
-                || reqwest::Body::from(data.clone()),
-                data.len() as u64,
-                file_name,
-            ),
-        ),
-        LoadedImage::Url(url) => form.text(field::IMAGE_URL, url.clone()),
-    };
     form = match request.background() {
         Background::Prompt(prompt) => form.text(field::PROMPT, prompt.clone()),
         Background::SceneType(scene) => form.text(field::SCENE_TYPE, scene.to_string()),
@@ -441,7 +506,107 @@ fn form(request: &GenerateRequest, image: &LoadedImage) -> Form {
     if let Some(negative) = request.negative_prompt() {
         form = form.text(field::NEGATIVE_PROMPT, negative.to_owned());
     }
-    form.text(field::BATCH_SIZE, request.batch_size().count().to_string())
+    form = form.text(field::BATCH_SIZE, request.batch_size().count().to_string());
+    match image {
+        LoadedImage::Path {
+            path,
+            len,
+            file_name,
+        } => form.part(
+            field::IMAGE_FILE,
+            png_part(|| file_body(path.clone(), upload), *len, file_name),
+        ),
+        LoadedImage::Bytes { data, file_name } => form.part(
+            field::IMAGE_FILE,
+            png_part(
+                || bytes_body(data.clone(), upload),
+                data.len() as u64,
+                file_name,
+            ),
+        ),
+        LoadedImage::Url(url) => form.text(field::IMAGE_URL, url.clone()),
+    }
+}
+
+/// Why a task id from the service cannot be used, if it cannot: it names the task in every
+/// later request's path, in records and in messages, so it must be one printable line that is
+/// not a path step of its own.
+pub(crate) fn usable_task_id(task_id: &str) -> std::result::Result<(), &'static str> {
+    if task_id.len() > MAX_TASK_ID_BYTES {
+        Err("data.task_id is longer than 512 bytes")
+    } else if task_id.chars().any(char::is_control) {
+        Err("data.task_id contains control characters")
+    } else if matches!(task_id.trim(), "." | "..") {
+        Err("data.task_id is a path step (\".\" or \"..\")")
+    } else {
+        Ok(())
+    }
+}
+
+/// The longest task id accepted from the service.
+const MAX_TASK_ID_BYTES: usize = 512;
+
+/// Where a redirect pointed, for the error: its origin and path (no query, which may carry
+/// tokens), with the key removed should it appear.
+fn redirect_target(headers: &HeaderMap, key: &str) -> String {
+    let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
+        return "(no Location header)".to_owned();
+    };
+    let shown = match Url::parse(location) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => location
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let shown: String = shown.chars().take(200).collect();
+    String::from_utf8_lossy(&redact_key(Bytes::from(shown), key)).into_owned()
+}
+
+/// The text that replaces the API key wherever a server repeats it.
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
+/// `body` with every copy of `key` — as is, JSON-escaped (`\/`) or percent-encoded — replaced
+/// by [`REDACTED`]: a server's words are stored (journals, pages, failure records) and shown,
+/// the key never is.
+pub(crate) fn redact_key(body: Bytes, key: &str) -> Bytes {
+    // Too short a "key" would match everywhere; real keys are long.
+    if key.len() < 4 {
+        return body;
+    }
+    let forms = [
+        key.to_owned(),
+        key.replace('/', "\\/"),
+        url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>(),
+    ];
+    if !forms
+        .iter()
+        .any(|form| memmem(&body, form.as_bytes()).is_some())
+    {
+        return body;
+    }
+    let mut out = body.to_vec();
+    for form in &forms {
+        let form = form.as_bytes();
+        while let Some(at) = memmem(&out, form) {
+            out.splice(at..at + form.len(), REDACTED.bytes());
+        }
+    }
+    Bytes::from(out)
+}
+
+fn memmem(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The status that decides the outcome: the HTTP status when it is not 200, else the body's

@@ -115,10 +115,16 @@ pub enum Error {
         attempts: u32,
     },
 
-    /// HTTP 5xx: the service failed, and retries did not get through.
-    #[error(
-        "the service failed (HTTP {status}) after {attempts} attempts: {message}; try again later"
-    )]
+    /// HTTP 5xx: the service failed. A query is retried first; a create is not, since a
+    /// gateway may have passed it on before failing (its recovery is
+    /// [`Recovery::Unconfirmed`]).
+    #[error("the service failed (HTTP {status}) answering the {during}{}: {message}; {}",
+        if *attempts > 1 { format!(" after {attempts} attempts") } else { String::new() },
+        if *during == Operation::Create {
+            "a gateway may have passed the create on before it failed, so the task may exist and be charged: it was not sent again (a second create could be a second charge)"
+        } else {
+            "try again later"
+        })]
     Server {
         /// The call the service answered.
         during: Operation,
@@ -139,6 +145,20 @@ pub enum Error {
         status: u16,
         /// The server's message or the start of the body.
         message: String,
+    },
+
+    /// The service answered with a redirect (HTTP 3xx). The API key goes only to the base
+    /// URL's origin, so no redirect is followed.
+    #[error(
+        "the service answered the {during} with a redirect (HTTP {status}) to {location}; the API key is sent only to the base URL's origin, so backdrop follows no redirect: if the service has moved, set the base URL (PICWISH_BASE_URL) to its new address"
+    )]
+    Redirected {
+        /// The call the service answered.
+        during: Operation,
+        /// The HTTP status.
+        status: u16,
+        /// Where the redirect pointed (origin and path; no query).
+        location: String,
     },
 
     /// The service answered, but not with the documented JSON.
@@ -255,6 +275,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => Some(HttpStatus::PayloadTooLarge.code()),
             Error::RateLimited { .. } => Some(HttpStatus::TooManyRequests.code()),
             Error::Server { status, .. }
+            | Error::Redirected { status, .. }
             | Error::UnexpectedStatus { status, .. }
             | Error::InvalidResponse { status, .. }
             | Error::ResultExpired { status, .. } => Some(*status),
@@ -321,23 +342,34 @@ impl Error {
             // The service no longer knows a task it issued: if it had succeeded it was charged,
             // and its results are gone either way.
             Error::NotFound { .. } => Recovery::ResultsLost,
-            // A create answered 429 or a documented failure (500/502/503) issued no task id.
+            // A create is unconfirmed unless its answer proves that no task exists: a 429, a
+            // 4xx refusal, a redirect, or a connection that never carried the whole request.
             Error::RateLimited { during: Create, .. } => Recovery::Retry,
-            // A gateway timeout: the backend may have accepted the create.
-            Error::Server {
+            // Any 5xx: a gateway (502, 503, 504) or the service (500) may have failed after
+            // the create was passed on.
+            Error::Server { during: Create, .. } => Recovery::Unconfirmed,
+            Error::Redirected { during: Create, .. } => Recovery::Permanent,
+            // 408: the server timed out reading the request, so it never had it whole.
+            Error::UnexpectedStatus {
                 during: Create,
                 status,
                 ..
-            } if *status == 504 => Recovery::Unconfirmed,
-            Error::Server { during: Create, .. } => Recovery::Retry,
-            Error::UnexpectedStatus { during: Create, .. } => Recovery::Permanent,
-            // An HTTP 200 answer to a create that cannot be read: the task exists, its id is lost.
+            } => match status {
+                408 => Recovery::Retry,
+                400..=499 => Recovery::Permanent,
+                _ => Recovery::Unconfirmed,
+            },
+            // An answer that cannot be read (an HTTP 200 without a usable task id, a body over
+            // the cap) proves nothing, unless its status refused the create.
             Error::InvalidResponse {
                 during: Create,
                 status,
                 ..
-            } if *status == crate::spec::STATUS_OK => Recovery::Unconfirmed,
-            Error::InvalidResponse { during: Create, .. } => Recovery::Retry,
+            } => match status {
+                429 => Recovery::Retry,
+                400..=499 => Recovery::Permanent,
+                _ => Recovery::Unconfirmed,
+            },
             Error::Network {
                 during: Create,
                 maybe_accepted,
@@ -355,6 +387,10 @@ impl Error {
                 ..
             }
             | Error::Server {
+                during: Query | Download,
+                ..
+            }
+            | Error::Redirected {
                 during: Query | Download,
                 ..
             }
@@ -391,9 +427,9 @@ impl Error {
     }
 
     /// True when this error leaves open whether the service accepted a create (and charged
-    /// it): the request was sent and no answer said no — a lost or cut answer, a timeout, a
-    /// gateway timeout, an HTTP 200 answer that could not be read. Creating again could pay
-    /// twice. The same as `recovery() == Recovery::Unconfirmed`.
+    /// it): the request was sent and no answer said no — a lost or cut answer, a timeout, any
+    /// 5xx, an answer that could not be read. Creating again could pay twice. The same as
+    /// `recovery() == Recovery::Unconfirmed`.
     pub fn may_have_created_task(&self) -> bool {
         self.recovery() == Recovery::Unconfirmed
     }
@@ -536,11 +572,31 @@ mod tests {
     #[test]
     fn only_answers_that_leave_a_create_open_may_have_created_a_task() {
         assert!(invalid(Operation::Create, 200).may_have_created_task());
-        assert!(!invalid(Operation::Create, 502).may_have_created_task());
+        assert!(invalid(Operation::Create, 502).may_have_created_task());
+        assert!(!invalid(Operation::Create, 400).may_have_created_task());
         assert!(!invalid(Operation::Query, 200).may_have_created_task());
-        assert!(server(Operation::Create, 504).may_have_created_task());
-        assert!(!server(Operation::Create, 503).may_have_created_task());
-        assert!(!server(Operation::Query, 504).may_have_created_task());
+        for status in [500, 502, 503, 504, 599] {
+            assert!(server(Operation::Create, status).may_have_created_task());
+            assert!(!server(Operation::Query, status).may_have_created_task());
+        }
+        let unexpected = |status| Error::UnexpectedStatus {
+            during: Operation::Create,
+            status,
+            message: String::new(),
+        };
+        assert!(unexpected(202).may_have_created_task(), "202 Accepted");
+        assert_eq!(unexpected(408).recovery(), Recovery::Retry);
+        assert_eq!(unexpected(403).recovery(), Recovery::Permanent);
+        let redirected = |during| Error::Redirected {
+            during,
+            status: 302,
+            location: "http://elsewhere.example/".into(),
+        };
+        assert_eq!(
+            redirected(Operation::Create).recovery(),
+            Recovery::Permanent
+        );
+        assert_eq!(redirected(Operation::Query).recovery(), Recovery::Resume);
         let limited = Error::RateLimited {
             during: Operation::Create,
             message: String::new(),
@@ -574,7 +630,7 @@ mod tests {
             assert!(!error.is_transient(), "{error}");
             assert_ne!(error.recovery(), Recovery::Retry, "{error}");
         }
-        assert!(server(Operation::Create, 500).is_transient());
+        assert!(!server(Operation::Create, 500).is_transient());
         assert_eq!(server(Operation::Query, 500).recovery(), Recovery::Resume);
     }
 

@@ -212,7 +212,8 @@ impl ResultFormat {
 pub struct Faults {
     /// Share of API requests answered 500 with a JSON body.
     pub error_500_rate: f64,
-    /// Share of API requests whose connection is closed without any answer.
+    /// Share of API requests whose connection is closed without any answer, once the whole
+    /// request was read (nothing is created).
     pub drop_rate: f64,
     /// Share of API requests answered only after [`slow_delay`](Self::slow_delay).
     pub slow_rate: f64,

@@ -36,6 +36,53 @@ pub async fn run<S: LedgerStore>(mut fresh: impl FnMut() -> S) {
     failures_follow_their_recovery(&fresh()).await;
     concurrent_begins_claim_once(&fresh()).await;
     forbidden_steps_write_nothing(&fresh()).await;
+    a_lost_sending_answer_is_taken_back(&fresh()).await;
+    a_send_is_ours_only_with_our_owner_and_time(&fresh()).await;
+    stand_in_results_are_not_done_for_the_real_service(&fresh()).await;
+    refused_creates_do_not_count_against_the_limit(&fresh()).await;
+}
+
+/// A store whose chosen `replace` lands but answers with an error: a write whose answer was
+/// lost (a timeout, a 5xx after the write).
+#[derive(Debug)]
+struct LosesAnswers<'s, S> {
+    inner: &'s S,
+    lose_next_replace: std::sync::atomic::AtomicBool,
+}
+
+impl<S: LedgerStore> LedgerStore for LosesAnswers<'_, S> {
+    type Version = S::Version;
+
+    async fn load(
+        &self,
+        key: &InputKey,
+    ) -> Result<Option<(Entry, Self::Version)>, crate::ledger::StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn insert(
+        &self,
+        key: &InputKey,
+        entry: &Entry,
+    ) -> Result<Write<Self::Version>, crate::ledger::StoreError> {
+        self.inner.insert(key, entry).await
+    }
+
+    async fn replace(
+        &self,
+        key: &InputKey,
+        entry: &Entry,
+        expected: &Self::Version,
+    ) -> Result<Write<Self::Version>, crate::ledger::StoreError> {
+        let written = self.inner.replace(key, entry, expected).await?;
+        if self
+            .lose_next_replace
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(crate::ledger::StoreError::new("the answer was lost"));
+        }
+        Ok(written)
+    }
 }
 
 fn key(name: &str) -> InputKey {
@@ -139,6 +186,8 @@ async fn entries_keep_every_field<S: LedgerStore>(store: &S) {
         owner: Some(Owner::leased("req-1", T0)),
         task_id: Some("T-42".into()),
         tasks_created: 3,
+        creates_sent: 4,
+        stand_in: true,
         sent_at_ms: Some(T0 - 5),
         updated_at_ms: T0,
         outputs: vec!["a/1.jpg".into(), "a/2.jpg".into()],
@@ -553,19 +602,19 @@ async fn failures_follow_their_recovery<S: LedgerStore>(store: &S) {
     );
     ticket.mark_sending().await.unwrap();
     ticket
-        .record_create(&Err(Error::Server {
+        .record_create(&Err(Error::RateLimited {
             during: Operation::Create,
-            status: 503,
-            message: "busy".into(),
+            message: "slow down".into(),
+            retry_after: None,
             attempts: 3,
         }))
         .await
         .unwrap();
     let entry = stored(store, &key6).await;
     assert_eq!(
-        (entry.stage, entry.tasks_created),
-        (Stage::Failed, 0),
-        "{check}"
+        (entry.stage, entry.tasks_created, entry.creates_sent),
+        (Stage::Failed, 0, 0),
+        "{check}: a refused create counts as neither a task nor a create that may have landed"
     );
     assert!(
         matches!(
@@ -644,4 +693,184 @@ async fn forbidden_steps_write_nothing<S: LedgerStore>(store: &S) {
         "{check}: a second create on a created input"
     );
     assert_eq!(stored(store, &key).await, before, "{check}");
+}
+
+/// A `sending` write that landed but whose answer was lost: nothing was sent, so the mark is
+/// taken back — the input is tried again later, never refused as "may have been charged".
+async fn a_lost_sending_answer_is_taken_back<S: LedgerStore>(store: &S) {
+    let check = "a_lost_sending_answer_is_taken_back";
+    let clock = Arc::new(ManualClock::at(T0));
+    let losing = LosesAnswers {
+        inner: store,
+        lose_next_replace: false.into(),
+    };
+    let ledger = ledger(&losing, shared(), &clock);
+    let key = key(check);
+    let mut ticket = ticket_of(
+        ledger
+            .begin(&key, "in.png", &owner("a"), |_| true)
+            .await
+            .unwrap(),
+        check,
+    );
+    losing
+        .lose_next_replace
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        matches!(ticket.mark_sending().await, Err(LedgerError::Store(_))),
+        "{check}: the write's answer was lost"
+    );
+    let entry = stored(store, &key).await;
+    assert_eq!(
+        (entry.stage, entry.creates_sent),
+        (Stage::Claimed, 0),
+        "{check}: the mark was taken back"
+    );
+    ticket
+        .fail(Failure::new("not sent", Recovery::Retry))
+        .await
+        .unwrap();
+    clock.advance_ms(3_600_000);
+    assert!(
+        matches!(
+            ledger
+                .begin(&key, "in.png", &owner("b"), |_| true)
+                .await
+                .unwrap(),
+            Begin::Create(_)
+        ),
+        "{check}: tried again, not refused as unconfirmed"
+    );
+}
+
+/// Two jobs under one owner id (an invocation holding two deliveries of one object): the one
+/// whose send came second is not taken for the first, so only one create goes out.
+async fn a_send_is_ours_only_with_our_owner_and_time<S: LedgerStore>(store: &S) {
+    let check = "a_send_is_ours_only_with_our_owner_and_time";
+    let clock = Arc::new(ManualClock::at(T0));
+    let ledger = ledger(store, shared(), &clock);
+    let key = key(check);
+    let same = owner("invocation");
+    let mut first = ticket_of(
+        ledger.begin(&key, "in.png", &same, |_| true).await.unwrap(),
+        check,
+    );
+    // The second job claims again over the first's claim (same owner id: not busy).
+    let mut second = ticket_of(
+        ledger.begin(&key, "in.png", &same, |_| true).await.unwrap(),
+        check,
+    );
+    clock.advance_ms(1);
+    second.mark_sending().await.unwrap();
+    clock.advance_ms(1);
+    assert!(
+        matches!(
+            first.mark_sending().await,
+            Err(LedgerError::Conflict { .. })
+        ),
+        "{check}: the first job's claim was superseded: it must not send"
+    );
+    let entry = stored(store, &key).await;
+    assert_eq!(
+        (entry.stage, entry.creates_sent),
+        (Stage::Sending, 1),
+        "{check}"
+    );
+}
+
+/// The built-in emulator's finished entries are done for another stand-in run, and new work for
+/// the real service (their images are not generated ones).
+async fn stand_in_results_are_not_done_for_the_real_service<S: LedgerStore>(store: &S) {
+    let check = "stand_in_results_are_not_done_for_the_real_service";
+    let clock = Arc::new(ManualClock::at(T0));
+    let cli = Policy::exclusive();
+    let stand_in = ledger(store, cli.clone(), &clock).with_stand_in(true);
+    let key = key(check);
+    let mut ticket = created(&stand_in, &key, &owner("emulated run"), "E1").await;
+    ticket.done(vec!["mug-1.jpg".into()], 3).await.unwrap();
+    assert!(stored(store, &key).await.stand_in, "{check}: marked");
+    assert!(
+        matches!(
+            stand_in
+                .begin(&key, "in.png", &owner("next emulated run"), |_| true)
+                .await
+                .unwrap(),
+            Begin::Done(_)
+        ),
+        "{check}: done for a stand-in"
+    );
+    let real = ledger(store, cli, &clock);
+    let Begin::Create(mut ticket) = real
+        .begin(&key, "in.png", &owner("real run"), |_| true)
+        .await
+        .unwrap()
+    else {
+        panic!("{check}: a stand-in's result is new work for the real service");
+    };
+    assert!(!ticket.entry().stand_in, "{check}");
+    ticket.mark_sending().await.unwrap();
+    ticket.record_create(&Ok("R1".into())).await.unwrap();
+    ticket.done(vec!["mug-1.jpg".into()], 6).await.unwrap();
+    assert!(
+        matches!(
+            stand_in
+                .begin(&key, "in.png", &owner("emulated again"), |_| true)
+                .await
+                .unwrap(),
+            Begin::Done(_)
+        ),
+        "{check}: a real result is done for a stand-in too (never overwritten by one)"
+    );
+}
+
+/// The limit on tasks per input counts creates that may have reached the service: sent and
+/// not refused by their answer.
+async fn refused_creates_do_not_count_against_the_limit<S: LedgerStore>(store: &S) {
+    let check = "refused_creates_do_not_count_against_the_limit";
+    let clock = Arc::new(ManualClock::at(T0));
+    let lambda = ledger(store, shared(), &clock);
+    let key = key(check);
+    // Two creates whose tasks failed on the service's side reach the limit of 2…
+    for (n, who) in ["a", "b"].into_iter().enumerate() {
+        let mut ticket = created(&lambda, &key, &owner(who), &format!("T{n}")).await;
+        ticket
+            .fail_with(&failed_task(TaskState::InsufficientResources))
+            .await
+            .unwrap();
+    }
+    assert!(
+        matches!(
+            lambda
+                .begin(&key, "in.png", &owner("c"), |_| true)
+                .await
+                .unwrap(),
+            Begin::Refused {
+                refusal: Refusal::TooManyTasks { tasks: 2 },
+                ..
+            }
+        ),
+        "{check}"
+    );
+    // …while creates refused by a 429 do not count.
+    let other = self::key("refused-twice");
+    for who in ["a", "b", "c"] {
+        let mut ticket = ticket_of(
+            lambda
+                .begin(&other, "in.png", &owner(who), |_| true)
+                .await
+                .unwrap(),
+            check,
+        );
+        ticket.mark_sending().await.unwrap();
+        ticket
+            .record_create(&Err(Error::RateLimited {
+                during: Operation::Create,
+                message: String::new(),
+                retry_after: None,
+                attempts: 6,
+            }))
+            .await
+            .unwrap();
+    }
+    assert_eq!(stored(store, &other).await.creates_sent, 0, "{check}");
 }

@@ -161,6 +161,16 @@ pub struct Entry {
     /// Tasks the service accepted for this input so far.
     #[serde(default)]
     pub tasks_created: u32,
+    /// Creates sent for this input so far that may have reached the service: every create
+    /// sent, less those an answer refused (HTTP 429, a 4xx). At least `tasks_created`; a limit
+    /// on tasks per input counts these.
+    #[serde(default)]
+    pub creates_sent: u32,
+    /// True when the entry's work was done by a stand-in for the service (the built-in
+    /// emulator): its outputs are not generated images, and they do not count as done for a
+    /// real service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stand_in: bool,
     /// When the current create was sent (unix milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at_ms: Option<u64>,
@@ -187,6 +197,8 @@ impl Entry {
             owner: Some(owner.clone()),
             task_id: None,
             tasks_created: 0,
+            creates_sent: 0,
+            stand_in: false,
             sent_at_ms: None,
             updated_at_ms: now_ms,
             outputs: Vec::new(),
@@ -204,11 +216,27 @@ impl Entry {
             .is_some_and(|sent| now_ms.saturating_sub(sent) > limit)
     }
 
-    /// True when the entry is the same as `other` but for its owner and times.
+    /// True when the entry is the same as `other` but for when it changed, and, past a
+    /// create, for its owner. A claim or a create being sent belongs to one owner and one send:
+    /// another owner's claim, or another send (even by the same owner id), is not the same.
     pub(crate) fn same_facts(&self, other: &Entry) -> bool {
+        let same_hold = match self.stage {
+            Stage::Claimed | Stage::Sending => {
+                self.owner.as_ref().map(|o| &o.id) == other.owner.as_ref().map(|o| &o.id)
+                    && self.sent_at_ms == other.sent_at_ms
+            }
+            _ => true,
+        };
         self.stage == other.stage
             && self.task_id == other.task_id
             && self.outputs == other.outputs
             && self.failure == other.failure
+            && same_hold
+    }
+
+    /// Creates that may have reached the service for this input (see
+    /// [`creates_sent`](Self::creates_sent); entries of older versions counted only tasks).
+    pub fn creates_that_may_have_landed(&self) -> u32 {
+        self.creates_sent.max(self.tasks_created)
     }
 }

@@ -13,7 +13,9 @@ use crate::request::GenerationOptions;
 pub enum ImageIdentity {
     /// The SHA-256 of the image file's bytes: the same bytes under any name are the same image.
     Sha256([u8; 32]),
-    /// A URL the service fetches (without credentials in its query, when it has any).
+    /// A URL the service fetches, as [`ImageIdentity::of_url`] reduces it: without user,
+    /// password, fragment or signing parameters, so that a re-signed link to the same image
+    /// is the same input.
     Url(String),
     /// One version of an S3 object.
     S3Object {
@@ -46,6 +48,63 @@ impl ImageIdentity {
     pub fn of_bytes(bytes: &[u8]) -> Self {
         ImageIdentity::Sha256(Sha256::digest(bytes).into())
     }
+
+    /// The identity of an image the service fetches from `url`: the URL without user,
+    /// password and fragment, and without the query parameters that sign, authorise or expire
+    /// a link rather than choose the image — a presigned S3, Google Cloud Storage, Azure or
+    /// CloudFront link signed again is the same image. The remaining parameters keep their
+    /// order.
+    ///
+    /// Removed: `X-Amz-*` and `X-Goog-*` (AWS SigV4, Google V4); `Signature`, `Expires`,
+    /// `AWSAccessKeyId`, `GoogleAccessId`, `Policy`, `Key-Pair-Id` when the query has a
+    /// `Signature` (AWS SigV2, Google V2, CloudFront); Azure's SAS parameters (`sv`, `se`, `sp`,
+    /// `sig`, …) when it has a `sig`; `token` and `access_token`. Names compare without case.
+    pub fn of_url(url: &url::Url) -> Self {
+        let mut identity = url.clone();
+        let _ = identity.set_username("");
+        let _ = identity.set_password(None);
+        identity.set_fragment(None);
+        let names: Vec<String> = identity
+            .query_pairs()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect();
+        let has = |wanted: &str| names.iter().any(|name| name == wanted);
+        let (signed, sas) = (has("signature"), has("sig"));
+        let kept: Vec<(String, String)> = identity
+            .query_pairs()
+            .filter(|(name, _)| !signs_the_link(&name.to_ascii_lowercase(), signed, sas))
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            identity.set_query(None);
+        } else {
+            identity.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        ImageIdentity::Url(identity.into())
+    }
+}
+
+/// True for a (lower-case) query parameter that signs, authorises or expires a link; `signed`
+/// and `sas` say whether the query has a `signature` or a `sig` (which make the short names of
+/// their schemes unambiguous).
+fn signs_the_link(name: &str, signed: bool, sas: bool) -> bool {
+    const SIGNED: &[&str] = &[
+        "signature",
+        "expires",
+        "awsaccesskeyid",
+        "googleaccessid",
+        "policy",
+        "key-pair-id",
+    ];
+    const AZURE_SAS: &[&str] = &[
+        "sig", "sv", "ss", "srt", "sp", "se", "st", "spr", "sr", "si", "sdd", "ses", "sip",
+        "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid", "scid",
+    ];
+    name.starts_with("x-amz-")
+        || name.starts_with("x-goog-")
+        || matches!(name, "token" | "access_token")
+        || (signed && SIGNED.contains(&name))
+        || (sas && AZURE_SAS.contains(&name))
 }
 
 /// The ledger key of an input: a SHA-256 over a stable serialisation of its image identity,
@@ -158,6 +217,45 @@ mod tests {
             assert_ne!(other, &key, "variant {i}");
         }
         assert_eq!(InputKey::parse("xyz"), None);
+    }
+
+    #[test]
+    fn a_url_is_identified_without_its_signature() {
+        let of = |text: &str| ImageIdentity::of_url(&url::Url::parse(text).unwrap());
+        let signed = |signature: &str, expires: &str| {
+            of(&format!(
+                "https://bucket.s3.amazonaws.com/mug.png?versionId=3&X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                 &X-Amz-Credential=AKIA%2F20261207&X-Amz-Date=20261207T000000Z\
+                 &X-Amz-Expires={expires}&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}"
+            ))
+        };
+        assert_eq!(signed("aaa", "3600"), signed("bbb", "600"));
+        assert_eq!(
+            signed("aaa", "3600"),
+            ImageIdentity::Url("https://bucket.s3.amazonaws.com/mug.png?versionId=3".into())
+        );
+        assert_ne!(
+            signed("aaa", "3600"),
+            of("https://bucket.s3.amazonaws.com/cup.png")
+        );
+        assert_eq!(
+            of("https://user:pw@cdn.example/p.png?sig=x&se=2026&sv=1&id=7#top"),
+            ImageIdentity::Url("https://cdn.example/p.png?id=7".into())
+        );
+        assert_ne!(
+            of("https://cdn.example/p.png?id=7"),
+            of("https://cdn.example/p.png?id=8"),
+            "parameters that choose the image stay"
+        );
+        assert_ne!(
+            of("https://cdn.example/p.png?st=red&sp=2"),
+            of("https://cdn.example/p.png?st=blue&sp=2"),
+            "short names are signing parameters only beside a sig"
+        );
+        assert_eq!(
+            of("https://cdn.example/p.png?Signature=1&Expires=2&AWSAccessKeyId=3"),
+            of("https://cdn.example/p.png")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::client::Client;
 use crate::error::{Error, Recovery};
 use crate::ledger::entry::{Entry, Failure, Owner, Stage};
 use crate::ledger::key::InputKey;
-use crate::ledger::rules::{Decision, Policy, Reconciled, Refusal, decide, reconcile};
+use crate::ledger::rules::{Decision, Here, Policy, Reconciled, Refusal, decide, reconcile};
 use crate::ledger::store::{LedgerStore, StoreError, Write};
 use crate::request::GenerateRequest;
 
@@ -136,6 +136,7 @@ impl Clock for ManualClock {
 pub struct Ledger<S> {
     store: S,
     service: String,
+    stand_in: bool,
     policy: Policy,
     clock: Arc<dyn Clock>,
 }
@@ -166,9 +167,22 @@ impl<S: LedgerStore> Ledger<S> {
         Ledger {
             store,
             service: service.into(),
+            stand_in: false,
             policy,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Marks the service as a stand-in (the built-in emulator): the entries it finishes say
+    /// so, and a real service does not take them for done (their images are not generated).
+    pub fn with_stand_in(mut self, stand_in: bool) -> Self {
+        self.stand_in = stand_in;
+        self
+    }
+
+    /// True when the service is a stand-in (see [`with_stand_in`](Self::with_stand_in)).
+    pub fn is_stand_in(&self) -> bool {
+        self.stand_in
     }
 
     /// Reads time from `clock` instead of the system's.
@@ -214,10 +228,14 @@ impl<S: LedgerStore> Ledger<S> {
             let present = found
                 .as_ref()
                 .is_some_and(|(entry, _)| outputs_present(entry));
+            let here = Here {
+                service: &self.service,
+                stand_in: self.stand_in,
+            };
             let decision = decide(
                 found.as_ref().map(|(entry, _)| entry),
                 owner,
-                &self.service,
+                here,
                 now,
                 &self.policy,
                 present,
@@ -233,10 +251,12 @@ impl<S: LedgerStore> Ledger<S> {
                 }
                 (Decision::Create, _) => {
                     let mut next = Entry::claimed(label, &self.service, owner, now);
+                    next.stand_in = self.stand_in;
                     if let Some((old, _)) = &found
                         && old.service == self.service
                     {
                         next.tasks_created = old.tasks_created;
+                        next.creates_sent = old.creates_sent;
                     }
                     (next, None)
                 }
@@ -267,7 +287,11 @@ impl<S: LedgerStore> Ledger<S> {
                     (next, Some(Refusal::Unconfirmed))
                 }
                 // Every decision but Create is made on an entry that was found.
-                (_, None) => (Entry::claimed(label, &self.service, owner, now), None),
+                (_, None) => {
+                    let mut next = Entry::claimed(label, &self.service, owner, now);
+                    next.stand_in = self.stand_in;
+                    (next, None)
+                }
             };
             let mut next = next;
             next.updated_at_ms = now;
@@ -353,13 +377,17 @@ impl<S: LedgerStore> Ticket<'_, S> {
         if self.entry.stage != Stage::Claimed {
             return Err(self.out_of_order(Stage::Sending).into());
         }
+        let mut marked = false;
         let this = &mut *self;
+        let marked_flag = &mut marked;
         let result = client
             .create_task_recorded(request, move || async move {
-                this.mark_sending().await.map_err(Error::from)
+                let written = this.mark_sending().await;
+                *marked_flag = written.is_ok();
+                written.map_err(Error::from)
             })
             .await;
-        if self.entry.stage == Stage::Claimed {
+        if !marked {
             // Nothing was sent (refused locally, or the ledger could not be written): give the
             // input back so that it may be tried again.
             let failure = match &result {
@@ -378,7 +406,8 @@ impl<S: LedgerStore> Ticket<'_, S> {
     }
 
     /// Moves a claimed entry to `sending`: call it once the create holds its share of the rate
-    /// limit, just before sending it. On an error nothing may be sent.
+    /// limit, just before sending it. On an error nothing may be sent; when the write's answer
+    /// was lost, a mark that landed all the same is taken back.
     pub async fn mark_sending(&mut self) -> Result<(), LedgerError> {
         if self.entry.stage != Stage::Claimed {
             return Err(self.out_of_order(Stage::Sending));
@@ -386,8 +415,53 @@ impl<S: LedgerStore> Ticket<'_, S> {
         let mut next = self.entry.clone();
         next.stage = Stage::Sending;
         next.sent_at_ms = Some(self.ledger.now_ms());
+        next.creates_sent = next.creates_sent.saturating_add(1);
         next.failure = None;
-        self.write(next).await
+        let mark = next.clone();
+        match self.write(next).await {
+            Err(error @ LedgerError::Store(_)) => {
+                self.take_back(&mark).await;
+                Err(error)
+            }
+            written => written,
+        }
+    }
+
+    /// After a `sending` write whose answer was lost (a timeout, a 5xx): the write may have
+    /// landed all the same. Nothing will be sent, so an entry that is exactly that mark — this
+    /// owner, this send time — goes back to the claim it was, or a later owner would take the
+    /// input for a create that may have been charged.
+    async fn take_back(&mut self, mark: &Entry) {
+        let store = &self.ledger.store;
+        let found = match store.load(&self.key).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(input = %mark.label, error = %error, "cannot read back a sending mark whose answer was lost");
+                return;
+            }
+        };
+        let Some((current, version)) = found else {
+            return;
+        };
+        let ours = current.stage == Stage::Sending
+            && current.sent_at_ms == mark.sent_at_ms
+            && current.owner.as_ref().map(|o| &o.id) == mark.owner.as_ref().map(|o| &o.id);
+        if !ours {
+            return;
+        }
+        let mut claim = self.entry.clone();
+        claim.updated_at_ms = self.ledger.now_ms();
+        match store.replace(&self.key, &claim, &version).await {
+            Ok(Write::Written(version)) => {
+                tracing::info!(input = %mark.label, "a sending mark whose answer was lost was taken back: nothing was sent");
+                self.entry = claim;
+                self.version = version;
+            }
+            Ok(Write::Conflict) => {}
+            Err(error) => {
+                tracing::warn!(input = %mark.label, error = %error, "cannot take back a sending mark whose answer was lost")
+            }
+        }
     }
 
     /// Records a create's answer after [`mark_sending`](Self::mark_sending): `created`, or the
@@ -412,7 +486,14 @@ impl<S: LedgerStore> Ticket<'_, S> {
                 }
                 written
             }
-            Err(error) => self.fail(Failure::from_error(error, None)).await,
+            Err(error) => {
+                let failure = Failure::from_error(error, None);
+                if matches!(failure.recovery, Recovery::Retry | Recovery::Permanent) {
+                    // The answer refused the create: it cannot have made a task.
+                    self.entry.creates_sent = self.entry.creates_sent.saturating_sub(1);
+                }
+                self.fail(failure).await
+            }
         }
     }
 

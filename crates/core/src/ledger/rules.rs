@@ -9,7 +9,8 @@
 //! | sending | gone | unconfirmed (a create went out, its answer was never recorded); created again only with `retry_unconfirmed` |
 //! | created | | resume the task by id (waiting costs no credits, so a crashed owner's task is picked up at once) |
 //! | done | | done; resume the task to fetch again when the outputs are missing |
-//! | failed, recovery `retry` | | create, unless `max_tasks` tasks were created |
+//! | done by a stand-in (the built-in emulator), found by a real service | | create: a stand-in's images are not generated ones |
+//! | failed, recovery `retry` | | create, unless `max_tasks` creates may have reached the service (sent, and not refused by their answer) |
 //! | failed, other recovery | | create only with `retry_failed` |
 //! | unconfirmed | | refused; create only with `retry_unconfirmed` |
 //! | expired | | refused; create only with `regenerate_expired` |
@@ -94,9 +95,10 @@ pub enum Refusal {
     ResultsLost,
     /// The input failed before and would fail the same way.
     FailedBefore,
-    /// The input had `tasks` tasks, the most allowed; each failed on the service's side.
+    /// The input had `tasks` creates that may have reached the service, the most allowed;
+    /// each task failed on the service's side (or its create was never confirmed).
     TooManyTasks {
-        /// Tasks created for the input.
+        /// Creates sent for the input that may have reached the service.
         tasks: u32,
     },
 }
@@ -129,12 +131,20 @@ pub(crate) enum Decision {
     Refuse(Refusal),
 }
 
-/// The decision for `found` (the entry read, if any) when `me` wants to work on it for
-/// `service` at `now_ms`. `outputs_present` says whether a done entry's outputs still exist.
+/// Which service an owner works for: its identity, and whether it is a stand-in (the built-in
+/// emulator) whose results are not real.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Here<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) stand_in: bool,
+}
+
+/// The decision for `found` (the entry read, if any) when `me` wants to work on it `here` at
+/// `now_ms`. `outputs_present` says whether a done entry's outputs still exist.
 pub(crate) fn decide(
     found: Option<&Entry>,
     me: &Owner,
-    service: &str,
+    here: Here<'_>,
     now_ms: u64,
     policy: &Policy,
     outputs_present: bool,
@@ -149,9 +159,13 @@ pub(crate) fn decide(
     {
         return Decision::Busy;
     }
-    let same_service = entry.service == service;
+    let same_service = entry.service == here.service;
     if !same_service && entry.stage != Stage::Done {
         // Its task lives elsewhere and cannot be reached from here: this is new work here.
+        return Decision::Create;
+    }
+    if entry.stage == Stage::Done && entry.stand_in && !here.stand_in {
+        // A stand-in's images are not generated ones: the real service has yet to make them.
         return Decision::Create;
     }
     match entry.stage {
@@ -165,9 +179,9 @@ pub(crate) fn decide(
         Stage::Failed => {
             let recovery = entry.failure.as_ref().map(|f| f.recovery);
             match (recovery, policy.max_tasks) {
-                (_, Some(max)) if entry.tasks_created >= max => {
+                (_, Some(max)) if entry.creates_that_may_have_landed() >= max => {
                     Decision::Refuse(Refusal::TooManyTasks {
-                        tasks: entry.tasks_created,
+                        tasks: entry.creates_that_may_have_landed(),
                     })
                 }
                 (Some(Recovery::Retry), _) => Decision::Create,
@@ -255,6 +269,14 @@ mod tests {
     use crate::ledger::entry::Failure;
 
     const NOW: u64 = 1_000_000_000_000;
+    const SVC: Here<'static> = Here {
+        service: "svc",
+        stand_in: false,
+    };
+    const ELSEWHERE: Here<'static> = Here {
+        service: "elsewhere",
+        stand_in: false,
+    };
 
     fn entry(stage: Stage, owner: Option<Owner>) -> Entry {
         let mut entry = Entry::claimed("in.png", "svc", &Owner::exclusive("x"), NOW);
@@ -284,7 +306,7 @@ mod tests {
         let other = Owner::leased("other", NOW + 100_000);
         for stage in [Stage::Claimed, Stage::Sending] {
             let found = entry(stage, Some(other.clone()));
-            let at = |now| decide(Some(&found), &me, "svc", now, &shared(), true);
+            let at = |now| decide(Some(&found), &me, SVC, now, &shared(), true);
             assert_eq!(at(NOW), Decision::Busy, "{stage}");
             assert_eq!(
                 at(NOW + 130_000),
@@ -296,19 +318,19 @@ mod tests {
         // The same owner coming back (a retry within one invocation) is not blocked by itself.
         let mine = entry(Stage::Claimed, Some(me.clone()));
         assert_eq!(
-            decide(Some(&mine), &me, "svc", NOW, &shared(), true),
+            decide(Some(&mine), &me, SVC, NOW, &shared(), true),
             Decision::Create
         );
         // A created task is resumed at once, whoever owns it: waiting costs no credits.
         let found = entry(Stage::Created, Some(other.clone()));
         assert_eq!(
-            decide(Some(&found), &me, "svc", NOW, &shared(), true),
+            decide(Some(&found), &me, SVC, NOW, &shared(), true),
             Decision::Resume
         );
         // With an exclusive store, every other owner is a dead run.
         let found = entry(Stage::Claimed, Some(other));
         assert_eq!(
-            decide(Some(&found), &me, "svc", NOW, &Policy::exclusive(), true),
+            decide(Some(&found), &me, SVC, NOW, &Policy::exclusive(), true),
             Decision::Create
         );
     }
@@ -317,7 +339,7 @@ mod tests {
     fn an_entry_without_a_lease_in_a_shared_store_ends_fifteen_minutes_after_its_change() {
         let me = Owner::leased("me", NOW);
         let found = entry(Stage::Sending, Some(Owner::exclusive("old")));
-        let at = |now| decide(Some(&found), &me, "svc", now, &shared(), true);
+        let at = |now| decide(Some(&found), &me, SVC, now, &shared(), true);
         assert_eq!(at(NOW + 900_000), Decision::Busy);
         assert_eq!(at(NOW + 930_001), Decision::MarkUnconfirmed);
     }
@@ -332,9 +354,9 @@ mod tests {
             ..shared()
         };
         let d = |found: &Entry, policy: &Policy, outputs| {
-            decide(Some(found), &me, "svc", NOW, policy, outputs)
+            decide(Some(found), &me, SVC, NOW, policy, outputs)
         };
-        assert_eq!(decide(None, &me, "svc", NOW, &cli, true), Decision::Create);
+        assert_eq!(decide(None, &me, SVC, NOW, &cli, true), Decision::Create);
         assert_eq!(
             d(&entry(Stage::Claimed, gone.clone()), &cli, true),
             Decision::Create
@@ -412,18 +434,18 @@ mod tests {
         ] {
             let found = entry(stage, None);
             assert_eq!(
-                decide(Some(&found), &me, "elsewhere", NOW, &cli, true),
+                decide(Some(&found), &me, ELSEWHERE, NOW, &cli, true),
                 Decision::Create,
                 "{stage}"
             );
         }
         let done = entry(Stage::Done, None);
         assert_eq!(
-            decide(Some(&done), &me, "elsewhere", NOW, &cli, true),
+            decide(Some(&done), &me, ELSEWHERE, NOW, &cli, true),
             Decision::Done
         );
         assert_eq!(
-            decide(Some(&done), &me, "elsewhere", NOW, &cli, false),
+            decide(Some(&done), &me, ELSEWHERE, NOW, &cli, false),
             Decision::Create
         );
     }

@@ -65,11 +65,18 @@ pub(crate) async fn gate(State(app): State<Arc<App>>, request: Request, next: Ne
         )
     };
     if drop
-        && let Some(ConnectInfo(connection)) = request.extensions().get::<ConnectInfo<ConnHandle>>()
+        && let Some(ConnectInfo(connection)) = request
+            .extensions()
+            .get::<ConnectInfo<ConnHandle>>()
+            .cloned()
     {
+        // The whole request arrived, then the connection died: from the client's side the
+        // create may have landed (a client that never finished sending knows it did not).
+        let uri = request.uri().clone();
+        drain(request.into_body(), app.config.max_body_bytes).await;
         connection.kill();
         app.counters.update(|c| c.dropped_connections += 1);
-        tracing::debug!(uri = %request.uri(), "fault: dropping the connection");
+        tracing::debug!(uri = %uri, "fault: dropping the connection");
         // Never written: the connection fails on the first write.
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
