@@ -43,9 +43,15 @@ pub enum Command {
 /// Where the service is and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
-    /// PicWish API key.
+    /// PicWish API key. On the command line it shows in `ps` and in shell history: prefer
+    /// PICWISH_API_KEY or --api-key-file.
     #[arg(long, env = "PICWISH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+
+    /// Read the PicWish API key from this file (its first line; `-` reads standard input).
+    /// It wins over PICWISH_API_KEY and --api-key.
+    #[arg(long, env = "PICWISH_API_KEY_FILE", value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
 
     /// Base URL of the API (default https://techhk.aoscdn.com).
     #[arg(long, env = "PICWISH_BASE_URL")]

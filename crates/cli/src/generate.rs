@@ -35,10 +35,10 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     let inputs = inputs::expand(&args.inputs)?;
     // Check the options once, before any input: a bad prompt fails the run, not each input.
     request_for(&args, GenerateRequest::builder().image_path("probe.png"))?.build()?;
-    Service::check(&args.service)?;
+    let key = Service::check(&args.service)?;
     check_output_folder(&args.out)?;
     let journal = Journal::open(&args.out)?;
-    let service = Service::connect(&args.service).await?;
+    let service = Service::connect(&args.service, key).await?;
     let progress = Arc::new(Progress::for_inputs(inputs.len()));
     let interrupt = watch_for_interrupt(progress.clone(), journal.path().to_owned());
     let running = Arc::new(AtomicUsize::new(0));
@@ -56,7 +56,8 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
             regenerate_expired: args.regenerate_expired,
             ..Policy::exclusive()
         },
-    );
+    )
+    .with_stand_in(service.is_stand_in());
     let owner = Owner::exclusive(run_id());
     let report = LiveReport::start(&args, &owner.id);
     let legacy_options = options_text_before_ledger(&args);
@@ -94,6 +95,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         started.elapsed().as_secs_f64(),
     );
     summary.stopped = *interrupt.borrow() > 0;
+    summary.stand_in = ledger.is_stand_in();
     summary.report = report.finish(&journal, &summary).await;
     if summary.stopped && summary.skipped + summary.interrupted > 0 {
         eprintln!(
@@ -285,16 +287,18 @@ impl Job<'_> {
                     self.progress
                         .event(format!("resuming {} as task {task_id}", outcome.input));
                 }
-                self.finish(ticket, input, outcome).await
+                let stem = self.destination(&key, input).await?;
+                self.finish(ticket, &stem, outcome).await
             }
             Begin::Create(mut ticket) => {
+                let stem = self.destination(&key, input).await?;
                 // The ledger says "sending" once the create has its share of the budget and
                 // before it is sent: a run killed earlier sent nothing.
                 match ticket.create_task(self.client, &request).await {
                     Ok(task_id) => {
                         self.progress
                             .event(format!("sent {} as task {task_id}", outcome.input));
-                        self.finish(ticket, input, outcome).await
+                        self.finish(ticket, &stem, outcome).await
                     }
                     Err(error) => Err(with_advice(
                         FailureRecord::from_error(&error),
@@ -342,10 +346,30 @@ impl Job<'_> {
                     .map_err(|e| FailureRecord::local(format!("cannot read the input: {e}")))?
                     .map_err(|source| read_failure(path, source))?
             }
-            InputSource::Url(url) => ImageIdentity::Url(url.clone()),
+            InputSource::Url(url) => ImageIdentity::of_url(url),
         };
         let destination = input.output_stem.to_string_lossy();
         Ok(InputKey::derive(&image, request.options(), &destination))
+    }
+
+    /// Where the input's results go: its own name, unless another input of the folder holds it
+    /// (see [`Journal::destination`]).
+    async fn destination(&self, key: &InputKey, input: &Input) -> Result<PathBuf, FailureRecord> {
+        let stem = self
+            .journal
+            .destination(key, &input.output_stem, &self.args.out)
+            .await
+            .map_err(|e| FailureRecord::local(e.to_string()))?;
+        if stem != input.output_stem {
+            self.progress.event(format!(
+                "{}: {} holds another input's results in {}; this one's go to {}",
+                input.label(),
+                input.output_stem.display(),
+                self.args.out.display(),
+                stem.display()
+            ));
+        }
+        Ok(stem)
     }
 
     fn outputs_exist(&self, entry: &Entry) -> bool {
@@ -360,7 +384,7 @@ impl Job<'_> {
     async fn finish(
         &self,
         mut ticket: Ticket<'_, &Journal>,
-        input: &Input,
+        stem: &Path,
         outcome: &mut InputOutcome,
     ) -> Result<Finished, FailureRecord> {
         let task_id = ticket.task_id().unwrap_or_default().to_owned();
@@ -386,12 +410,8 @@ impl Job<'_> {
         outcome.credits = task.credits_charged();
         let mut written = Vec::new();
         for image in images {
-            let relative = output::result_path(
-                Path::new(""),
-                &input.output_stem,
-                image.index,
-                image.format.extension(),
-            );
+            let relative =
+                output::result_path(Path::new(""), stem, image.index, image.format.extension());
             let path = self.args.out.join(&relative);
             if let Err(e) = output::write_atomically(&path, &image.bytes) {
                 let failure = FailureRecord::local(format!(
@@ -572,12 +592,22 @@ fn watch_for_termination(level: Arc<watch::Sender<u8>>, progress: Arc<Progress>)
 #[cfg(not(unix))]
 fn watch_for_termination(_level: Arc<watch::Sender<u8>>, _progress: Arc<Progress>) {}
 
-/// This process's command line, quoted for a POSIX shell, with any `--api-key` value replaced
-/// by `"$PICWISH_API_KEY"`.
+/// This process's command line, quoted for a POSIX shell, to finish the run: any `--api-key`
+/// value replaced by `"$PICWISH_API_KEY"`, and the flags that pay again
+/// ([`PAYING_FLAGS`]) left out — following the printed command never spends credits the user
+/// did not choose to spend again.
 fn resume_command() -> String {
+    resume_command_from(std::env::args_os())
+}
+
+/// Flags that create again what may have been charged: a deliberate choice for each run, never
+/// repeated by a printed command.
+const PAYING_FLAGS: [&str; 2] = ["--retry-unconfirmed", "--regenerate-expired"];
+
+fn resume_command_from(arguments: impl Iterator<Item = std::ffi::OsString>) -> String {
     let mut words = Vec::new();
     let mut hide_next = false;
-    for argument in std::env::args_os() {
+    for argument in arguments {
         let argument = argument.to_string_lossy().into_owned();
         if hide_next {
             words.push("\"$PICWISH_API_KEY\"".to_owned());
@@ -587,6 +617,12 @@ fn resume_command() -> String {
             words.push(argument);
         } else if argument.starts_with("--api-key=") {
             words.push("--api-key=\"$PICWISH_API_KEY\"".to_owned());
+        } else if PAYING_FLAGS.contains(&argument.as_str())
+            || PAYING_FLAGS
+                .iter()
+                .any(|flag| argument.starts_with(&format!("{flag}=")))
+        {
+            continue;
         } else {
             words.push(shell_quote(&argument));
         }
@@ -617,6 +653,31 @@ pub fn check_output_folder(out: &Path) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resume_command_never_pays_again_nor_shows_the_key() {
+        let command = |words: &[&str]| {
+            resume_command_from(words.iter().map(std::ffi::OsString::from))
+        };
+        assert_eq!(
+            command(&[
+                "backdrop",
+                "generate",
+                "shop/",
+                "--prompt",
+                "a marble top",
+                "--retry-unconfirmed",
+                "--api-key",
+                "SECRET",
+                "--regenerate-expired"
+            ]),
+            "backdrop generate shop/ --prompt 'a marble top' --api-key \"$PICWISH_API_KEY\""
+        );
+        assert_eq!(
+            command(&["backdrop", "generate", "a.png", "--api-key=SECRET", "-p", "x"]),
+            "backdrop generate a.png --api-key=\"$PICWISH_API_KEY\" -p x"
+        );
+    }
 
     #[test]
     fn words_are_quoted_for_the_shell() {

@@ -47,6 +47,11 @@ struct Contents {
     /// Entries of a format-1 journal whose input has not come by since (kept until it does).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     before_ledger: BTreeMap<String, Entry>,
+    /// The output stem (path without `-N.ext`, relative to the folder) each input writes to,
+    /// by key: reserved before its task is created or resumed, so that two inputs never share
+    /// one (see [`Journal::destination`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    destinations: BTreeMap<String, String>,
 }
 
 /// The entries in memory, each with its version, and how far they were written.
@@ -55,6 +60,8 @@ struct Pending {
     entries: BTreeMap<InputKey, (Entry, u64)>,
     /// Entries of a version-1 journal, by their old keys, until their input comes by.
     before_ledger: BTreeMap<String, Entry>,
+    /// Each input's output stem, by key.
+    destinations: BTreeMap<InputKey, String>,
     /// Bumped by every change; also the entries' versions.
     generation: u64,
 }
@@ -115,6 +122,11 @@ impl Journal {
                         let contents: Contents = serde_json::from_slice(&bytes)
                             .map_err(|e| unreadable(e.to_string()))?;
                         pending.before_ledger = contents.before_ledger;
+                        for (key, stem) in contents.destinations {
+                            if let Some(key) = InputKey::parse(&key) {
+                                pending.destinations.insert(key, stem);
+                            }
+                        }
                         for (key, entry) in contents.entries {
                             let key = InputKey::parse(&key).ok_or_else(|| {
                                 unreadable(format!("{key:?} is not an input key"))
@@ -215,6 +227,51 @@ impl Journal {
             .map_err(|e| CliError::Journal(e.to_string()))
     }
 
+    /// The output stem input `key` writes to, reserved on disk before it returns: `natural`
+    /// (its file or folder-relative name) unless another input of the folder holds that stem —
+    /// it reserved it and is not a failure that wrote nothing, or a finished entry's outputs
+    /// use it, or files of that name lie in `out` that no input of the journal wrote — and
+    /// then `natural~` plus the first 8 hex digits of its key. Once reserved, an input keeps
+    /// its stem on every later run: a paid result is never overwritten by another input's, and
+    /// names stay stable.
+    pub async fn destination(
+        &self,
+        key: &InputKey,
+        natural: &Path,
+        out: &Path,
+    ) -> Result<PathBuf, CliError> {
+        let natural = natural.to_string_lossy().into_owned();
+        let generation = {
+            let mut pending = self.lock();
+            if let Some(stem) = pending.destinations.get(key)
+                && !held_by_another(&pending, key, stem, out)
+            {
+                return Ok(PathBuf::from(stem));
+            }
+            let mut stem = natural.clone();
+            let mut digits = 8;
+            while held_by_another(&pending, key, &stem, out) && digits <= 64 {
+                stem = format!("{natural}~{}", &key.as_str()[..digits]);
+                digits *= 2;
+            }
+            if pending.destinations.get(key) == Some(&stem) {
+                return Ok(PathBuf::from(stem));
+            }
+            pending.destinations.insert(key.clone(), stem);
+            pending.generation += 1;
+            pending.generation
+        };
+        self.flush(generation)
+            .await
+            .map_err(|e| CliError::Journal(e.to_string()))?;
+        Ok(self
+            .lock()
+            .destinations
+            .get(key)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(natural)))
+    }
+
     /// Writes the journal unless a write already covered `generation`.
     async fn flush(&self, generation: u64) -> Result<(), StoreError> {
         let mut written = self.written.lock().await;
@@ -231,6 +288,11 @@ impl Journal {
                     .map(|(key, (entry, _))| (key.to_string(), entry.clone()))
                     .collect(),
                 before_ledger: pending.before_ledger.clone(),
+                destinations: pending
+                    .destinations
+                    .iter()
+                    .map(|(key, stem)| (key.to_string(), stem.clone()))
+                    .collect(),
             };
             let bytes = serde_json::to_vec_pretty(&contents)
                 .map_err(|e| StoreError::with_source("cannot encode the journal as JSON", e))?;
@@ -287,6 +349,55 @@ impl Journal {
 #[derive(Deserialize)]
 struct Version {
     version: u32,
+}
+
+/// The extensions a result may have.
+const RESULT_EXTENSIONS: [&str; 3] = ["jpg", "png", "webp"];
+
+/// True when `stem` is held by an input other than `key`: reserved by one whose entry is not a
+/// failure that wrote nothing, used by a finished entry's outputs, or named by result files in
+/// `out` that no entry of the journal wrote.
+fn held_by_another(pending: &Pending, key: &InputKey, stem: &str, out: &Path) -> bool {
+    let wrote = |entry: &Entry| entry.outputs.iter().any(|o| output_stem(o) == Some(stem));
+    let reserved = pending.destinations.iter().any(|(other, reserved)| {
+        other != key
+            && reserved == stem
+            && pending
+                .entries
+                .get(other)
+                .is_none_or(|(entry, _)| entry.stage != Stage::Failed || wrote(entry))
+    });
+    if reserved {
+        return true;
+    }
+    let finished = |other: &InputKey, entry: &Entry| other != key && wrote(entry);
+    if pending
+        .entries
+        .iter()
+        .any(|(other, (entry, _))| finished(other, entry))
+        || pending.before_ledger.values().any(|entry| wrote(entry))
+    {
+        return true;
+    }
+    // Files of a stem this input reserved are its own (it reserves before writing).
+    let mine = pending.destinations.get(key).is_some_and(|own| own == stem)
+        || pending
+            .entries
+            .get(key)
+            .is_some_and(|(entry, _)| wrote(entry));
+    !mine
+        && (1..=2).any(|index| {
+            RESULT_EXTENSIONS.iter().any(|extension| {
+                crate::output::result_path(out, Path::new(stem), index, extension).exists()
+            })
+        })
+}
+
+/// The stem of an output path `stem-N.ext`.
+fn output_stem(output: &str) -> Option<&str> {
+    let (rest, _extension) = output.rsplit_once('.')?;
+    let (stem, index) = rest.rsplit_once('-')?;
+    index.parse::<u8>().ok().map(|_| stem)
 }
 
 fn all_entries(

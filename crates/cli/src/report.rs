@@ -485,6 +485,15 @@ impl Folder<'_> {
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
         let mut notes = Vec::new();
+        let stand_ins = entries
+            .iter()
+            .filter(|(_, entry)| entry.stand_in && entry.stage == Stage::Done)
+            .count();
+        if stand_ins > 0 {
+            notes.push(format!(
+                "STAND-IN IMAGES: {stand_ins} of these inputs were run against the built-in                  emulator (no API key was set), not PicWish: their images are placeholders, not                  generated backgrounds. A run with PICWISH_API_KEY set generates them for real."
+            ));
+        }
         if unrecorded > 0 {
             notes.push(format!(
                 "Inputs never sent (refused locally or not started) are not in the journal: they \
@@ -578,6 +587,10 @@ impl Folder<'_> {
     ) -> Row {
         let runs_now = running.runs(entry);
         let (status, state) = match entry.stage {
+            Stage::Done if entry.stand_in => (
+                Status::Succeeded,
+                "done by the built-in emulator: stand-in images".to_owned(),
+            ),
             Stage::Done => (Status::Succeeded, "done".to_owned()),
             Stage::Failed => {
                 let detail = entry.failure.as_ref().and_then(|f| {

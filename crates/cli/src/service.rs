@@ -37,24 +37,82 @@ pub struct Service {
 /// The [`Service::identity`] of the built-in emulator.
 pub const BUILT_IN: &str = "built-in emulator";
 
+/// The API key, from `--api-key-file` / `PICWISH_API_KEY_FILE` (its first line; `-` is
+/// standard input), else `--api-key` / `PICWISH_API_KEY`; `None` when neither is set. A key
+/// typed on the command line works, with a warning: `ps` and shell history show it.
+pub fn api_key(args: &ServiceArgs) -> Result<Option<String>, CliError> {
+    if let Some(path) = &args.api_key_file {
+        return read_key_file(path).map(Some);
+    }
+    if args.api_key.is_some() && key_on_command_line() {
+        eprintln!(
+            "backdrop: warning: the API key was given with --api-key, where other users see it              (ps) and your shell history keeps it; export PICWISH_API_KEY or use              --api-key-file PATH instead"
+        );
+    }
+    Ok(args.api_key.clone())
+}
+
+/// True when `--api-key` is on this process's command line (not only in the environment).
+fn key_on_command_line() -> bool {
+    std::env::args_os().any(|argument| {
+        let argument = argument.to_string_lossy();
+        argument == "--api-key" || argument.starts_with("--api-key=")
+    })
+}
+
+/// The key in `path` (`-`: standard input): its first line, trimmed. Errors name the file,
+/// never a byte of its content.
+fn read_key_file(path: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let shown = if path.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let unusable = |reason: String| {
+        CliError::Api(backdrop_core::Error::Config(format!(
+            "cannot read the API key from {shown} (--api-key-file / PICWISH_API_KEY_FILE):              {reason}"
+        )))
+    };
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|file| file.take(64 * 1024).read_to_string(&mut text))
+    };
+    read.map_err(|e| unusable(format!("{e}; give a readable file holding the key")))?;
+    let key = text.lines().next().unwrap_or_default().trim().to_owned();
+    if key.is_empty() {
+        return Err(unusable(
+            "its first line is empty; put the key from              https://picwish.com/my-account?subRoute=api-key on it"
+                .into(),
+        ));
+    }
+    Ok(key)
+}
+
 impl Service {
     /// Checks the configuration before anything is started or written: a base URL needs a key,
-    /// and so does every run of a build without the built-in emulator.
-    pub fn check(args: &ServiceArgs) -> Result<(), CliError> {
-        match (&args.api_key, &args.base_url) {
+    /// and so does every run of a build without the built-in emulator. Returns the key.
+    pub fn check(args: &ServiceArgs) -> Result<Option<String>, CliError> {
+        let key = api_key(args)?;
+        match (&key, &args.base_url) {
             (None, Some(base)) => Err(CliError::Api(backdrop_core::Error::Config(format!(
                 "PICWISH_BASE_URL is {base} but PICWISH_API_KEY is not set; set the key the \
                  server expects (the emulator's default is \"emulator-key\")"
             )))),
             (None, None) if !cfg!(feature = "emulator") => Err(emulator_left_out()),
-            _ => Ok(()),
+            _ => Ok(key),
         }
     }
 
-    /// Connects as configured; with neither a key nor a base URL, starts the emulator.
-    pub async fn connect(args: &ServiceArgs) -> Result<Service, CliError> {
-        Service::check(args)?;
-        let (key, base_url, emulator) = match (&args.api_key, &args.base_url) {
+    /// Connects as configured with `key` (from [`Service::check`]); with neither a key nor a
+    /// base URL, starts the emulator.
+    pub async fn connect(args: &ServiceArgs, key: Option<String>) -> Result<Service, CliError> {
+        let (key, base_url, emulator) = match (&key, &args.base_url) {
             (Some(key), base) => (
                 key.clone(),
                 base.clone()
@@ -86,6 +144,11 @@ impl Service {
             emulator,
             identity,
         })
+    }
+
+    /// True when the service is the built-in emulator: its images are stand-ins.
+    pub fn is_stand_in(&self) -> bool {
+        self.emulator.is_some()
     }
 
     /// Stops the emulator, if one was started.

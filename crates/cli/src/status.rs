@@ -7,12 +7,13 @@ use crate::service::Service;
 
 /// Runs `backdrop status`.
 pub async fn run(args: &StatusArgs) -> Result<(), CliError> {
-    if args.service.api_key.is_none() && args.service.base_url.is_none() {
+    let key = Service::check(&args.service)?;
+    if key.is_none() && args.service.base_url.is_none() {
         return Err(CliError::Api(backdrop_core::Error::Config(
             "status needs the service that ran the task: set PICWISH_API_KEY (and PICWISH_BASE_URL for another server)".into(),
         )));
     }
-    let service = Service::connect(&args.service).await?;
+    let service = Service::connect(&args.service, key).await?;
     let task = service.client.get_task(&args.task_id).await?;
     if args.json {
         println!(
@@ -49,9 +50,11 @@ pub async fn run(args: &StatusArgs) -> Result<(), CliError> {
         println!("credits   {}", task.credits_charged());
     }
     if let Some(out) = &args.out {
+        // Named after the id typed here, made safe for a file name: the service's answer never
+        // chooses where files go.
+        let stem = output::safe_file_stem(&args.task_id);
         for image in service.client.download_results(&task).await? {
-            let stem = std::path::Path::new(&task.task_id);
-            let path = output::result_path(out, stem, image.index, image.format.extension());
+            let path = output::result_path(out, &stem, image.index, image.format.extension());
             output::write_atomically(&path, &image.bytes)?;
             eprintln!("wrote {}", path.display());
         }
