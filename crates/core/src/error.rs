@@ -48,6 +48,18 @@ pub enum Error {
     #[error("the client is shutting down; finish with a new client (resume the task by its id)")]
     ShuttingDown,
 
+    /// The caller gave up on a call still on its way because its own time ran out (a Lambda
+    /// invocation's deadline). A create given up this way may have reached the service.
+    #[error("the {during} was given up before its answer came: the caller's time ran out{}", if *during == Operation::Create {
+        "; the create may have reached the service, so it may exist and be charged: it is not sent again on its own"
+    } else {
+        "; the task is unharmed: resume it by its id"
+    })]
+    Abandoned {
+        /// The call given up.
+        during: Operation,
+    },
+
     /// The caller's record of a create (`before_send` of
     /// [`Client::create_task_recorded`](crate::Client::create_task_recorded)) failed, so the
     /// create was not sent: nothing runs, nothing was charged.
@@ -370,6 +382,8 @@ impl Error {
                 400..=499 => Recovery::Permanent,
                 _ => Recovery::Unconfirmed,
             },
+            Error::Abandoned { during: Create } => Recovery::Unconfirmed,
+            Error::Abandoned { .. } => Recovery::Resume,
             Error::Network {
                 during: Create,
                 maybe_accepted,

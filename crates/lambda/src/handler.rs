@@ -59,16 +59,16 @@ pub async fn handle<S: ObjectStore, Q: MessageQueue>(
                 .map_err(|e| LambdaError::Event(format!("batch response: {e}")))
         }
         Ok(Invocation::Direct(objects)) => {
-            let delivery = Delivery {
-                lease: &lease,
-                last: false,
-                metrics: &metrics,
-            };
-            let outcomes = join_all(
-                objects
-                    .iter()
-                    .map(|object| process_object(deps, object, delivery)),
-            )
+            let records: Vec<String> = (0..objects.len()).map(|n| format!("record-{n}")).collect();
+            let outcomes = join_all(objects.iter().zip(&records).map(|(object, record)| {
+                let delivery = Delivery {
+                    lease: &lease,
+                    record,
+                    last: false,
+                    metrics: &metrics,
+                };
+                process_object(deps, object, delivery)
+            }))
             .await;
             let retries: Vec<&Outcome> = outcomes.iter().filter(|o| o.needs_retry()).collect();
             for _ in &retries {
@@ -138,16 +138,21 @@ async fn handle_message_body<S: ObjectStore, Q: MessageQueue>(
             false
         }
         SqsBody::Objects(objects) => {
-            let delivery = Delivery {
-                lease,
-                last: deps.config.last_delivery(item.receive_count),
-                metrics,
-            };
-            let outcomes = join_all(
-                objects
-                    .iter()
-                    .map(|object| process_object(deps, object, delivery)),
-            )
+            // One ledger owner per record: two messages for one object in one batch (an
+            // uploader that sent the same bytes twice) are two owners, and one of them creates.
+            let records: Vec<String> = (0..objects.len())
+                .map(|n| format!("{}#{n}", item.message_id))
+                .collect();
+            let last = deps.config.last_delivery(item.receive_count);
+            let outcomes = join_all(objects.iter().zip(&records).map(|(object, record)| {
+                let delivery = Delivery {
+                    lease,
+                    record,
+                    last,
+                    metrics,
+                };
+                process_object(deps, object, delivery)
+            }))
             .await;
             for (object, outcome) in objects.iter().zip(&outcomes) {
                 tracing::info!(bucket = %object.bucket, key = %object.key, outcome = %describe(outcome), "record handled");

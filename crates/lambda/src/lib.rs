@@ -15,6 +15,7 @@ pub mod event;
 pub mod handler;
 pub mod inspect;
 pub mod logging;
+pub mod metadata;
 pub mod metrics;
 pub mod outputs;
 pub mod params;

@@ -31,6 +31,23 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// The destination of a version that is no longer the object's: `<folder>/superseded/<etag>`
+    /// (the ETag reduced to letters, digits and `-`), its failure record beside the object's.
+    pub fn superseded(&self, etag: &str) -> Self {
+        let etag: String = etag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
+        Destination {
+            bucket: self.bucket.clone(),
+            folder: format!("{}/superseded/{etag}", self.folder),
+            failure_key: self.failure_key.clone(),
+        }
+    }
+}
+
 /// A task's results and what it asked for.
 #[derive(Debug)]
 pub struct Results<'a> {

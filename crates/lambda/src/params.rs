@@ -52,8 +52,29 @@ impl Parameters {
         metadata: &HashMap<String, String>,
         defaults: &Defaults,
     ) -> Result<Parameters, String> {
+        // S3 returns non-ASCII values RFC 2047-encoded: the service must get the text itself.
+        let mut decoded = HashMap::new();
+        for name in [
+            META_PROMPT,
+            META_NEGATIVE_PROMPT,
+            META_SCENE_TYPE,
+            META_BATCH_SIZE,
+            META_RETRY_UNCONFIRMED,
+            META_REGENERATE_EXPIRED,
+            META_ALLOW_OPAQUE,
+        ] {
+            if let Some(value) = metadata.get(name) {
+                let text = crate::metadata::decode(value).map_err(|why| {
+                    format!(
+                        "x-amz-meta-{name} is RFC 2047-encoded (as S3 returns non-ASCII \
+                         metadata) but {why}; upload the object again with the value in UTF-8"
+                    )
+                })?;
+                decoded.insert(name, text);
+            }
+        }
         let meta = |name: &str| {
-            metadata
+            decoded
                 .get(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
@@ -131,6 +152,28 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn encoded_metadata_is_decoded_and_undecodable_metadata_refused() {
+        let p = Parameters::resolve(
+            &meta(&[("prompt", "=?UTF-8?B?5aSn55CG55+z5Y+w6Z2i?=")]),
+            &Defaults::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.options.background(),
+            &Background::Prompt("大理石台面".into())
+        );
+        let error = Parameters::resolve(
+            &meta(&[("prompt", "=?GB2312?B?tPPA7cqv?=")]),
+            &Defaults::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("x-amz-meta-prompt") && error.contains("GB2312"),
+            "{error}"
+        );
     }
 
     #[test]

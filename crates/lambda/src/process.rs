@@ -5,11 +5,10 @@
 //! may be created, resumed or refused, and what an error means, is core's task ledger
 //! ([`backdrop_core::ledger`]) and [`Recovery`]; this module only carries it out in S3.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use backdrop_core::ledger::{
-    Begin, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Ticket,
+    Begin, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Stage, Ticket,
 };
 use backdrop_core::validate::check_file_size;
 use backdrop_core::{
@@ -27,7 +26,7 @@ use crate::outputs::{Destination, Results, store_failure, store_results};
 use crate::params::Parameters;
 use crate::queue::{MessageQueue, NoQueue};
 use crate::records::{FailureRecord, FailureStage, Source, now_unix};
-use crate::store::ObjectStore;
+use crate::store::{ObjectHead, ObjectStore};
 
 mod stops;
 
@@ -57,6 +56,10 @@ pub struct Deps<S, Q = NoQueue> {
 pub struct Delivery<'a> {
     /// The invocation.
     pub lease: &'a Lease,
+    /// The record within the invocation (an SQS message id and the record's place in it):
+    /// with the invocation's request id it makes the object's ledger owner, so that two
+    /// deliveries of one object in one batch are two owners, never one.
+    pub record: &'a str,
     /// True when the event source will not deliver the event again (the SQS message's last
     /// receive): transient trouble then ends in a failure record, never in silence.
     pub last: bool,
@@ -70,8 +73,19 @@ pub struct Delivery<'a> {
 pub struct Lease {
     /// When the platform stops the invocation.
     pub deadline: Instant,
-    /// The ledger owner.
+    /// The invocation as a ledger owner (each record works as [`Lease::owner_of`]).
     pub owner: Owner,
+}
+
+impl Lease {
+    /// The ledger owner of one record of the invocation: the request id and the record, with
+    /// the invocation's lease.
+    pub fn owner_of(&self, record: &str) -> Owner {
+        Owner {
+            id: format!("{}/{record}", self.owner.id),
+            lease_until_ms: self.owner.lease_until_ms,
+        }
+    }
 }
 
 /// How one object ended.
@@ -156,6 +170,9 @@ pub async fn process_object<S: ObjectStore, Q: MessageQueue>(
         },
         destination: Destination::of(config, &object_source(object), relative),
         delivery,
+        owner: lease.owner_of(delivery.record),
+        // Every network call ends here, leaving time to record how it ended.
+        cutoff: lease.deadline.checked_sub(config.deadline_margin).unwrap_or(lease.deadline),
     };
     let head = match deps.store.head(&object.bucket, &object.key).await {
         Ok(Some(head)) => head,
@@ -172,9 +189,21 @@ pub async fn process_object<S: ObjectStore, Q: MessageQueue>(
     };
     // Always the version S3 has now: a newer upload's own event then finds its own entry.
     job.source.etag = head.etag.clone();
-    match job.run(head.size, &head.metadata).await {
-        Ok(outcome) => outcome,
-        Err(stop) => job.stopped(stop).await,
+    let run = tokio::time::timeout_at(job.cutoff, job.run(&head)).await;
+    match run {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(stop)) => job.stopped(stop).await,
+        Err(_) => {
+            let stop = Stop::retry(
+                format!(
+                    "the invocation's time ran out while {} was being checked or claimed; \
+                     nothing was sent",
+                    job.source.label()
+                ),
+                None,
+            );
+            job.stopped(stop).await
+        }
     }
 }
 
@@ -192,21 +221,25 @@ struct Job<'a, S, Q> {
     source: Source,
     destination: Destination,
     delivery: Delivery<'a>,
+    /// This delivery of the object as a ledger owner.
+    owner: Owner,
+    /// When every network call must have ended: the deadline less its margin.
+    cutoff: Instant,
 }
 
 type ClaimTicket<'l, 's, S> = Ticket<'l, ClaimStore<'s, S>>;
 
 impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
-    async fn run(&self, size: u64, metadata: &HashMap<String, String>) -> Result<Outcome, Stop> {
+    async fn run(&self, head: &ObjectHead) -> Result<Outcome, Stop> {
         // 1. Validate before spending: the parameters, the size, then the whole PNG, streamed.
-        let parameters = Parameters::resolve(metadata, &self.deps.config.defaults)
+        let parameters = Parameters::resolve(&head.metadata, &self.deps.config.defaults)
             .map_err(|reason| self.refused(FailureStage::Parameters, reason))?;
-        check_file_size(size)
+        check_file_size(head.size)
             .map_err(|rule| self.refused(FailureStage::Validation, rule.to_string()))?;
         let verdict = check_object(
             &self.deps.store,
             &self.source,
-            size,
+            head.size,
             parameters.pixel_rules(),
         )
         .await
@@ -238,6 +271,9 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         let policy = Policy {
             retry_unconfirmed: parameters.retry_unconfirmed,
             regenerate_expired: parameters.regenerate_expired,
+            // The metadata is as old as the version: a flag set with it allows one more create
+            // for what failed before, not one per delivery.
+            flags_given_at_ms: Some(head.last_modified_ms.unwrap_or(0)),
             ..Policy::shared(config.lease_margin, config.max_task_attempts)
         };
         let ledger = Ledger::new(claims, self.deps.client.config().service_identity(), policy);
@@ -248,12 +284,7 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         };
         let key = InputKey::derive(&image, &parameters.options, "");
         let begin = ledger
-            .begin(
-                &key,
-                &self.source.label(),
-                &self.delivery.lease.owner,
-                |_| true,
-            )
+            .begin(&key, &self.source.label(), &self.owner, |_| true)
             .await
             .map_err(|e| self.ledger_trouble(e, None))?;
 
@@ -276,32 +307,41 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
             }
             Begin::Resume(ticket) => {
                 tracing::info!(key = %self.source.key, task_id = ticket.task_id().unwrap_or_default(), "resuming the recorded task");
-                self.finish(ticket, &parameters).await
+                self.finish(ticket, &parameters, head).await
             }
             Begin::Create(mut ticket) => {
-                self.create(&mut ticket, &parameters).await?;
-                self.finish(ticket, &parameters).await
+                self.create(&mut ticket, &parameters, head).await?;
+                self.finish(ticket, &parameters, head).await
             }
         }
     }
 
     /// Creates the task: the ledger says `sending` once the create holds its budget, before
-    /// the request goes out.
+    /// the request goes out. The create ends by the cutoff: cut off there, it is recorded as
+    /// unconfirmed when it may have gone out (else given back: nothing was sent).
     async fn create(
         &self,
         ticket: &mut ClaimTicket<'_, '_, S>,
         parameters: &Parameters,
+        head: &ObjectHead,
     ) -> Result<(), Stop> {
-        // No deadline check here: a task created late runs while its message waits for the
-        // next delivery, which resumes it.
+        // No deadline check before it: a task created late runs while its message waits for
+        // the next delivery, which resumes it.
         let config = &self.deps.config;
-        let scratch = Scratch::new(config, ticket.key());
-        let request = match self.request(parameters, &scratch).await {
+        let scratch = match Scratch::create(config, ticket.key()) {
+            Ok(scratch) => scratch,
+            Err(error) => {
+                self.release(ticket).await;
+                return Err(Stop::retry(error, None));
+            }
+        };
+        let prepared = self.request(parameters, &scratch, head, ticket.key()).await;
+        let request = match prepared {
             Ok(Some(request)) => request,
             Ok(None) => {
                 self.release(ticket).await;
                 return Err(Stop::Skip(format!(
-                    "{} was deleted or replaced before it could be uploaded",
+                    "{} was deleted or replaced before it could be sent",
                     self.source.label()
                 )));
             }
@@ -310,8 +350,16 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
                 return Err(self.trouble(error));
             }
         };
-        let created = ticket.create_task(&self.deps.client, &request).await;
+        let created = tokio::time::timeout_at(
+            self.cutoff,
+            ticket.create_task(&self.deps.client, &request),
+        )
+        .await;
         drop(scratch);
+        let created = match created {
+            Ok(created) => created,
+            Err(_) => return Err(self.cut_off_create(ticket).await),
+        };
         match created {
             Ok(task_id) => {
                 self.delivery.metrics.task_created();
@@ -327,30 +375,83 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         }
     }
 
-    /// The request: a presigned URL of the object version (the function never holds the
+    /// A create cut off at the deadline: unconfirmed if it may have gone out (its entry says
+    /// `sending`), else given back.
+    async fn cut_off_create(&self, ticket: &mut ClaimTicket<'_, '_, S>) -> Stop {
+        let recorded = if ticket.entry().stage == Stage::Sending {
+            let error = ApiError::Abandoned {
+                during: backdrop_core::Operation::Create,
+            };
+            ticket.record_create(&Err(error)).await
+        } else {
+            let failure = Failure::new(
+                "the invocation's time ran out before the create was sent; nothing was sent",
+                Recovery::Retry,
+            );
+            ticket.fail(failure).await
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(key = %self.source.key, error = %e, "cannot record the create cut off at the deadline");
+        }
+        let failure = ticket.entry().failure.clone().unwrap_or_else(|| {
+            Failure::new(
+                "the invocation's time ran out during the create",
+                Recovery::Unconfirmed,
+            )
+        });
+        self.stop_for(&failure, FailureStage::Create, ticket.entry())
+    }
+
+    /// The request: a presigned URL of the checked version (the function never holds the
     /// image), or the object streamed to a scratch file, which the create streams in turn
     /// (the function holds a few pieces of it at a time). `None` when the object was deleted or
     /// replaced meanwhile.
+    ///
+    /// The service must see the version that was checked, never what the key holds by the
+    /// time it fetches: URL mode presigns that version's id, or, in a bucket without
+    /// versioning, a copy of that version made now (`x-amz-copy-source-if-match`) under the
+    /// state prefix; upload mode reads the version by its ETag (`If-Match`).
     async fn request(
         &self,
         parameters: &Parameters,
         scratch: &Scratch,
+        head: &ObjectHead,
+        input: &InputKey,
     ) -> Result<Option<GenerateRequest>, LambdaError> {
         let config = &self.deps.config;
+        let store = &self.deps.store;
         let (bucket, key) = (&self.source.bucket, &self.source.key);
         let builder = match config.submit_mode {
             SubmitMode::Url => {
-                let url = self
-                    .deps
-                    .store
-                    .presign_get(bucket, key, config.presign_ttl)
-                    .await?;
+                let url = match &head.version_id {
+                    Some(version) => {
+                        store
+                            .presign_get(bucket, key, Some(version), config.presign_ttl)
+                            .await?
+                    }
+                    None => {
+                        let copy = self.copy_key(input);
+                        let copied = store
+                            .copy_version(
+                                bucket,
+                                key,
+                                &self.source.etag,
+                                &self.destination.bucket,
+                                &copy,
+                            )
+                            .await?;
+                        if !copied {
+                            return Ok(None);
+                        }
+                        store
+                            .presign_get(&self.destination.bucket, &copy, None, config.presign_ttl)
+                            .await?
+                    }
+                };
                 GenerateRequest::builder().image_url(&url)
             }
             SubmitMode::Upload => {
-                let downloaded = self
-                    .deps
-                    .store
+                let downloaded = store
                     .download(bucket, key, &self.source.etag, &scratch.path)
                     .await?;
                 if downloaded.is_none() {
@@ -367,11 +468,59 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
             .map_err(|e| LambdaError::Config(format!("the request cannot be built: {e}")))
     }
 
-    /// Waits for the ticket's task, downloads its results, stores them and records the end.
+    /// Where URL mode copies the checked version of an input in a bucket without versioning:
+    /// one key per input (object version and options) under the state prefix.
+    fn copy_key(&self, input: &InputKey) -> String {
+        format!("{}scratch/{input}.png", self.deps.config.state_prefix)
+    }
+
+    /// Deletes the copy URL mode made for the service to fetch, once the task has ended (the
+    /// service may fetch it any time until then). A bucket with versioning has no copy.
+    async fn remove_copy(&self, input: &InputKey, head: &ObjectHead) {
+        if self.deps.config.submit_mode != SubmitMode::Url || head.version_id.is_some() {
+            return;
+        }
+        let copy = self.copy_key(input);
+        if let Err(e) = self.deps.store.delete(&self.destination.bucket, &copy).await {
+            tracing::warn!(key = %copy, error = %e, "cannot delete the scratch copy; the state prefix's expiry removes it");
+        }
+    }
+
+    /// Waits for the ticket's task, downloads its results, stores them and records the end —
+    /// all by the cutoff. Cut off, the task stays recorded (released, so that the next
+    /// delivery resumes it at once) and the object is delivered again.
     async fn finish(
         &self,
         mut ticket: ClaimTicket<'_, '_, S>,
         parameters: &Parameters,
+        head: &ObjectHead,
+    ) -> Result<Outcome, Stop> {
+        let finished = tokio::time::timeout_at(
+            self.cutoff,
+            self.fetch_and_store(&mut ticket, parameters, head),
+        )
+        .await;
+        match finished {
+            Ok(result) => result,
+            Err(_) => {
+                self.release(&mut ticket).await;
+                Err(Stop::retry(
+                    format!(
+                        "the invocation's time ran out while task {} was awaited, downloaded or \
+                         stored; the next delivery resumes it (no new create)",
+                        ticket.task_id().unwrap_or_default()
+                    ),
+                    Some(ticket.entry()),
+                ))
+            }
+        }
+    }
+
+    async fn fetch_and_store(
+        &self,
+        ticket: &mut ClaimTicket<'_, '_, S>,
+        parameters: &Parameters,
+        head: &ObjectHead,
     ) -> Result<Outcome, Stop> {
         let task_id = ticket.task_id().unwrap_or_default().to_owned();
         let left = self
@@ -385,12 +534,16 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
             ..WaitOptions::default()
         };
         let client = &self.deps.client;
-        let task = match client
+        let waited = client
             .wait_for_task_with(&task_id, options, |_| WaitControl::Continue)
-            .await
-        {
+            .await;
+        if matches!(&waited, Ok(_) | Err(ApiError::TaskFailed { .. })) {
+            // The task has ended: the service will not fetch the image again.
+            self.remove_copy(ticket.key(), head).await;
+        }
+        let task = match waited {
             Ok(task) => task,
-            Err(error) => return Err(self.failed(&mut ticket, &error, FailureStage::Task).await),
+            Err(error) => return Err(self.failed(ticket, &error, FailureStage::Task).await),
         };
         // When the service says it finished, against when this poll saw it.
         let detection_delay = task
@@ -401,9 +554,7 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         let images = match client.download_results(&task).await {
             Ok(images) => images,
             Err(error) => {
-                return Err(self
-                    .failed(&mut ticket, &error, FailureStage::Download)
-                    .await);
+                return Err(self.failed(ticket, &error, FailureStage::Download).await);
             }
         };
         let entry = ticket.entry();
@@ -414,13 +565,9 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
             attempts: entry.tasks_created,
             submitted_at: entry.sent_at_ms.map(|ms| ms as f64 / 1000.0),
         };
-        let manifest = match store_results(
-            &self.deps.store,
-            &self.source,
-            &self.destination,
-            results,
-        )
-        .await
+        let destination = self.destination_now().await;
+        let manifest = match store_results(&self.deps.store, &self.source, &destination, results)
+            .await
         {
             Ok(manifest) => manifest,
             Err(error) => {
@@ -463,6 +610,26 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         })
     }
 
+    /// Where this version's results go: the object's output folder while the key still holds
+    /// this version; once a newer version (or a delete) replaced it, a folder of this version's
+    /// own below it (`superseded/<etag>/`), so that the results of two versions never mix in
+    /// one folder and the paid results of the older one are kept.
+    async fn destination_now(&self) -> Destination {
+        let current = self
+            .deps
+            .store
+            .head(&self.source.bucket, &self.source.key)
+            .await;
+        match current {
+            Ok(Some(head)) if head.etag == self.source.etag => self.destination.clone(),
+            // Unknown (S3 trouble): the folder of this version's own is safe either way.
+            _ => {
+                tracing::info!(key = %self.source.key, etag = %self.source.etag, "the object was replaced while its task ran: its results go to a folder of their own");
+                self.destination.superseded(&self.source.etag)
+            }
+        }
+    }
+
     /// Records an error met while waiting or downloading, and decides what follows from its
     /// recovery. A task still unfinished after the spec's polling limit is given up.
     async fn failed(
@@ -499,18 +666,30 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
     }
 }
 
-/// A scratch file for upload mode, removed when dropped.
+/// Where one delivery's image waits to be sent in upload mode: a file of its own, created
+/// exclusively under an unpredictable name (two deliveries of one object never share one), and
+/// removed when dropped.
 struct Scratch {
     path: std::path::PathBuf,
 }
 
 impl Scratch {
-    fn new(config: &Config, key: &InputKey) -> Self {
-        Scratch {
-            path: config
-                .scratch_dir
-                .join(format!("backdrop-{key}-{}.png", std::process::id())),
-        }
+    fn create(config: &Config, key: &InputKey) -> Result<Self, String> {
+        let tag = format!("{:016x}", rand_tag());
+        let path = config
+            .scratch_dir
+            .join(format!("backdrop-{key}-{}-{tag}.png", std::process::id()));
+        std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                format!(
+                    "cannot create the scratch file {}: {e}; check the function's /tmp space",
+                    path.display()
+                )
+            })?;
+        Ok(Scratch { path })
     }
 }
 
@@ -518,6 +697,22 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// 64 bits no one can guess: the standard library's per-process random hash keys, mixed with
+/// the time and a counter.
+fn rand_tag() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -27,7 +27,8 @@ pub async fn api_key(aws: &aws_config::SdkConfig) -> Result<String, LambdaError>
         let value = secret.secret_string().ok_or_else(|| {
             LambdaError::Secret(format!("secret {secret_id} has no string value"))
         })?;
-        return Ok(key_from_secret(value));
+        return key_from_secret(value)
+            .map_err(|e| LambdaError::Secret(format!("secret {secret_id}: {e}")));
     }
     std::env::var(backdrop_core::config::ENV_API_KEY).map_err(|_| {
         LambdaError::Secret(format!(
@@ -36,16 +37,29 @@ pub async fn api_key(aws: &aws_config::SdkConfig) -> Result<String, LambdaError>
     })
 }
 
-/// A secret's key: the `api_key` field of a JSON object, or the whole string.
-pub fn key_from_secret(value: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(value)
-        .ok()
-        .and_then(|json| {
-            json.get("api_key")
-                .and_then(|k| k.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| value.trim().to_owned())
+/// A secret's key: the `api_key` string field of a JSON object, or the whole string when it is
+/// not JSON (a plain secret). A JSON secret without a usable `api_key` is refused, naming the
+/// fields it has (never their values): sent whole, it would be a wrong key in every request
+/// header and in every 401.
+pub fn key_from_secret(value: &str) -> Result<String, String> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(value) else {
+        return Ok(value.trim().to_owned());
+    };
+    let fields = || match &json {
+        serde_json::Value::Object(map) => {
+            let names: Vec<&str> = map.keys().map(String::as_str).collect();
+            format!("its fields are {names:?}")
+        }
+        _ => "it is not a JSON object".to_owned(),
+    };
+    match json.get("api_key").and_then(|k| k.as_str()).map(str::trim) {
+        Some(key) if !key.is_empty() => Ok(key.to_owned()),
+        _ => Err(format!(
+            "the secret is JSON without a non-empty \"api_key\" string ({}); store it as \
+             {{\"api_key\": \"YOUR_API_KEY\"}} or as the plain key",
+            fields()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -54,7 +68,21 @@ mod tests {
 
     #[test]
     fn plain_and_json_secrets() {
-        assert_eq!(key_from_secret(" abc \n"), "abc");
-        assert_eq!(key_from_secret(r#"{"api_key":"k1"}"#), "k1");
+        assert_eq!(key_from_secret(" abc \n").unwrap(), "abc");
+        assert_eq!(key_from_secret(r#"{"api_key":"k1"}"#).unwrap(), "k1");
+    }
+
+    #[test]
+    fn a_json_secret_without_its_key_is_refused_without_its_values() {
+        for secret in [
+            r#"{"apiKey":"sk-secret-value"}"#,
+            r#"{"api_key":""}"#,
+            r#"{"api_key":42}"#,
+            r#"["sk-secret-value"]"#,
+        ] {
+            let error = key_from_secret(secret).unwrap_err();
+            assert!(error.contains("api_key"), "{error}");
+            assert!(!error.contains("sk-secret-value"), "{error}");
+        }
     }
 }

@@ -24,8 +24,14 @@ pub struct ObjectHead {
     pub size: u64,
     /// ETag without quotes.
     pub etag: String,
-    /// User metadata (`x-amz-meta-*`), names lower-cased without the prefix.
+    /// User metadata (`x-amz-meta-*`), names lower-cased without the prefix, values as S3
+    /// returns them (non-ASCII ones RFC 2047-encoded: see [`crate::metadata`]).
     pub metadata: HashMap<String, String>,
+    /// The version's id, in a bucket with versioning (`None` when unversioned or suspended:
+    /// S3's `null` version).
+    pub version_id: Option<String>,
+    /// When this version was written (unix milliseconds; S3 keeps whole seconds).
+    pub last_modified_ms: Option<u64>,
 }
 
 /// An object found by [`ObjectStore::list`].
@@ -133,14 +139,32 @@ pub trait ObjectStore: Send + Sync {
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<Listed>, LambdaError>> + Send;
 
-    /// A presigned GET URL of the object, valid for `ttl`. (No `If-Match`: the service would
+    /// A presigned GET URL of the object, valid for `ttl`: of the version `version_id` when
+    /// given (no other version can be fetched through it). (No `If-Match`: the service would
     /// have to send it for the signature to hold.)
     fn presign_get(
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         ttl: Duration,
     ) -> impl Future<Output = Result<String, LambdaError>> + Send;
+
+    /// Copies the object version with `etag` to `to_key` in `to_bucket`
+    /// (`x-amz-copy-source-if-match`); `false` when the object is gone or was replaced by a
+    /// newer version.
+    fn copy_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        to_bucket: &str,
+        to_key: &str,
+    ) -> impl Future<Output = Result<bool, LambdaError>> + Send;
+
+    /// Deletes an object (nothing when it does not exist).
+    fn delete(&self, bucket: &str, key: &str)
+    -> impl Future<Output = Result<(), LambdaError>> + Send;
 }
 
 /// [`ObjectStore`] over the AWS SDK's S3 client.
@@ -243,6 +267,14 @@ impl ObjectStore for S3Store {
                             .collect()
                     })
                     .unwrap_or_default(),
+                version_id: head
+                    .version_id()
+                    .filter(|v| !v.is_empty() && *v != "null")
+                    .map(str::to_owned),
+                last_modified_ms: head
+                    .last_modified()
+                    .and_then(|at| at.to_millis().ok())
+                    .and_then(|ms| u64::try_from(ms).ok()),
             })),
             Err(error) if status_of(&error) == Some(404) => Ok(None),
             Err(error) => Err(s3_error("HeadObject", bucket, key, &error)),
@@ -352,6 +384,7 @@ impl ObjectStore for S3Store {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         ttl: Duration,
     ) -> Result<String, LambdaError> {
         let presigning = PresigningConfig::expires_in(ttl)
@@ -361,9 +394,64 @@ impl ObjectStore for S3Store {
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_version_id(version_id.map(str::to_owned))
             .presigned(presigning)
             .await
             .map_err(|e| s3_error("GetObject (presign)", bucket, key, &e))?;
         Ok(request.uri().to_owned())
     }
+
+    async fn copy_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        to_bucket: &str,
+        to_key: &str,
+    ) -> Result<bool, LambdaError> {
+        let source = format!("{bucket}/{}", copy_source_key(key));
+        match self
+            .client
+            .copy_object()
+            .bucket(to_bucket)
+            .key(to_key)
+            .copy_source(source)
+            .copy_source_if_match(format!("\"{etag}\""))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if matches!(status_of(&error), Some(404 | 412)) => Ok(false),
+            Err(error) => Err(s3_error("CopyObject", bucket, key, &error)),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), LambdaError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if status_of(&error) == Some(404) => Ok(()),
+            Err(error) => Err(s3_error("DeleteObject", bucket, key, &error)),
+        }
+    }
+}
+
+/// A key as `x-amz-copy-source` wants it: percent-encoded, `/` kept.
+#[cfg(feature = "aws")]
+fn copy_source_key(key: &str) -> String {
+    let mut encoded = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }

@@ -233,20 +233,67 @@ async fn a_prompt_the_service_fails_with_minus_17_gets_a_failure_record() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn server_errors_then_success() {
+async fn a_create_answered_500_is_unconfirmed_and_created_again_once_when_flagged_later() {
     let s3 = s3_client();
     let bucket = bucket(&s3, "five").await;
+    // One object flagged from the start (a flag older than any failure), one not.
     upload(&s3, &bucket, "incoming/a.png", bottle(), &[]).await;
+    upload(
+        &s3,
+        &bucket,
+        "incoming/sticky.png",
+        bottle(),
+        &[("retry-unconfirmed", "true")],
+    )
+    .await;
     let emulator = fast_emulator(EmulatorConfig {
         faults: Faults {
-            error_500_rate: 0.5,
+            error_500_rate: 1.0,
             ..Faults::default()
         },
         ..fast_config()
     })
     .await;
+    let deps = deps(&emulator, config());
+    let keys_in = ["incoming/a.png", "incoming/sticky.png"];
+    let response = handle(&deps, invocation(sqs_event(&bucket, &keys_in), 60))
+        .await
+        .unwrap();
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    for key in ["failed/a.png.json", "failed/sticky.png.json"] {
+        let record: Value = serde_json::from_slice(&read(&s3, &bucket, key).await).unwrap();
+        assert_eq!(record["credits_spent"], true, "{record:#}");
+        assert!(
+            record["message"]
+                .as_str()
+                .unwrap()
+                .contains("may exist and be charged"),
+            "{record:#}"
+        );
+    }
+    assert_eq!(emulator.counters().create_requests, 2, "a 500 create is never resent");
+
+    // Delivered again, the service healthy: nothing is created — not even for the object
+    // whose flag was there before its create failed.
+    emulator.set_faults(Faults::default());
+    handle(&deps, invocation(sqs_event(&bucket, &keys_in), 60))
+        .await
+        .unwrap();
+    assert_eq!(emulator.counters().create_requests, 2);
+
+    // The uploader sets the flag after reading the record (a copy in place): one more create.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s3.copy_object()
+        .bucket(&bucket)
+        .key("incoming/a.png")
+        .copy_source(format!("{bucket}/incoming/a.png"))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .metadata("retry-unconfirmed", "true")
+        .send()
+        .await
+        .unwrap();
     let response = handle(
-        &deps(&emulator, config()),
+        &deps,
         invocation(sqs_event(&bucket, &["incoming/a.png"]), 60),
     )
     .await
@@ -258,8 +305,12 @@ async fn server_errors_then_success() {
             .contains(&"generated/a/manifest.json".to_owned())
     );
     let counters = emulator.counters();
-    assert!(counters.responses_500_injected > 0);
-    assert_eq!(counters.tasks_created, 1);
+    assert_eq!((counters.create_requests, counters.tasks_created), (3, 1));
+    // And never again on later deliveries.
+    handle(&deps, invocation(sqs_event(&bucket, &keys_in), 60))
+        .await
+        .unwrap();
+    assert_eq!(emulator.counters().create_requests, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

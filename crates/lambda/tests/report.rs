@@ -280,9 +280,27 @@ impl ObjectStore for Counting {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         ttl: Duration,
     ) -> Result<String, LambdaError> {
-        self.inner.presign_get(bucket, key, ttl).await
+        self.inner.presign_get(bucket, key, version_id, ttl).await
+    }
+
+    async fn copy_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        to_bucket: &str,
+        to_key: &str,
+    ) -> Result<bool, LambdaError> {
+        self.inner
+            .copy_version(bucket, key, etag, to_bucket, to_key)
+            .await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), LambdaError> {
+        self.inner.delete(bucket, key).await
     }
 }
 

@@ -12,8 +12,8 @@
 //! | done by a stand-in (the built-in emulator), found by a real service | | create: a stand-in's images are not generated ones |
 //! | failed, recovery `retry` | | create, unless `max_tasks` creates may have reached the service (sent, and not refused by their answer) |
 //! | failed, other recovery | | create only with `retry_failed` |
-//! | unconfirmed | | refused; create only with `retry_unconfirmed` |
-//! | expired | | refused; create only with `regenerate_expired` |
+//! | unconfirmed | | refused; create only with `retry_unconfirmed` (given after it became unconfirmed, when the policy says when flags were given) |
+//! | expired | | refused; create only with `regenerate_expired` (likewise) |
 //!
 //! An owner is gone when the policy is [`Takeover::ExclusiveStore`] (the store is held by one
 //! process at a time, so an earlier owner is a dead run) or when its lease ended more than the
@@ -58,6 +58,12 @@ pub struct Policy {
     pub max_tasks: Option<u32>,
     /// When another owner's work may be taken over.
     pub takeover: Takeover,
+    /// When `retry_unconfirmed` and `regenerate_expired` were given (unix milliseconds): they
+    /// then apply only to entries that became unconfirmed or expired before that moment, so a
+    /// flag that stays set — a Lambda object's metadata, as old as its version — allows one
+    /// more create, not one per delivery. `None`: they apply to every entry (a CLI run's flags
+    /// are given anew by each command).
+    pub flags_given_at_ms: Option<u64>,
 }
 
 impl Policy {
@@ -70,6 +76,7 @@ impl Policy {
             retry_failed: true,
             max_tasks: None,
             takeover: Takeover::ExclusiveStore,
+            flags_given_at_ms: None,
         }
     }
 
@@ -82,6 +89,7 @@ impl Policy {
             retry_failed: false,
             max_tasks: Some(max_tasks),
             takeover: Takeover::AfterLease { margin },
+            flags_given_at_ms: None,
         }
     }
 }
@@ -168,9 +176,11 @@ pub(crate) fn decide(
         // A stand-in's images are not generated ones: the real service has yet to make them.
         return Decision::Create;
     }
+    // A flag given before the entry reached its stage was not given for that stage.
+    let flagged = |flag: bool| flag && policy.flags_given_at_ms.is_none_or(|at| entry.updated_at_ms <= at);
     match entry.stage {
         Stage::Claimed => Decision::Create,
-        Stage::Sending if policy.retry_unconfirmed => Decision::Create,
+        Stage::Sending if flagged(policy.retry_unconfirmed) => Decision::Create,
         Stage::Sending => Decision::MarkUnconfirmed,
         Stage::Created => Decision::Resume,
         Stage::Done if outputs_present => Decision::Done,
@@ -189,9 +199,9 @@ pub(crate) fn decide(
                 _ => Decision::Refuse(Refusal::FailedBefore),
             }
         }
-        Stage::Unconfirmed if policy.retry_unconfirmed => Decision::Create,
+        Stage::Unconfirmed if flagged(policy.retry_unconfirmed) => Decision::Create,
         Stage::Unconfirmed => Decision::Refuse(Refusal::Unconfirmed),
-        Stage::Expired if policy.regenerate_expired => Decision::Create,
+        Stage::Expired if flagged(policy.regenerate_expired) => Decision::Create,
         Stage::Expired => Decision::Refuse(Refusal::ResultsLost),
     }
 }
@@ -420,6 +430,36 @@ mod tests {
             d(&entry(Stage::Expired, None), &regenerate, true),
             Decision::Create
         );
+    }
+
+    #[test]
+    fn a_flag_left_set_allows_one_more_create_not_one_per_delivery() {
+        let me = Owner::exclusive("me");
+        let given_at = NOW;
+        let policy = Policy {
+            retry_unconfirmed: true,
+            regenerate_expired: true,
+            flags_given_at_ms: Some(given_at),
+            ..shared()
+        };
+        for stage in [Stage::Unconfirmed, Stage::Expired] {
+            let mut before = entry(stage, None);
+            before.updated_at_ms = given_at - 1;
+            assert_eq!(
+                decide(Some(&before), &me, SVC, NOW, &policy, true),
+                Decision::Create,
+                "{stage}: the flag was set after it"
+            );
+            let mut after = before.clone();
+            after.updated_at_ms = given_at + 1;
+            assert!(
+                matches!(
+                    decide(Some(&after), &me, SVC, NOW, &policy, true),
+                    Decision::Refuse(_)
+                ),
+                "{stage}: the flag was already there when the retry failed again"
+            );
+        }
     }
 
     #[test]
