@@ -7,6 +7,7 @@
 // Test support: a failed setup step is a failed test, so panicking on it is the point.
 #![allow(clippy::expect_used)]
 
+pub mod hostile;
 pub mod matrix;
 mod moto;
 
