@@ -248,7 +248,8 @@ enum backdrop_result
      */
     BACKDROP_ERR_RATE_LIMITED = 7204,
     /**
-     * HTTP 5xx: the service failed, and the retries did not get through.
+     * HTTP 5xx: the service failed. A query is retried first; a create never is (a gateway may
+     * have passed it on before failing: `backdrop_error_may_have_created_task` says so).
      */
     BACKDROP_ERR_SERVER = 7205,
     /**
@@ -268,6 +269,11 @@ enum backdrop_result
      * create was not sent again. Do not blindly retry it.
      */
     BACKDROP_ERR_NETWORK_MAYBE_CREATED = 7209,
+    /**
+     * The service answered with a redirect (HTTP 3xx). The API key goes only to the base URL's
+     * origin, so no redirect is followed: set the base URL to where the service lives.
+     */
+    BACKDROP_ERR_REDIRECTED = 7210,
     /**
      * The task ended in a failed state (the state is in the error detail).
      */
@@ -884,8 +890,8 @@ backdrop_recovery backdrop_error_recovery(const struct backdrop_error *error);
 
 /**
  * True when a create may have been accepted (and charged) although it failed: it was sent and
- * no answer said no — a timeout, a cut connection, a gateway timeout (HTTP 504), an HTTP 200
- * answer that could not be read. Do not create the same input again unless the user accepts
+ * no answer said no — a timeout, a cut connection, any HTTP 5xx (a gateway may have passed the
+ * create on), an answer that could not be read. Do not create the same input again unless the user accepts
  * paying twice. The same as `backdrop_error_recovery(error) == BACKDROP_RECOVERY_UNCONFIRMED`;
  * false when `error` is NULL. Thread-safe.
  */

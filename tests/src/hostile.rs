@@ -284,7 +284,10 @@ async fn serve(listener: TcpListener, shared: Shared, elsewhere: bool) {
     }
 }
 
-type Body = Either<Full<Bytes>, StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
+type Body = Either<
+    Full<Bytes>,
+    StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>,
+>;
 
 /// The connection is cut instead of answered.
 #[derive(Debug)]
@@ -377,7 +380,12 @@ async fn create(shared: &Shared, body: &[u8]) -> Result<Response<Body>, Cut> {
 
 /// A query at the API's origin: the case decides.
 fn query(shared: &Shared, id: &str) -> Response<Body> {
-    let other = |host: &str| format!("http://{host}:{}{CREATE_PATH}/{id}", shared.elsewhere.port());
+    let other = |host: &str| {
+        format!(
+            "http://{host}:{}{CREATE_PATH}/{id}",
+            shared.elsewhere.port()
+        )
+    };
     match shared.case {
         Case::QueryRedirectedToAnotherHost => redirect(302, &other("localhost")),
         Case::QueryRedirectedToAnotherOrigin => redirect(307, &other("127.0.0.1")),
@@ -452,7 +460,8 @@ fn redirect(status: u16, location: &str) -> Response<Body> {
 fn huge(declare_length: bool) -> Response<Body> {
     let chunk = Bytes::from(vec![b' '; 64 * 1024]);
     let chunks = HUGE / chunk.len() as u64;
-    let prefix = Bytes::from_static(br#"{"status":200,"message":"success","data":{"task_id":"t","x":""#);
+    let prefix =
+        Bytes::from_static(br#"{"status":200,"message":"success","data":{"task_id":"t","x":""#);
     let stream = futures_util::stream::iter(
         std::iter::once(prefix)
             .chain((0..chunks).map(move |_| chunk.clone()))
@@ -532,7 +541,10 @@ fn small_jpeg() -> Vec<u8> {
 
 /// Every file below `root`, except below the folders in `except` (relative to `root`): the
 /// files an adapter wrote outside where it was told to.
-pub fn files_outside(root: &std::path::Path, except: &[&std::path::Path]) -> Vec<std::path::PathBuf> {
+pub fn files_outside(
+    root: &std::path::Path,
+    except: &[&std::path::Path],
+) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     let mut folders = vec![root.to_owned()];
     while let Some(folder) = folders.pop() {

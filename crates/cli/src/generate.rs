@@ -656,9 +656,8 @@ mod tests {
 
     #[test]
     fn the_resume_command_never_pays_again_nor_shows_the_key() {
-        let command = |words: &[&str]| {
-            resume_command_from(words.iter().map(std::ffi::OsString::from))
-        };
+        let command =
+            |words: &[&str]| resume_command_from(words.iter().map(std::ffi::OsString::from));
         assert_eq!(
             command(&[
                 "backdrop",
@@ -674,7 +673,14 @@ mod tests {
             "backdrop generate shop/ --prompt 'a marble top' --api-key \"$PICWISH_API_KEY\""
         );
         assert_eq!(
-            command(&["backdrop", "generate", "a.png", "--api-key=SECRET", "-p", "x"]),
+            command(&[
+                "backdrop",
+                "generate",
+                "a.png",
+                "--api-key=SECRET",
+                "-p",
+                "x"
+            ]),
             "backdrop generate a.png --api-key=\"$PICWISH_API_KEY\" -p x"
         );
     }

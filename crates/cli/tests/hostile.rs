@@ -12,7 +12,9 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use backdrop_tests::hostile::{CASES, Case, Expected, HostileApi, KEY, TRAVERSAL_ID, files_outside};
+use backdrop_tests::hostile::{
+    CASES, Case, Expected, HostileApi, KEY, TRAVERSAL_ID, files_outside,
+};
 use support::*;
 
 const INPUTS: usize = 2;
@@ -78,7 +80,10 @@ async fn run_case(case: Case) {
             &root,
             &[Path::new("in"), Path::new("a/b/out"), Path::new("key.txt")],
         );
-        assert!(outside.is_empty(), "{name}: files outside --out: {outside:?}");
+        assert!(
+            outside.is_empty(),
+            "{name}: files outside --out: {outside:?}"
+        );
         let journal = journal(&out);
         for input in inputs(&summary) {
             match case.expected() {
@@ -110,7 +115,10 @@ async fn run_case(case: Case) {
         // The key is in no file the run wrote, nor in what it printed.
         for file in files_below(&out) {
             let bytes = std::fs::read(&file).unwrap();
-            assert!(!text(&bytes).contains(KEY), "{name}: the key is in {file:?}");
+            assert!(
+                !text(&bytes).contains(KEY),
+                "{name}: the key is in {file:?}"
+            );
         }
         assert!(!stderr.contains(KEY) && !text(&output.stdout).contains(KEY));
     }

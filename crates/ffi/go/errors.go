@@ -85,7 +85,7 @@ const (
 	CodePayloadTooLarge Code = C.BACKDROP_ERR_PAYLOAD_TOO_LARGE
 	// CodeRateLimited: HTTP 429: rate limited, and the retries did not get through.
 	CodeRateLimited Code = C.BACKDROP_ERR_RATE_LIMITED
-	// CodeServer: HTTP 5xx: the service failed, and the retries did not get through.
+	// CodeServer: HTTP 5xx: the service failed. A query is retried first; a create never is (a gateway may have passed it on before failing: backdrop_error_may_have_created_task says so).
 	CodeServer Code = C.BACKDROP_ERR_SERVER
 	// CodeUnexpectedStatus: An HTTP status the service does not document.
 	CodeUnexpectedStatus Code = C.BACKDROP_ERR_UNEXPECTED_STATUS
@@ -95,6 +95,8 @@ const (
 	CodeNetwork Code = C.BACKDROP_ERR_NETWORK
 	// CodeNetworkMaybeCreated: The connection failed after a create was sent: a task may exist and be charged, so the create was not sent again. Do not blindly retry it.
 	CodeNetworkMaybeCreated Code = C.BACKDROP_ERR_NETWORK_MAYBE_CREATED
+	// CodeRedirected: The service answered with a redirect (HTTP 3xx). The API key goes only to the base URL's origin, so no redirect is followed: set the base URL to where the service lives.
+	CodeRedirected Code = C.BACKDROP_ERR_REDIRECTED
 	// CodeTaskFailed: The task ended in a failed state (the state is in the error detail).
 	CodeTaskFailed Code = C.BACKDROP_ERR_TASK_FAILED
 	// CodeResultMissing: The task succeeded but reported no result image.
@@ -169,7 +171,7 @@ var (
 	ErrResultExpired = errors.New("backdrop: the result expired")
 
 	// ErrMaybeCreated: a create was sent and its answer never seen (a timeout, a cut
-	// connection, HTTP 504, an unreadable HTTP 200): a task may exist and be charged. Do not
+	// connection, any HTTP 5xx, an unreadable answer): a task may exist and be charged. Do not
 	// create the same input again unless the user accepts paying twice. Matches the errors whose
 	// Recovery is RecoveryUnconfirmed.
 	ErrMaybeCreated = errors.New("backdrop: a task may have been created and charged")

@@ -193,6 +193,7 @@ impl From<CoreError> for Failure {
             CoreError::PayloadTooLarge { .. } => BACKDROP_ERR_PAYLOAD_TOO_LARGE,
             CoreError::RateLimited { .. } => BACKDROP_ERR_RATE_LIMITED,
             CoreError::Server { .. } => BACKDROP_ERR_SERVER,
+            CoreError::Redirected { .. } => BACKDROP_ERR_REDIRECTED,
             CoreError::UnexpectedStatus { .. } => BACKDROP_ERR_UNEXPECTED_STATUS,
             CoreError::InvalidResponse { .. } => BACKDROP_ERR_INVALID_RESPONSE,
             CoreError::Network {
@@ -369,8 +370,8 @@ pub unsafe extern "C" fn backdrop_error_recovery(
 }
 
 /// True when a create may have been accepted (and charged) although it failed: it was sent and
-/// no answer said no — a timeout, a cut connection, a gateway timeout (HTTP 504), an HTTP 200
-/// answer that could not be read. Do not create the same input again unless the user accepts
+/// no answer said no — a timeout, a cut connection, any HTTP 5xx (a gateway may have passed the
+/// create on), an answer that could not be read. Do not create the same input again unless the user accepts
 /// paying twice. The same as `backdrop_error_recovery(error) == BACKDROP_RECOVERY_UNCONFIRMED`;
 /// false when `error` is NULL. Thread-safe.
 #[unsafe(no_mangle)]

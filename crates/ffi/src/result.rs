@@ -103,7 +103,8 @@ pub enum backdrop_result {
     BACKDROP_ERR_PAYLOAD_TOO_LARGE = 7203,
     /// HTTP 429: rate limited, and the retries did not get through.
     BACKDROP_ERR_RATE_LIMITED = 7204,
-    /// HTTP 5xx: the service failed, and the retries did not get through.
+    /// HTTP 5xx: the service failed. A query is retried first; a create never is (a gateway may
+    /// have passed it on before failing: `backdrop_error_may_have_created_task` says so).
     BACKDROP_ERR_SERVER = 7205,
     /// An HTTP status the service does not document.
     BACKDROP_ERR_UNEXPECTED_STATUS = 7206,
@@ -114,6 +115,9 @@ pub enum backdrop_result {
     /// The connection failed after a create was sent: a task may exist and be charged, so the
     /// create was not sent again. Do not blindly retry it.
     BACKDROP_ERR_NETWORK_MAYBE_CREATED = 7209,
+    /// The service answered with a redirect (HTTP 3xx). The API key goes only to the base URL's
+    /// origin, so no redirect is followed: set the base URL to where the service lives.
+    BACKDROP_ERR_REDIRECTED = 7210,
 
     /// The task ended in a failed state (the state is in the error detail).
     BACKDROP_ERR_TASK_FAILED = 7300,
@@ -145,7 +149,7 @@ pub enum backdrop_result {
 use backdrop_result::*;
 
 /// Every code, for the tests and for `from_u32`.
-pub(crate) const ALL: [backdrop_result; 49] = [
+pub(crate) const ALL: [backdrop_result; 50] = [
     BACKDROP_OK,
     BACKDROP_ERR_NULL_PARAMETER,
     BACKDROP_ERR_INVALID_UTF8,
@@ -185,6 +189,7 @@ pub(crate) const ALL: [backdrop_result; 49] = [
     BACKDROP_ERR_INVALID_RESPONSE,
     BACKDROP_ERR_NETWORK,
     BACKDROP_ERR_NETWORK_MAYBE_CREATED,
+    BACKDROP_ERR_REDIRECTED,
     BACKDROP_ERR_TASK_FAILED,
     BACKDROP_ERR_RESULT_MISSING,
     BACKDROP_ERR_RESULT_EXPIRED,
@@ -250,6 +255,7 @@ impl backdrop_result {
             BACKDROP_ERR_INVALID_RESPONSE => c"BACKDROP_ERR_INVALID_RESPONSE",
             BACKDROP_ERR_NETWORK => c"BACKDROP_ERR_NETWORK",
             BACKDROP_ERR_NETWORK_MAYBE_CREATED => c"BACKDROP_ERR_NETWORK_MAYBE_CREATED",
+            BACKDROP_ERR_REDIRECTED => c"BACKDROP_ERR_REDIRECTED",
             BACKDROP_ERR_TASK_FAILED => c"BACKDROP_ERR_TASK_FAILED",
             BACKDROP_ERR_RESULT_MISSING => c"BACKDROP_ERR_RESULT_MISSING",
             BACKDROP_ERR_RESULT_EXPIRED => c"BACKDROP_ERR_RESULT_EXPIRED",
@@ -339,13 +345,16 @@ impl backdrop_result {
                 "rate limited by the service (HTTP 429) after every retry: lower the configured QPS"
             }
             BACKDROP_ERR_SERVER => {
-                "the service failed (HTTP 5xx) after every retry: try again later"
+                "the service failed (HTTP 5xx); a create answered so may have reached the service and is never sent again"
             }
             BACKDROP_ERR_UNEXPECTED_STATUS => "the service answered an undocumented HTTP status",
             BACKDROP_ERR_INVALID_RESPONSE => "the service's answer is not the documented JSON",
             BACKDROP_ERR_NETWORK => "the connection failed or timed out",
             BACKDROP_ERR_NETWORK_MAYBE_CREATED => {
                 "the connection failed after the create was sent: a task may exist and be charged, so it was not sent again"
+            }
+            BACKDROP_ERR_REDIRECTED => {
+                "the service answered with a redirect, which is not followed (the API key goes only to the base URL's origin): set the base URL to where the service lives"
             }
             BACKDROP_ERR_TASK_FAILED => "the task failed (see the task state in the error detail)",
             BACKDROP_ERR_RESULT_MISSING => "the task succeeded but reported no result image",

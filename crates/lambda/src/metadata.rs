@@ -125,7 +125,13 @@ mod tests {
 
     #[test]
     fn plain_values_are_kept() {
-        for value in ["a marble countertop", "", "=? not a word", "x =?a?b", "50% off =?"] {
+        for value in [
+            "a marble countertop",
+            "",
+            "=? not a word",
+            "x =?a?b",
+            "50% off =?",
+        ] {
             assert_eq!(decode(value).as_deref(), Ok(value), "{value:?}");
         }
     }
@@ -139,7 +145,10 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(prompt)
         );
         assert_eq!(decode(&encoded).as_deref(), Ok(prompt));
-        assert_eq!(decode("=?utf-8?q?caf=C3=A9_cr=C3=A8me?=").as_deref(), Ok("café crème"));
+        assert_eq!(
+            decode("=?utf-8?q?caf=C3=A9_cr=C3=A8me?=").as_deref(),
+            Ok("café crème")
+        );
         assert_eq!(decode("=?ISO-8859-1?Q?caf=E9?=").as_deref(), Ok("café"));
         // Words split across several encoded words: the space between them is dropped; plain
         // text around them is kept.

@@ -172,7 +172,10 @@ pub async fn process_object<S: ObjectStore, Q: MessageQueue>(
         delivery,
         owner: lease.owner_of(delivery.record),
         // Every network call ends here, leaving time to record how it ended.
-        cutoff: lease.deadline.checked_sub(config.deadline_margin).unwrap_or(lease.deadline),
+        cutoff: lease
+            .deadline
+            .checked_sub(config.deadline_margin)
+            .unwrap_or(lease.deadline),
     };
     let head = match deps.store.head(&object.bucket, &object.key).await {
         Ok(Some(head)) => head,
@@ -350,11 +353,9 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
                 return Err(self.trouble(error));
             }
         };
-        let created = tokio::time::timeout_at(
-            self.cutoff,
-            ticket.create_task(&self.deps.client, &request),
-        )
-        .await;
+        let created =
+            tokio::time::timeout_at(self.cutoff, ticket.create_task(&self.deps.client, &request))
+                .await;
         drop(scratch);
         let created = match created {
             Ok(created) => created,
@@ -481,7 +482,12 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
             return;
         }
         let copy = self.copy_key(input);
-        if let Err(e) = self.deps.store.delete(&self.destination.bucket, &copy).await {
+        if let Err(e) = self
+            .deps
+            .store
+            .delete(&self.destination.bucket, &copy)
+            .await
+        {
             tracing::warn!(key = %copy, error = %e, "cannot delete the scratch copy; the state prefix's expiry removes it");
         }
     }

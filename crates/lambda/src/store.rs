@@ -163,8 +163,11 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, LambdaError>> + Send;
 
     /// Deletes an object (nothing when it does not exist).
-    fn delete(&self, bucket: &str, key: &str)
-    -> impl Future<Output = Result<(), LambdaError>> + Send;
+    fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), LambdaError>> + Send;
 }
 
 /// [`ObjectStore`] over the AWS SDK's S3 client.

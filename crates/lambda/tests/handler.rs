@@ -271,7 +271,11 @@ async fn a_create_answered_500_is_unconfirmed_and_created_again_once_when_flagge
             "{record:#}"
         );
     }
-    assert_eq!(emulator.counters().create_requests, 2, "a 500 create is never resent");
+    assert_eq!(
+        emulator.counters().create_requests,
+        2,
+        "a 500 create is never resent"
+    );
 
     // Delivered again, the service healthy: nothing is created — not even for the object
     // whose flag was there before its create failed.

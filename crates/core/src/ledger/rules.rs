@@ -177,7 +177,11 @@ pub(crate) fn decide(
         return Decision::Create;
     }
     // A flag given before the entry reached its stage was not given for that stage.
-    let flagged = |flag: bool| flag && policy.flags_given_at_ms.is_none_or(|at| entry.updated_at_ms <= at);
+    let flagged = |flag: bool| {
+        flag && policy
+            .flags_given_at_ms
+            .is_none_or(|at| entry.updated_at_ms <= at)
+    };
     match entry.stage {
         Stage::Claimed => Decision::Create,
         Stage::Sending if flagged(policy.retry_unconfirmed) => Decision::Create,
