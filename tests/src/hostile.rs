@@ -141,6 +141,8 @@ struct Seen {
     key_elsewhere: AtomicU64,
     /// Tasks by id: their batch size.
     tasks: Mutex<HashMap<String, u8>>,
+    /// While set, result downloads get no answer (a stalled result host).
+    stall_results: std::sync::atomic::AtomicBool,
 }
 
 /// What the server saw, as numbers.
@@ -230,6 +232,11 @@ impl HostileApi {
     /// The other host's address (for messages).
     pub fn elsewhere(&self) -> SocketAddr {
         self.elsewhere
+    }
+
+    /// While `stall` holds, result downloads get no answer at all (a stalled result host).
+    pub fn stall_results(&self, stall: bool) {
+        self.seen.stall_results.store(stall, Ordering::SeqCst);
     }
 
     /// What the server saw so far.
@@ -322,6 +329,9 @@ async fn answer(
     }
     let path = request.uri().path().to_owned();
     if let Some(rest) = path.strip_prefix("/results/") {
+        if seen.stall_results.load(Ordering::SeqCst) {
+            tokio::time::sleep(HELD).await;
+        }
         return Ok(image(&shared, rest));
     }
     if has_key {

@@ -192,15 +192,22 @@ pub async fn process_object<S: ObjectStore, Q: MessageQueue>(
     };
     // Always the version S3 has now: a newer upload's own event then finds its own entry.
     job.source.etag = head.etag.clone();
-    let run = tokio::time::timeout_at(job.cutoff, job.run(&head)).await;
+    // Each network call of the run ends by the cutoff and records how; this bound, half the
+    // margin later, catches the S3 calls before the create (checks, claims), which record
+    // nothing: the next delivery takes up where this one stopped.
+    let last_resort = lease
+        .deadline
+        .checked_sub(config.deadline_margin / 2)
+        .unwrap_or(lease.deadline);
+    let run = tokio::time::timeout_at(last_resort, job.run(&head)).await;
     match run {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(stop)) => job.stopped(stop).await,
         Err(_) => {
             let stop = Stop::retry(
                 format!(
-                    "the invocation's time ran out while {} was being checked or claimed; \
-                     nothing was sent",
+                    "the invocation's time ran out while {} was being checked or claimed; the \
+                     next delivery takes up where this one stopped",
                     job.source.label()
                 ),
                 None,
