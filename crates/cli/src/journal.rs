@@ -375,7 +375,7 @@ fn held_by_another(pending: &Pending, key: &InputKey, stem: &str, out: &Path) ->
         .entries
         .iter()
         .any(|(other, (entry, _))| finished(other, entry))
-        || pending.before_ledger.values().any(|entry| wrote(entry))
+        || pending.before_ledger.values().any(&wrote)
     {
         return true;
     }

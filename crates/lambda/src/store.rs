@@ -91,9 +91,9 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<(Bytes, String)>, LambdaError>> + Send;
 
-    /// Streams the object version with `etag` to the file at `path` (created or replaced), in
-    /// pieces: the function never holds the whole image. `None` when the object is gone or was
-    /// replaced by a newer version; else the bytes written.
+    /// Streams the object version with `etag` to the existing file at `path` (replacing its
+    /// content), in pieces: the function never holds the whole image. `None` when the object is
+    /// gone or was replaced by a newer version; else the bytes written.
     fn download(
         &self,
         bucket: &str,
@@ -113,7 +113,14 @@ pub trait ObjectStore: Send + Sync {
                 code: None,
                 message: format!("{}: {e}", path.display()),
             };
-            let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+            // The scratch file exists already (created exclusively for this delivery): opened,
+            // never created here.
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)
+                .await
+                .map_err(local)?;
             let written = tokio::io::copy(&mut body, &mut file).await.map_err(local)?;
             tokio::io::AsyncWriteExt::flush(&mut file)
                 .await

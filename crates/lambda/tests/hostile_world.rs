@@ -142,13 +142,16 @@ async fn every_hostile_case_through_the_lambda() {
     }
 }
 
+/// A version to upload: bucket, key, bytes.
+type NewVersion = (String, String, Vec<u8>);
+
 /// A store that uploads a new version of the object at the moment the function hands its URL
 /// to the service — the window between the check and the service's fetch.
 #[derive(Clone)]
 struct UploadsDuringCreate {
     inner: S3Store,
     s3: aws_sdk_s3::Client,
-    new_version: Arc<Mutex<Option<(String, String, Vec<u8>)>>>,
+    new_version: Arc<Mutex<Option<NewVersion>>>,
 }
 
 impl ObjectStore for UploadsDuringCreate {

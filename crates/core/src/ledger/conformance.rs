@@ -784,7 +784,7 @@ async fn stand_in_results_are_not_done_for_the_real_service<S: LedgerStore>(stor
     let check = "stand_in_results_are_not_done_for_the_real_service";
     let clock = Arc::new(ManualClock::at(T0));
     let cli = Policy::exclusive();
-    let stand_in = ledger(store, cli.clone(), &clock).with_stand_in(true);
+    let stand_in = ledger(store, cli, &clock).with_stand_in(true);
     let key = key(check);
     let mut ticket = created(&stand_in, &key, &owner("emulated run"), "E1").await;
     ticket.done(vec!["mug-1.jpg".into()], 3).await.unwrap();
