@@ -161,6 +161,19 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub allow_opaque: bool,
 
+    /// Spend at most this many credits in the output folder, this run and earlier ones
+    /// together: a create is sent only when the credits its journal counts (charged, and the
+    /// most that creates in flight or unconfirmed can cost) plus this one's most stay within
+    /// it. Inputs left are reported "not started" (exit code 5); a rerun with a higher cap
+    /// picks them up.
+    #[arg(long, env = "PICWISH_MAX_CREDITS", value_name = "CREDITS")]
+    pub max_credits: Option<u64>,
+
+    /// Check every input and read the journal, then print what would be sent, resumed,
+    /// skipped or refused, and the most the run would cost; nothing is sent.
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// How to reach the service.
     #[command(flatten)]
     pub service: ServiceArgs,

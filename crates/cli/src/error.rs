@@ -12,6 +12,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INVALID_INPUT: u8 = 3;
 /// Exit code: the service refused the API key.
 pub const EXIT_UNAUTHORIZED: u8 = 4;
+/// Exit code: the credit cap (`--max-credits`) left inputs not started, and nothing else failed:
+/// raise the cap and run the same command again to finish them (nothing was spent on them).
+pub const EXIT_CREDIT_CAP: u8 = 5;
 /// Exit code: Ctrl-C left inputs unfinished (run the same command again to finish them).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -89,6 +92,7 @@ pub fn exit_code_for(error: &backdrop_core::Error) -> u8 {
         backdrop_core::Error::Invalid(_) => EXIT_INVALID_INPUT,
         backdrop_core::Error::Config(_) => EXIT_USAGE,
         backdrop_core::Error::Unauthorized { .. } => EXIT_UNAUTHORIZED,
+        backdrop_core::Error::CreditCapReached { .. } => EXIT_CREDIT_CAP,
         _ => EXIT_FAILED,
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use backdrop_core::credits::CreditCap;
 use backdrop_core::ledger::{
     Begin, Entry, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Refusal, Ticket,
 };
@@ -28,7 +29,7 @@ use crate::output;
 use crate::progress::Progress;
 use crate::report::LiveReport;
 use crate::service::Service;
-use crate::summary::{FailureRecord, InputOutcome, OutcomeStatus, Summary};
+use crate::summary::{CapUse, FailureRecord, InputOutcome, OutcomeStatus, Summary};
 
 /// Runs `backdrop generate`.
 pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
@@ -38,7 +39,12 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     let key = Service::check(&args.service)?;
     check_output_folder(&args.out)?;
     let journal = Journal::open(&args.out)?;
-    let service = Service::connect(&args.service, key).await?;
+    // The cap covers the folder: what its journal counts from earlier runs counts here too.
+    let counted_before = counted_credits(&journal.entries());
+    let cap = args
+        .max_credits
+        .map(|limit| CreditCap::in_memory(limit, counted_before));
+    let service = Service::connect(&args.service, key, cap).await?;
     let progress = Arc::new(Progress::for_inputs(inputs.len()));
     let interrupt = watch_for_interrupt(progress.clone(), journal.path().to_owned());
     let running = Arc::new(AtomicUsize::new(0));
@@ -96,6 +102,13 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     );
     summary.stopped = *interrupt.borrow() > 0;
     summary.stand_in = ledger.is_stand_in();
+    if let Some(limit) = args.max_credits {
+        summary.credit_cap = Some(CapUse {
+            limit,
+            counted: counted_credits(&journal.entries()),
+            folder: args.out.display().to_string(),
+        });
+    }
     summary.report = report.finish(&journal, &summary).await;
     if summary.stopped && summary.skipped + summary.interrupted > 0 {
         eprintln!(
@@ -113,7 +126,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
 
 /// Adds the command's background options to a builder that has its image, or names the option
 /// the service would refuse.
-fn request_for(
+pub(crate) fn request_for(
     args: &GenerateArgs,
     builder: GenerateRequestBuilder,
 ) -> Result<GenerateRequestBuilder, ValidationError> {
@@ -132,12 +145,65 @@ fn request_for(
     Ok(builder)
 }
 
+/// The request for `input`, checked locally by its header (refused inputs send and record
+/// nothing; the whole file is checked when the create is prepared).
+pub(crate) fn request_of(
+    args: &GenerateArgs,
+    input: &Input,
+) -> Result<GenerateRequest, FailureRecord> {
+    let invalid = |error| FailureRecord::from_error(&backdrop_core::Error::Invalid(error));
+    let builder = match &input.source {
+        InputSource::File(path) => {
+            backdrop_core::validate::inspect_png_file(path).map_err(|error| match error {
+                backdrop_core::validate::InspectFileError::Invalid(rule) => invalid(rule),
+                backdrop_core::validate::InspectFileError::Io(source) => {
+                    read_failure(path.clone(), source)
+                }
+            })?;
+            GenerateRequest::builder().image_path(path.clone())
+        }
+        InputSource::Url(url) => GenerateRequest::builder().image_url(url),
+    };
+    request_for(args, builder)
+        .and_then(GenerateRequestBuilder::build)
+        .map_err(invalid)
+}
+
+/// The ledger key of `input`: its image (the file's bytes, or the URL without its signature),
+/// the request's options and its output name. Reads the file.
+pub(crate) async fn key_of(
+    input: &Input,
+    request: &GenerateRequest,
+) -> Result<InputKey, FailureRecord> {
+    let image = match &input.source {
+        InputSource::File(path) => {
+            let path = path.clone();
+            let hashed = path.clone();
+            tokio::task::spawn_blocking(move || ImageIdentity::of_file(&hashed))
+                .await
+                .map_err(|e| FailureRecord::local(format!("cannot read the input: {e}")))?
+                .map_err(|source| read_failure(path, source))?
+        }
+        InputSource::Url(url) => ImageIdentity::of_url(url),
+    };
+    let destination = input.output_stem.to_string_lossy();
+    Ok(InputKey::derive(&image, request.options(), &destination))
+}
+
 /// The options text backdrop 0.1 keyed its journal with, to adopt the entries of such a journal.
 fn options_text_before_ledger(args: &GenerateArgs) -> String {
     format!(
         "batch={}\nprompt={:?}\nscene={:?}\nnegative={:?}",
         args.batch, args.prompt, args.scene, args.negative
     )
+}
+
+/// Credits the journal counts against a cap ([`backdrop_core::credits::counted`]).
+pub(crate) fn counted_credits(entries: &[(String, Entry)]) -> u64 {
+    entries
+        .iter()
+        .map(|(_, entry)| u64::from(backdrop_core::credits::counted(entry)))
+        .sum()
 }
 
 /// How an input ended, when it did not fail.
@@ -150,6 +216,8 @@ enum Finished {
     Skipped,
     /// Created, then the run stopped waiting for it.
     Interrupted,
+    /// Not started: the credit cap would have been passed (nothing sent).
+    NotStarted(FailureRecord),
 }
 
 /// A new id for this run, the owner of the inputs it works on.
@@ -209,6 +277,14 @@ impl Job<'_> {
                     .event(format!("skipped {}, already done", outcome.input));
             }
             Ok(Finished::Skipped) => outcome.status = OutcomeStatus::Skipped,
+            Ok(Finished::NotStarted(reason)) => {
+                outcome.status = OutcomeStatus::NotStarted;
+                self.progress.event(format!(
+                    "not started {}: the credit cap would be passed",
+                    outcome.input
+                ));
+                outcome.error = Some(reason);
+            }
             Ok(Finished::Interrupted) => {
                 outcome.status = OutcomeStatus::Interrupted;
                 self.progress.event(format!(
@@ -247,8 +323,8 @@ impl Job<'_> {
         input: &Input,
         outcome: &mut InputOutcome,
     ) -> Result<Finished, FailureRecord> {
-        let request = self.request(input)?;
-        let key = self.key(input, &request).await?;
+        let request = request_of(self.args, input)?;
+        let key = key_of(input, &request).await?;
         self.report.input_keyed(&key, input);
         self.journal
             .adopt_entry_before_ledger(&key, input, self.legacy_options)
@@ -300,6 +376,14 @@ impl Job<'_> {
                             .event(format!("sent {} as task {task_id}", outcome.input));
                         self.finish(ticket, &stem, outcome).await
                     }
+                    Err(error @ backdrop_core::Error::CreditCapReached { .. }) => {
+                        let mut reason = FailureRecord::from_error(&error);
+                        reason.message.push_str(
+                            " (--max-credits / PICWISH_MAX_CREDITS); run again with a higher cap \
+                             to create it",
+                        );
+                        Ok(Finished::NotStarted(reason))
+                    }
                     Err(error) => Err(with_advice(
                         FailureRecord::from_error(&error),
                         error.recovery(),
@@ -308,48 +392,6 @@ impl Job<'_> {
                 }
             }
         }
-    }
-
-    /// The request for `input`, checked locally (refused inputs send and record nothing).
-    fn request(&self, input: &Input) -> Result<GenerateRequest, FailureRecord> {
-        let invalid = |error| FailureRecord::from_error(&backdrop_core::Error::Invalid(error));
-        let builder = match &input.source {
-            InputSource::File(path) => {
-                backdrop_core::validate::inspect_png_file(path).map_err(|error| match error {
-                    backdrop_core::validate::InspectFileError::Invalid(rule) => invalid(rule),
-                    backdrop_core::validate::InspectFileError::Io(source) => {
-                        read_failure(path.clone(), source)
-                    }
-                })?;
-                GenerateRequest::builder().image_path(path.clone())
-            }
-            InputSource::Url(url) => GenerateRequest::builder().image_url(url),
-        };
-        request_for(self.args, builder)
-            .and_then(GenerateRequestBuilder::build)
-            .map_err(invalid)
-    }
-
-    /// The ledger key of `input`: its image (the file's bytes, or the URL), the request's
-    /// options and its output name. Reads the file.
-    async fn key(
-        &self,
-        input: &Input,
-        request: &GenerateRequest,
-    ) -> Result<InputKey, FailureRecord> {
-        let image = match &input.source {
-            InputSource::File(path) => {
-                let path = path.clone();
-                let hashed = path.clone();
-                tokio::task::spawn_blocking(move || ImageIdentity::of_file(&hashed))
-                    .await
-                    .map_err(|e| FailureRecord::local(format!("cannot read the input: {e}")))?
-                    .map_err(|source| read_failure(path, source))?
-            }
-            InputSource::Url(url) => ImageIdentity::of_url(url),
-        };
-        let destination = input.output_stem.to_string_lossy();
-        Ok(InputKey::derive(&image, request.options(), &destination))
     }
 
     /// Where the input's results go: its own name, unless another input of the folder holds it
@@ -463,7 +505,7 @@ impl Job<'_> {
 }
 
 /// The failure of reading an input file.
-fn read_failure(path: PathBuf, source: std::io::Error) -> FailureRecord {
+pub(crate) fn read_failure(path: PathBuf, source: std::io::Error) -> FailureRecord {
     FailureRecord::from_error(&backdrop_core::Error::Io {
         action: "read",
         path,

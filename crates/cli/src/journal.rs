@@ -552,6 +552,7 @@ mod before_ledger {
                     .map(|o| o.to_string_lossy().into_owned())
                     .collect(),
                 credits: self.credits,
+                credits_at_stake: 0,
                 failure: self.failure.map(|f| Failure {
                     message: f.message,
                     recovery: if f.maybe_accepted {
@@ -664,6 +665,7 @@ mod tests {
                     updated_at_ms: 0,
                     outputs: Vec::new(),
                     credits: 0,
+                    credits_at_stake: 0,
                     failure: None,
                 };
                 assert!(matches!(

@@ -2,6 +2,7 @@
 
 mod args;
 mod budget;
+mod dry_run;
 mod error;
 mod generate;
 mod inputs;
@@ -36,6 +37,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<u8, CliError> {
     match command {
+        Command::Generate(args) if args.dry_run => dry_run::run(&args).await,
         Command::Generate(args) => {
             let json = args.json;
             let summary = generate::run(args).await?;

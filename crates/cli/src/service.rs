@@ -111,7 +111,11 @@ impl Service {
 
     /// Connects as configured with `key` (from [`Service::check`]); with neither a key nor a
     /// base URL, starts the emulator.
-    pub async fn connect(args: &ServiceArgs, key: Option<String>) -> Result<Service, CliError> {
+    pub async fn connect(
+        args: &ServiceArgs,
+        key: Option<String>,
+        credit_cap: Option<backdrop_core::credits::CreditCap>,
+    ) -> Result<Service, CliError> {
         let (key, base_url, emulator) = match (&key, &args.base_url) {
             (Some(key), base) => (
                 key.clone(),
@@ -125,6 +129,9 @@ impl Service {
         let mut builder = ClientConfig::builder(key.clone());
         if let Some(shared) = &args.shared_budget {
             builder = crate::budget::attach(builder, shared, &key, limit).await?;
+        }
+        if let Some(cap) = credit_cap {
+            builder = builder.credit_cap(cap);
         }
         let config = builder
             .base_url(base_url)
@@ -144,6 +151,30 @@ impl Service {
             emulator,
             identity,
         })
+    }
+
+    /// The identity a run with `key` would record, and whether it would be a stand-in (the
+    /// built-in emulator), found without starting or reaching anything (a dry run).
+    pub fn planned_identity(
+        args: &ServiceArgs,
+        key: Option<&str>,
+    ) -> Result<(String, bool), CliError> {
+        match key {
+            Some(key) => {
+                let config = ClientConfig::builder(key)
+                    .base_url(
+                        args.base_url
+                            .clone()
+                            .unwrap_or_else(|| backdrop_core::spec::DEFAULT_BASE_URL.to_owned()),
+                    )
+                    .build()?;
+                Ok((config.service_identity(), false))
+            }
+            None => Ok((
+                format!("{BUILT_IN} of process {}", std::process::id()),
+                true,
+            )),
+        }
     }
 
     /// True when the service is the built-in emulator: its images are stand-ins.

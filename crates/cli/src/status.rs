@@ -13,7 +13,7 @@ pub async fn run(args: &StatusArgs) -> Result<(), CliError> {
             "status needs the service that ran the task: set PICWISH_API_KEY (and PICWISH_BASE_URL for another server)".into(),
         )));
     }
-    let service = Service::connect(&args.service, key).await?;
+    let service = Service::connect(&args.service, key, None).await?;
     let task = service.client.get_task(&args.task_id).await?;
     if args.json {
         println!(

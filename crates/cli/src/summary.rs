@@ -6,7 +6,8 @@ use backdrop_core::Recovery;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{
-    self, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNAUTHORIZED,
+    self, EXIT_CREDIT_CAP, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_OK,
+    EXIT_UNAUTHORIZED,
 };
 
 /// The end of one input.
@@ -15,7 +16,8 @@ pub struct InputOutcome {
     /// The input as given.
     pub input: String,
     /// `succeeded`, `already_done` (by an earlier run), `failed`, `interrupted` (its task may
-    /// still finish: run again to resume it) or `skipped` (not started: the run was interrupted).
+    /// still finish: run again to resume it), `skipped` (not started: the run was interrupted)
+    /// or `not_started` (the credit cap left it: nothing sent, nothing spent).
     pub status: OutcomeStatus,
     /// The task id, once the service accepted the input.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +48,9 @@ pub enum OutcomeStatus {
     Interrupted,
     /// Never started (interrupted).
     Skipped,
+    /// Not started: its create would have passed the credit cap (`--max-credits`). Nothing was
+    /// sent; a rerun with a higher cap picks it up.
+    NotStarted,
 }
 
 /// A readable failure.
@@ -109,6 +114,18 @@ impl FailureRecord {
     }
 }
 
+/// The credit cap of a run and what it counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapUse {
+    /// `--max-credits`.
+    pub limit: u64,
+    /// Credits counted at the end: charged by this run and earlier ones into the folder, and
+    /// the most that creates in flight or unconfirmed may still cost.
+    pub counted: u64,
+    /// The output folder the cap covers.
+    pub folder: String,
+}
+
 /// What the summary says of a run against the built-in emulator.
 pub const STAND_IN_NOTICE: &str = "STAND-IN IMAGES: no API key was set, so this run used the \
 built-in emulator, not PicWish: the images are placeholders and nothing was generated or charged. \
@@ -132,6 +149,12 @@ pub struct Summary {
     pub interrupted: usize,
     /// Inputs never started.
     pub skipped: usize,
+    /// Inputs the credit cap left: not started, nothing spent.
+    pub not_started: usize,
+    /// The credit cap, when one was set, and the credits it counted at the end (this run and
+    /// the folder's earlier ones: charged, and the most of what may still be charged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_cap: Option<CapUse>,
     /// Credits charged in all.
     pub credits: u32,
     /// Wall-clock seconds of the run.
@@ -157,6 +180,8 @@ impl Summary {
             failed: count(OutcomeStatus::Failed),
             interrupted: count(OutcomeStatus::Interrupted),
             skipped: count(OutcomeStatus::Skipped),
+            not_started: count(OutcomeStatus::NotStarted),
+            credit_cap: None,
             credits: inputs.iter().map(|i| i.credits).sum(),
             seconds,
             stopped: false,
@@ -175,9 +200,12 @@ impl Summary {
         let failures: Vec<&FailureRecord> = self
             .inputs
             .iter()
+            .filter(|i| i.status != OutcomeStatus::NotStarted)
             .filter_map(|i| i.error.as_ref())
             .collect();
-        if failures.is_empty() {
+        if failures.is_empty() && self.not_started > 0 {
+            EXIT_CREDIT_CAP
+        } else if failures.is_empty() {
             EXIT_OK
         } else if failures.iter().any(|f| f.exit_code == EXIT_UNAUTHORIZED) {
             EXIT_UNAUTHORIZED
@@ -198,6 +226,7 @@ impl Summary {
                 OutcomeStatus::Failed => "FAIL",
                 OutcomeStatus::Interrupted => "stop",
                 OutcomeStatus::Skipped => "skip",
+                OutcomeStatus::NotStarted => "cap ",
             };
             out.push_str(&format!(
                 "{mark} {}  task {}  {:.1} s  {} credits\n",
@@ -221,10 +250,19 @@ impl Summary {
         if self.interrupted > 0 {
             totals.push_str(&format!(", {} interrupted", self.interrupted));
         }
+        if self.not_started > 0 {
+            totals.push_str(&format!(", {} not started (credit cap)", self.not_started));
+        }
         out.push_str(&format!(
             "{totals}, {} skipped; {} credits; {:.1} s\n",
             self.skipped, self.credits, self.seconds
         ));
+        if let Some(cap) = &self.credit_cap {
+            out.push_str(&format!(
+                "credit cap: {} of {} credits counted in {} (charged, or the most still possible)\n",
+                cap.counted, cap.limit, cap.folder
+            ));
+        }
         if let Some(report) = &self.report {
             out.push_str(&format!("contact sheet: {}\n", report.display()));
         }

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::config::ClientConfig;
+use crate::credits::CreditMeter;
 use crate::error::{Error, Operation, Result};
 use crate::request::{Background, GenerateRequest, ImageSource};
 use crate::response::{CreatedTask, Envelope, TaskInfo};
@@ -58,6 +59,7 @@ pub(crate) struct Inner {
     pub(crate) downloads: reqwest::Client,
     pub(crate) download_slots: Semaphore,
     pub(crate) scheduler: Scheduler,
+    credits: CreditMeter,
     create_url: Url,
 }
 
@@ -96,6 +98,7 @@ impl Client {
                     config.expected_processing,
                     config.shared_budget.clone(),
                 ),
+                credits: CreditMeter::new(config.credit_cap.clone()),
                 config,
                 api,
                 downloads,
@@ -123,6 +126,17 @@ impl Client {
     /// retried, within the retry limit).
     pub fn rate_limited_answers(&self) -> u64 {
         self.inner.scheduler.limiter().rate_limited_answers()
+    }
+
+    /// Credits spent and reserved under the client's credit cap (see [`crate::credits`]):
+    /// `None` without a cap.
+    pub async fn credits_total(&self) -> Result<Option<u64>> {
+        self.inner.credits.total().await
+    }
+
+    /// The client's credit cap, if any.
+    pub fn credit_limit(&self) -> Option<u64> {
+        self.inner.credits.cap().map(|cap| cap.limit)
     }
 
     /// Creates a task and returns its id.
@@ -158,6 +172,26 @@ impl Client {
         Fut: Future<Output = Result<()>> + Send,
     {
         let image = load_image(request.image(), request.pixel_rules()).await?;
+        // The most it can cost is reserved under the credit cap before anything else: a create
+        // the cap refuses is never sent. The reservation is settled by the answer.
+        let hold = self.inner.credits.reserve(request.batch_size()).await?;
+        let answer = self.send_create(request, &image, before_send).await;
+        self.inner.credits.answered(hold, &answer).await;
+        answer
+    }
+
+    /// Sends a checked create once it holds its share of the rate limit (see
+    /// [`create_task_recorded`](Self::create_task_recorded)).
+    async fn send_create<F, Fut>(
+        &self,
+        request: &GenerateRequest,
+        image: &LoadedImage,
+        before_send: F,
+    ) -> Result<String>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<()>> + Send,
+    {
         self.inner.scheduler.turn(Want::Create).await;
         let granted_at = Instant::now();
         let mut answer = CreateAnswer {
@@ -175,7 +209,7 @@ impl Client {
                 self.inner
                     .api
                     .post(self.inner.create_url.clone())
-                    .multipart(form(request, &image, upload))
+                    .multipart(form(request, image, upload))
             })
             .await?;
         let created: CreatedTask = parse_data(Operation::Create, &body)?;
@@ -215,6 +249,8 @@ impl Client {
             })
             .await?;
         let info: TaskInfo = parse_data(Operation::Query, &body)?;
+        // A task that ended settles its credits: spent as charged, or refunded.
+        self.inner.credits.task_seen(&info).await;
         tracing::debug!(task_id = %info.task_id, state = info.state.code(), progress = info.progress, "task polled");
         Ok(info)
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::budget::{BudgetStore, SharedBudget, SharedRateBudget};
+use crate::credits::CreditCap;
 use crate::error::{Error, Result};
 use crate::spec;
 
@@ -244,6 +245,7 @@ pub struct ClientConfig {
     pub(crate) expected_processing: ExpectedProcessing,
     pub(crate) time_scale: f64,
     pub(crate) shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
+    pub(crate) credit_cap: Option<CreditCap>,
 }
 
 impl ClientConfig {
@@ -263,6 +265,7 @@ impl ClientConfig {
             expected_processing: ExpectedProcessing::TYPICAL,
             time_scale: 1.0,
             shared_budget: None,
+            credit_cap: None,
         }
     }
 
@@ -354,6 +357,7 @@ pub struct ClientConfigBuilder {
     expected_processing: ExpectedProcessing,
     time_scale: f64,
     shared_budget: Option<(Arc<dyn BudgetStore>, RateLimit)>,
+    credit_cap: Option<CreditCap>,
 }
 
 impl fmt::Debug for ClientConfigBuilder {
@@ -471,6 +475,26 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Caps the credits this client may spend: no create is sent when the most it could cost
+    /// would take the cap's total (spent and reserved, see [`crate::credits`]) past its limit;
+    /// it fails with [`Error::CreditCapReached`] instead, having sent nothing. A cap whose store
+    /// is shared (a DynamoDB item per day) holds across processes.
+    ///
+    /// ```
+    /// use backdrop_core::ClientConfig;
+    /// use backdrop_core::credits::CreditCap;
+    ///
+    /// // At most 600 credits, 120 of which earlier runs spent.
+    /// let config = ClientConfig::builder("YOUR_API_KEY")
+    ///     .credit_cap(CreditCap::in_memory(600, 120))
+    ///     .build()?;
+    /// # Ok::<(), backdrop_core::Error>(())
+    /// ```
+    pub fn credit_cap(mut self, cap: CreditCap) -> Self {
+        self.credit_cap = Some(cap);
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<ClientConfig> {
         let api_key = ApiKey::new(self.api_key)?;
@@ -514,6 +538,7 @@ impl ClientConfigBuilder {
                     Arc::new(SharedRateBudget::new(store, self.rate_limit.scaled(scale)));
                 (budget, fallback.scaled(scale))
             }),
+            credit_cap: self.credit_cap,
         })
     }
 }

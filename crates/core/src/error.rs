@@ -48,6 +48,22 @@ pub enum Error {
     #[error("the client is shutting down; finish with a new client (resume the task by its id)")]
     ShuttingDown,
 
+    /// A create was not sent: its most possible cost would pass the credit cap
+    /// ([`ClientConfigBuilder::credit_cap`](crate::ClientConfigBuilder::credit_cap)). Nothing
+    /// was sent and nothing was charged; it may go once the cap is raised (or its period
+    /// turns).
+    #[error(
+        "not started: the credit cap of {cap} credits would be passed ({spent} already spent or reserved, {needed} more for this create); nothing was sent. Raise the cap to go on"
+    )]
+    CreditCapReached {
+        /// The cap.
+        cap: u64,
+        /// Credits spent and reserved when the create was refused.
+        spent: u64,
+        /// The most this create could cost.
+        needed: u32,
+    },
+
     /// The caller gave up on a call still on its way because its own time ran out (a Lambda
     /// invocation's deadline). A create given up this way may have reached the service.
     #[error("the {during} was given up before its answer came: the caller's time ran out{}", if *during == Operation::Create {
@@ -382,6 +398,8 @@ impl Error {
                 400..=499 => Recovery::Permanent,
                 _ => Recovery::Unconfirmed,
             },
+            // Nothing was sent: it may go once the cap allows.
+            Error::CreditCapReached { .. } => Recovery::Retry,
             Error::Abandoned { during: Create } => Recovery::Unconfirmed,
             Error::Abandoned { .. } => Recovery::Resume,
             Error::Network {

@@ -65,6 +65,7 @@
 pub mod budget;
 mod client;
 pub mod config;
+pub mod credits;
 mod download;
 pub mod error;
 pub mod files;

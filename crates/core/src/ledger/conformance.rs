@@ -192,6 +192,7 @@ async fn entries_keep_every_field<S: LedgerStore>(store: &S) {
         updated_at_ms: T0,
         outputs: vec!["a/1.jpg".into(), "a/2.jpg".into()],
         credits: 6,
+        credits_at_stake: 6,
         failure: Some(Failure {
             message: "result image 1 is no longer available (HTTP 403)".into(),
             recovery: Recovery::ResultsLost,

@@ -182,6 +182,11 @@ pub struct Entry {
     /// Credits the task cost, by the spec's price list.
     #[serde(default)]
     pub credits: u32,
+    /// The most the current create can cost (3 per image of its batch), recorded when it is
+    /// sent: what a credit cap counts for it until its task's cost is known
+    /// ([`crate::credits::counted`]).
+    #[serde(default)]
+    pub credits_at_stake: u32,
     /// The last failure, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
@@ -203,6 +208,7 @@ impl Entry {
             updated_at_ms: now_ms,
             outputs: Vec::new(),
             credits: 0,
+            credits_at_stake: 0,
             failure: None,
         }
     }

@@ -65,7 +65,7 @@ mod store;
 
 pub use entry::{Entry, Failure, Owner, Stage};
 pub use key::{ImageIdentity, InputKey};
-pub use protocol::{Begin, Clock, Ledger, LedgerError, SystemClock, Ticket};
+pub use protocol::{Begin, Clock, Ledger, LedgerError, Plan, SystemClock, Ticket};
 /// Clocks for tests: tokio's (paused in tests) and one set by hand.
 #[cfg(any(test, feature = "test-support"))]
 pub use protocol::{ManualClock, TokioClock};

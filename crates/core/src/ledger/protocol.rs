@@ -211,6 +211,39 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(self.store.load(key).await?.map(|(entry, _)| entry))
     }
 
+    /// What [`begin`](Self::begin) would do with the input `key` for `owner`, without writing
+    /// anything: for a dry run.
+    pub async fn plan(
+        &self,
+        key: &InputKey,
+        owner: &Owner,
+        outputs_present: impl Fn(&Entry) -> bool,
+    ) -> Result<(Plan, Option<Entry>), LedgerError> {
+        let found = self.store.load(key).await?.map(|(entry, _)| entry);
+        let present = found.as_ref().is_some_and(&outputs_present);
+        let here = Here {
+            service: &self.service,
+            stand_in: self.stand_in,
+        };
+        let decision = decide(
+            found.as_ref(),
+            owner,
+            here,
+            self.now_ms(),
+            &self.policy,
+            present,
+        );
+        let plan = match decision {
+            Decision::Create => Plan::Create,
+            Decision::Resume => Plan::Resume,
+            Decision::Done => Plan::Done,
+            Decision::Busy => Plan::Busy,
+            Decision::MarkUnconfirmed => Plan::Refused(Refusal::Unconfirmed),
+            Decision::Refuse(refusal) => Plan::Refused(refusal),
+        };
+        Ok((plan, found))
+    }
+
     /// Begins `owner`'s work on the input `key` (`label` is for people): reads its entry and,
     /// by the rules, claims it for a create, takes its task over, or says why not.
     /// `outputs_present` tells whether a done entry's outputs still exist (else its task is
@@ -328,6 +361,21 @@ impl<S: LedgerStore> Ledger<S> {
     }
 }
 
+/// What [`Ledger::begin`] would do with an input ([`Ledger::plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// A create would be sent (the entry found, if any, says after what).
+    Create,
+    /// Its task would be resumed by id: nothing new is charged.
+    Resume,
+    /// Its outputs are stored.
+    Done,
+    /// Another owner works on it.
+    Busy,
+    /// It would not be worked on (see [`Refusal`]).
+    Refused(Refusal),
+}
+
 /// An owner's hold on one input's entry, from [`Ledger::begin`]: every step is a conditional
 /// write on the version this ticket last wrote.
 #[derive(Debug)]
@@ -377,6 +425,8 @@ impl<S: LedgerStore> Ticket<'_, S> {
         if self.entry.stage != Stage::Claimed {
             return Err(self.out_of_order(Stage::Sending).into());
         }
+        // What a credit cap counts for this create until its task's cost is known.
+        self.entry.credits_at_stake = request.batch_size().credits();
         let mut marked = false;
         let this = &mut *self;
         let marked_flag = &mut marked;
