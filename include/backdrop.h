@@ -100,6 +100,7 @@
  * | 7400–7499 | waiting ran out of time or was cancelled                      |
  * | 7500–7599 | a local file could not be read or written                     |
  * | 7600–7699 | a bug in the library was caught at the boundary (a panic)     |
+ * | 7700–7799 | a limit set on the client (the credit cap): nothing was sent  |
  * | 7900–7999 | anything else                                                 |
  *
  * Values are stable: a code is never renumbered, and a retired code stays reserved.
@@ -311,6 +312,12 @@ enum backdrop_result
      * was written; the objects passed in are still valid to free.
      */
     BACKDROP_ERR_PANIC = 7600,
+    /**
+     * The create was not sent: the most it can cost would pass the client's credit cap
+     * (`backdrop_client_builder_set_max_credits`). Nothing was sent or charged; it may go once
+     * a client with a higher cap (or credits refunded by failed tasks) allows.
+     */
+    BACKDROP_ERR_CREDIT_CAP = 7700,
     /**
      * A failure this version of the library has no specific code for.
      */
@@ -609,8 +616,9 @@ void backdrop_bytes_free(struct backdrop_bytes *bytes);
  *
  * On success writes a new task to `*task_out` (the caller frees it with `backdrop_task_free`)
  * and returns `BACKDROP_OK`. Otherwise writes nothing to `*task_out` and returns the failure's
- * code (`BACKDROP_ERR_INVALID_*`, `BACKDROP_ERR_IO`, `BACKDROP_ERR_UNAUTHORIZED`,
- * `BACKDROP_ERR_RATE_LIMITED`, `BACKDROP_ERR_SERVER`, `BACKDROP_ERR_NETWORK*`, …), with the
+ * code (`BACKDROP_ERR_INVALID_*`, `BACKDROP_ERR_IO`, `BACKDROP_ERR_CREDIT_CAP`,
+ * `BACKDROP_ERR_UNAUTHORIZED`, `BACKDROP_ERR_RATE_LIMITED`, `BACKDROP_ERR_SERVER`,
+ * `BACKDROP_ERR_NETWORK*`, …), with the
  * detail in `*error_out` if `error_out` is not NULL (the caller frees it). Thread-safe.
  */
 backdrop_result backdrop_client_create_task(const struct backdrop_client *client,
@@ -700,6 +708,18 @@ backdrop_result backdrop_client_download_to_file(const struct backdrop_client *c
  * from all threads; 0 when `client` is NULL. Thread-safe.
  */
 uint64_t backdrop_client_requests_sent(const struct backdrop_client *client);
+
+/**
+ * Writes to `*credits_out` the credits the client has spent and reserved under its cap
+ * (`backdrop_client_builder_set_max_credits`): what its succeeded tasks were charged, the most
+ * its running tasks and its creates that may have been accepted can cost; refused creates and
+ * failed tasks count nothing. Thread-safe.
+ *
+ * Returns `BACKDROP_OK` and writes the total; `BACKDROP_ERR_INVALID_ARGUMENT` when the client
+ * has no cap, or `BACKDROP_ERR_NULL_PARAMETER` (nothing written).
+ */
+backdrop_result backdrop_client_credits_spent(const struct backdrop_client *client,
+                                              uint64_t *credits_out);
 
 /**
  * Releases a client. NULL is a no-op.
@@ -810,6 +830,21 @@ backdrop_result backdrop_client_builder_set_retry(struct backdrop_client_builder
  */
 backdrop_result backdrop_client_builder_set_poll_interval_ms(struct backdrop_client_builder *builder,
                                                              uint32_t interval_ms);
+
+/**
+ * Caps the credits the client may spend at `max_credits`: a create is sent only when the
+ * credits spent and reserved by the client so far plus the most this create can cost (3 per
+ * image of its batch) stay within the cap; otherwise `backdrop_client_create_task` returns
+ * `BACKDROP_ERR_CREDIT_CAP` and sends nothing. A create's reservation is refunded when its
+ * answer refused it or its task failed, kept as charged when its task succeeded, and counted
+ * as spent when it may have been accepted (see `backdrop_client_credits_spent`). The cap is
+ * the client's own: two clients with a cap each may spend both. Default: no cap.
+ *
+ * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` or `BACKDROP_ERR_ALREADY_USED`
+ * (nothing changed).
+ */
+backdrop_result backdrop_client_builder_set_max_credits(struct backdrop_client_builder *builder,
+                                                        uint64_t max_credits);
 
 /**
  * Sets how `backdrop_client_wait` plans its polls: `BACKDROP_POLL_ADAPTIVE` (the default) or

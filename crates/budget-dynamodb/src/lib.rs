@@ -12,6 +12,9 @@
 //! | restart | `SET next_at = :next` | `attribute_not_exists(next_at) OR next_at < :now` |
 //! | pause | `SET paused_until = :until`, then `SET next_at = :until` | each only where lower |
 //!
+//! The same table keeps a credit cap shared by every process ([`DynamoDbCreditStore`]: one item
+//! per UTC day, `credits-<day>`).
+//!
 //! At saturation a request costs one call (advance); after an idle spell two (advance, then
 //! restart). A failed condition is an answer, not an error. The table needs a string partition
 //! key `pk` and nothing else (on-demand capacity suits it); the function's role needs
@@ -31,6 +34,10 @@
 //!     .build()?;
 //! # Ok(()) }
 //! ```
+
+mod credits;
+
+pub use credits::DynamoDbCreditStore;
 
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]

@@ -168,3 +168,48 @@ async fn a_missing_table_is_an_error_that_says_what_to_check() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_credit_total_reserves_within_the_cap_refunds_and_keeps_days_apart() {
+    use backdrop_budget_dynamodb::DynamoDbCreditStore;
+    use backdrop_core::credits::{CreditReceipt, CreditStore, Reservation};
+    let moto = Moto::start();
+    let client = client(moto.endpoint());
+    table(&client, "credits").await;
+    let today = DynamoDbCreditStore::new(client.clone(), "credits", |_| "2026-12-07".into());
+    let reserved = |r: Reservation| match r {
+        Reservation::Reserved { receipt, total } => (receipt, total),
+        Reservation::Refused { total } => panic!("refused at {total}"),
+    };
+    let (first, total) = reserved(today.reserve(6, 10).await.unwrap());
+    assert_eq!((first.period.as_str(), total), ("2026-12-07", 6));
+    // 6 more would pass 10: refused, with what is spent; 3 fit; a create over the cap alone
+    // is refused too.
+    assert_eq!(
+        today.reserve(6, 10).await.unwrap(),
+        Reservation::Refused { total: 6 }
+    );
+    let (_, total) = reserved(today.reserve(3, 10).await.unwrap());
+    assert_eq!(total, 9);
+    assert_eq!(
+        today.reserve(12, 10).await.unwrap(),
+        Reservation::Refused { total: 9 }
+    );
+    // A refund (a failed task) makes room; never below zero.
+    today.refund(&first, 6).await.unwrap();
+    assert_eq!(today.total().await.unwrap(), 3);
+    today.refund(&first, 6).await.unwrap();
+    assert_eq!(today.total().await.unwrap(), 3);
+    // Another day has a total of its own; a refund goes back to its reservation's day.
+    let tomorrow = DynamoDbCreditStore::new(client, "credits", |_| "2026-12-08".into());
+    assert_eq!(tomorrow.total().await.unwrap(), 0);
+    let (_, total) = reserved(tomorrow.reserve(6, 10).await.unwrap());
+    assert_eq!(total, 6);
+    let yesterday = CreditReceipt {
+        period: "2026-12-07".into(),
+        credits: 3,
+    };
+    tomorrow.refund(&yesterday, 3).await.unwrap();
+    assert_eq!(today.total().await.unwrap(), 0);
+    assert_eq!(tomorrow.total().await.unwrap(), 6);
+}

@@ -199,6 +199,36 @@ func TestCreateWaitDownload(t *testing.T) {
 	}
 }
 
+func TestACreditCapRefusesTheCreateThatWouldPassIt(t *testing.T) {
+	e := testEnv(t)
+	client, err := backdrop.NewClient(backdrop.Config{APIKey: e.key, BaseURL: e.url, QPS: 10,
+		PollInterval: 100 * time.Millisecond, MaxCredits: 6})
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	defer client.Close()
+	req := backdrop.Request{ImagePath: e.fixture, Prompt: "a marble countertop", BatchSize: 2}
+	task, err := client.CreateTask(req)
+	if err != nil {
+		t.Fatalf("CreateTask: %v", err)
+	}
+	defer task.Close()
+	if spent, err := client.CreditsSpent(); err != nil || spent != 6 {
+		t.Fatalf("CreditsSpent = %d, %v", spent, err)
+	}
+	sent := client.RequestsSent()
+	_, err = client.CreateTask(req)
+	if !errors.Is(err, backdrop.ErrCreditCap) || asError(t, err).Code != backdrop.CodeCreditCap {
+		t.Fatalf("a create past the cap = %v", err)
+	}
+	if client.RequestsSent() != sent {
+		t.Fatalf("a create past the cap sent a request")
+	}
+	if _, err := newClient(t, e.url, e.key).CreditsSpent(); !errors.Is(err, backdrop.ErrUsage) {
+		t.Fatalf("CreditsSpent without a cap = %v", err)
+	}
+}
+
 func TestErrorsMatchTheirFamilies(t *testing.T) {
 	e := testEnv(t)
 	client := newClient(t, e.url, e.key)

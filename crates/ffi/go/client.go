@@ -54,6 +54,10 @@ type Config struct {
 	PollInterval time.Duration
 	// PollPolicy is how Wait plans its polls (default PollAdaptive).
 	PollPolicy PollPolicy
+	// MaxCredits caps the credits the client may spend (0: no cap). A create whose most
+	// possible cost would pass it is not sent: CreateTask fails with ErrCreditCap. Refused
+	// creates and failed tasks are refunded; see CreditsSpent.
+	MaxCredits uint64
 }
 
 // PollPolicy is how Wait plans its polls.
@@ -138,6 +142,9 @@ func NewClient(cfg Config) (*Client, error) {
 		{cfg.PollPolicy != PollAdaptive, func() C.backdrop_result {
 			return C.backdrop_client_builder_set_poll_policy(builder, C.uint32_t(cfg.PollPolicy))
 		}},
+		{cfg.MaxCredits != 0, func() C.backdrop_result {
+			return C.backdrop_client_builder_set_max_credits(builder, C.uint64_t(cfg.MaxCredits))
+		}},
 	}
 	for _, setting := range settings {
 		if setting.set {
@@ -191,6 +198,17 @@ func (c *Client) RequestsSent() uint64 {
 		return nil
 	})
 	return sent
+}
+
+// CreditsSpent is what the client has spent and reserved under its cap (Config.MaxCredits):
+// its succeeded tasks' charges and the most its running or unconfirmed creates can cost. An
+// error (ErrUsage) when the client has no cap.
+func (c *Client) CreditsSpent() (uint64, error) {
+	var spent C.uint64_t
+	err := c.use(func(p *C.backdrop_client) error {
+		return check(C.backdrop_client_credits_spent(p, &spent), nil)
+	})
+	return uint64(spent), err
 }
 
 // CreateTask validates req locally (refusing, at no cost, what the service would refuse) and

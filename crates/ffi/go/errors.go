@@ -115,6 +115,8 @@ const (
 	CodeIO Code = C.BACKDROP_ERR_IO
 	// CodePanic: A bug in the library (a Rust panic) was caught before it reached the caller. No output was written; the objects passed in are still valid to free.
 	CodePanic Code = C.BACKDROP_ERR_PANIC
+	// CodeCreditCap: The create was not sent: the most it can cost would pass the client's credit cap (backdrop_client_builder_set_max_credits). Nothing was sent or charged; it may go once a client with a higher cap (or credits refunded by failed tasks) allows.
+	CodeCreditCap Code = C.BACKDROP_ERR_CREDIT_CAP
 	// CodeOther: A failure this version of the library has no specific code for.
 	CodeOther Code = C.BACKDROP_ERR_OTHER
 )
@@ -155,6 +157,8 @@ var (
 	ErrIO = errors.New("backdrop: a local file could not be read or written")
 	// ErrPanic: a bug in the library was caught at its boundary (7600–7699).
 	ErrPanic = errors.New("backdrop: a bug in libbackdrop was caught")
+	// ErrCreditCap: the create would pass the client's credit cap (7700–7799); nothing was sent.
+	ErrCreditCap = errors.New("backdrop: the credit cap would be passed")
 
 	// ErrClosed: the client or task was closed. The *Error of a call on a closed object matches
 	// both ErrClosed and ErrUsage.
@@ -283,6 +287,8 @@ func (e *Error) Is(target error) bool {
 		return c >= 7500 && c < 7600
 	case ErrPanic:
 		return c >= 7600 && c < 7700
+	case ErrCreditCap:
+		return c >= 7700 && c < 7800
 	case ErrUnauthorized:
 		return c == CodeUnauthorized
 	case ErrNotFound:

@@ -202,8 +202,9 @@ impl Progress {
 ///
 /// On success writes a new task to `*task_out` (the caller frees it with `backdrop_task_free`)
 /// and returns `BACKDROP_OK`. Otherwise writes nothing to `*task_out` and returns the failure's
-/// code (`BACKDROP_ERR_INVALID_*`, `BACKDROP_ERR_IO`, `BACKDROP_ERR_UNAUTHORIZED`,
-/// `BACKDROP_ERR_RATE_LIMITED`, `BACKDROP_ERR_SERVER`, `BACKDROP_ERR_NETWORK*`, …), with the
+/// code (`BACKDROP_ERR_INVALID_*`, `BACKDROP_ERR_IO`, `BACKDROP_ERR_CREDIT_CAP`,
+/// `BACKDROP_ERR_UNAUTHORIZED`, `BACKDROP_ERR_RATE_LIMITED`, `BACKDROP_ERR_SERVER`,
+/// `BACKDROP_ERR_NETWORK*`, …), with the
 /// detail in `*error_out` if `error_out` is not NULL (the caller frees it). Thread-safe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn backdrop_client_create_task(
@@ -376,6 +377,31 @@ pub unsafe extern "C" fn backdrop_client_requests_sent(client: *const backdrop_c
     ffi_infallible!(0, {
         // SAFETY: the header's contract: NULL or a live client.
         unsafe { crate::handle::try_ref(client) }.map_or(0, |client| client.core.requests_sent())
+    })
+}
+
+/// Writes to `*credits_out` the credits the client has spent and reserved under its cap
+/// (`backdrop_client_builder_set_max_credits`): what its succeeded tasks were charged, the most
+/// its running tasks and its creates that may have been accepted can cost; refused creates and
+/// failed tasks count nothing. Thread-safe.
+///
+/// Returns `BACKDROP_OK` and writes the total; `BACKDROP_ERR_INVALID_ARGUMENT` when the client
+/// has no cap, or `BACKDROP_ERR_NULL_PARAMETER` (nothing written).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn backdrop_client_credits_spent(
+    client: *const backdrop_client,
+    credits_out: *mut u64,
+) -> backdrop_result {
+    ffi_boundary!({
+        let client = arg_ref!(client);
+        let credits_out = arg_out!(credits_out);
+        let total = client.run(client.core.credits_total())?.ok_or_else(|| {
+            Failure::invalid_argument(
+                "the client has no credit cap: set one with backdrop_client_builder_set_max_credits",
+            )
+        })?;
+        write_out!(credits_out, total);
+        Ok(())
     })
 }
 

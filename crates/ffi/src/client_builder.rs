@@ -6,6 +6,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
+use backdrop_core::credits::CreditCap;
 use backdrop_core::{ClientConfig, PollPolicy, RateLimit, RetryPolicy};
 
 use crate::client::{ClientState, backdrop_client};
@@ -47,6 +48,7 @@ pub(crate) struct Settings {
     download_timeout: Option<Duration>,
     pub(crate) poll_interval: Duration,
     pub(crate) poll_policy: PollPolicy,
+    max_credits: Option<u64>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -75,6 +77,9 @@ impl Settings {
         }
         if let Some(timeout) = self.download_timeout {
             builder = builder.download_timeout(timeout);
+        }
+        if let Some(limit) = self.max_credits {
+            builder = builder.credit_cap(CreditCap::in_memory(limit, 0));
         }
         builder
             .build()
@@ -131,6 +136,7 @@ pub unsafe extern "C" fn backdrop_client_builder_new(
             download_timeout: None,
             poll_interval: backdrop_core::spec::POLL_INTERVAL,
             poll_policy: PollPolicy::default(),
+            max_credits: None,
         };
         write_out!(
             builder_out,
@@ -325,6 +331,28 @@ pub enum backdrop_poll_policy {
     BACKDROP_POLL_ADAPTIVE = 0,
     /// The spec's flow: one poll every poll interval (1 s by default).
     BACKDROP_POLL_DOCUMENTED = 1,
+}
+
+/// Caps the credits the client may spend at `max_credits`: a create is sent only when the
+/// credits spent and reserved by the client so far plus the most this create can cost (3 per
+/// image of its batch) stay within the cap; otherwise `backdrop_client_create_task` returns
+/// `BACKDROP_ERR_CREDIT_CAP` and sends nothing. A create's reservation is refunded when its
+/// answer refused it or its task failed, kept as charged when its task succeeded, and counted
+/// as spent when it may have been accepted (see `backdrop_client_credits_spent`). The cap is
+/// the client's own: two clients with a cap each may spend both. Default: no cap.
+///
+/// Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER` or `BACKDROP_ERR_ALREADY_USED`
+/// (nothing changed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn backdrop_client_builder_set_max_credits(
+    builder: *mut backdrop_client_builder,
+    max_credits: u64,
+) -> backdrop_result {
+    ffi_boundary!({
+        let builder = arg_mut!(builder);
+        builder.settings()?.max_credits = Some(max_credits);
+        Ok(())
+    })
 }
 
 /// Sets how `backdrop_client_wait` plans its polls: `BACKDROP_POLL_ADAPTIVE` (the default) or

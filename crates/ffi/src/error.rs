@@ -194,6 +194,7 @@ impl From<CoreError> for Failure {
             CoreError::RateLimited { .. } => BACKDROP_ERR_RATE_LIMITED,
             CoreError::Server { .. } => BACKDROP_ERR_SERVER,
             CoreError::Redirected { .. } => BACKDROP_ERR_REDIRECTED,
+            CoreError::CreditCapReached { .. } => BACKDROP_ERR_CREDIT_CAP,
             CoreError::UnexpectedStatus { .. } => BACKDROP_ERR_UNEXPECTED_STATUS,
             CoreError::InvalidResponse { .. } => BACKDROP_ERR_INVALID_RESPONSE,
             CoreError::Network {

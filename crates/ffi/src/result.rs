@@ -23,6 +23,7 @@ use std::ffi::c_char;
 /// | 7400–7499 | waiting ran out of time or was cancelled                      |
 /// | 7500–7599 | a local file could not be read or written                     |
 /// | 7600–7699 | a bug in the library was caught at the boundary (a panic)     |
+/// | 7700–7799 | a limit set on the client (the credit cap): nothing was sent  |
 /// | 7900–7999 | anything else                                                 |
 ///
 /// Values are stable: a code is never renumbered, and a retired code stays reserved.
@@ -142,6 +143,11 @@ pub enum backdrop_result {
     /// was written; the objects passed in are still valid to free.
     BACKDROP_ERR_PANIC = 7600,
 
+    /// The create was not sent: the most it can cost would pass the client's credit cap
+    /// (`backdrop_client_builder_set_max_credits`). Nothing was sent or charged; it may go once
+    /// a client with a higher cap (or credits refunded by failed tasks) allows.
+    BACKDROP_ERR_CREDIT_CAP = 7700,
+
     /// A failure this version of the library has no specific code for.
     BACKDROP_ERR_OTHER = 7900,
 }
@@ -149,7 +155,7 @@ pub enum backdrop_result {
 use backdrop_result::*;
 
 /// Every code, for the tests and for `from_u32`.
-pub(crate) const ALL: [backdrop_result; 50] = [
+pub(crate) const ALL: [backdrop_result; 51] = [
     BACKDROP_OK,
     BACKDROP_ERR_NULL_PARAMETER,
     BACKDROP_ERR_INVALID_UTF8,
@@ -199,6 +205,7 @@ pub(crate) const ALL: [backdrop_result; 50] = [
     BACKDROP_ERR_CANCELLED,
     BACKDROP_ERR_IO,
     BACKDROP_ERR_PANIC,
+    BACKDROP_ERR_CREDIT_CAP,
     BACKDROP_ERR_OTHER,
 ];
 
@@ -265,6 +272,7 @@ impl backdrop_result {
             BACKDROP_ERR_CANCELLED => c"BACKDROP_ERR_CANCELLED",
             BACKDROP_ERR_IO => c"BACKDROP_ERR_IO",
             BACKDROP_ERR_PANIC => c"BACKDROP_ERR_PANIC",
+            BACKDROP_ERR_CREDIT_CAP => c"BACKDROP_ERR_CREDIT_CAP",
             BACKDROP_ERR_OTHER => c"BACKDROP_ERR_OTHER",
         }
     }
@@ -374,6 +382,9 @@ impl backdrop_result {
             BACKDROP_ERR_IO => "a local file could not be read or written",
             BACKDROP_ERR_PANIC => {
                 "a bug in libbackdrop was caught at the C boundary; no output was written (please report it)"
+            }
+            BACKDROP_ERR_CREDIT_CAP => {
+                "not sent: the create would pass the client's credit cap; nothing was sent or charged"
             }
             BACKDROP_ERR_OTHER => "an unexpected failure",
         }

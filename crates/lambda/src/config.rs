@@ -80,6 +80,10 @@ pub struct Config {
     pub function_name: String,
     /// Where upload mode streams an object before sending it (`TMPDIR`, default `/tmp`).
     pub scratch_dir: std::path::PathBuf,
+    /// The most credits every instance together spends in one UTC day (`DAILY_CREDIT_CAP`;
+    /// 0 or unset: no cap), kept in `SHARED_BUDGET_TABLE` (one item per day). A create that
+    /// would pass it is not sent: the object gets a `credit_cap` failure record.
+    pub daily_credit_cap: Option<u64>,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             max_receive_count: 5,
             function_name: "backdrop-lambda".into(),
             scratch_dir: std::env::temp_dir(),
+            daily_credit_cap: None,
         }
     }
 }
@@ -221,6 +226,15 @@ impl Config {
         config.rate_limit = instance_share(key_qps, instances)?;
         config.key_rate_limit = instance_share(key_qps, 1)?;
         config.shared_budget_table = get("SHARED_BUDGET_TABLE");
+        config.daily_credit_cap = match number("DAILY_CREDIT_CAP")? {
+            None | Some(0) => None,
+            Some(v) if v > 0 => Some(v.unsigned_abs()),
+            Some(v) => {
+                return Err(LambdaError::Config(format!(
+                    "DAILY_CREDIT_CAP={v} must be 0 (no cap) or more"
+                )));
+            }
+        };
         Ok(config)
     }
 

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use backdrop_budget_dynamodb::DynamoDbBudgetStore;
+use backdrop_budget_dynamodb::{DynamoDbBudgetStore, DynamoDbCreditStore};
+use backdrop_core::credits::CreditCap;
 use backdrop_core::{Client, ClientConfig};
 use backdrop_lambda::metrics::MetricsSink;
 use backdrop_lambda::{Config, Deps, S3Store, SqsQueue, handle, logging, secrets};
@@ -39,6 +40,26 @@ async fn main() -> Result<(), Error> {
         }
         None => client.rate_limit(config.rate_limit),
     };
+    if let Some(limit) = config.daily_credit_cap {
+        // One total per UTC day for every instance, in the budget table; without one each
+        // instance holds its own total (the template always makes the table).
+        let store: Arc<dyn backdrop_core::credits::CreditStore> = match &config.shared_budget_table
+        {
+            Some(table) => Arc::new(DynamoDbCreditStore::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                table,
+                backdrop_report::time::utc_day,
+            )),
+            None => {
+                tracing::warn!(
+                    "DAILY_CREDIT_CAP is set without SHARED_BUDGET_TABLE: each instance counts \
+                     its own credits, so together they may spend more"
+                );
+                Arc::new(backdrop_core::credits::MemoryCredits::default())
+            }
+        };
+        client = client.credit_cap(CreditCap { limit, store });
+    }
     if let Ok(base_url) = std::env::var(backdrop_core::config::ENV_BASE_URL) {
         client = client.base_url(base_url);
     }

@@ -375,6 +375,24 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
                 Ok(())
             }
             Err(ApiError::Ledger(error)) => Err(self.ledger_trouble(error, Some(ticket.entry()))),
+            // The day's cap is reached: delivering the event again cannot help before the day
+            // turns (SQS would give up sooner), so the object gets a record saying how to re-drive it.
+            Err(error @ ApiError::CreditCapReached { .. }) => {
+                let mut failure = Failure::from_error(&error, None);
+                failure.message = format!(
+                    "{}; the cap is the stack's DailyCreditCap (DAILY_CREDIT_CAP), per UTC day. To \
+                     generate it: raise the cap or wait for the next UTC day, then upload the \
+                     object again (or copy it onto itself keeping its metadata)",
+                    failure.message
+                );
+                tracing::warn!(key = %self.source.key, error = %error, "not started: the daily credit cap");
+                Err(Stop::fail(FailureRecord::from_ledger(
+                    &self.source,
+                    FailureStage::CreditCap,
+                    &failure,
+                    ticket.entry().tasks_created,
+                )))
+            }
             Err(error) => Err(self.stop_for(
                 &Failure::from_error(&error, None),
                 FailureStage::Create,

@@ -80,6 +80,9 @@ pub enum FailureStage {
     Configuration,
     /// Transient trouble outlasted the queue's deliveries (`MAX_RECEIVE_COUNT`).
     Retries,
+    /// Not started: the create would have passed the daily credit cap (`DAILY_CREDIT_CAP`).
+    /// Nothing was sent or charged.
+    CreditCap,
 }
 
 impl FailureStage {
@@ -93,6 +96,7 @@ impl FailureStage {
             FailureStage::Download => "download",
             FailureStage::Configuration => "configuration",
             FailureStage::Retries => "retries",
+            FailureStage::CreditCap => "credit_cap",
         }
     }
 }

@@ -539,7 +539,7 @@ fn render(config: &Config, day: &Day, built: &Built, attempt: u32) -> Result<Vec
         wall_time: None,
         in_progress: false,
         refresh_seconds: 60,
-        notes: Vec::new(),
+        notes: cap_note(config, &records),
         rows: records.iter().map(|r| r.row.clone()).collect(),
         data: Some(data),
         revision: Some(format!(
@@ -549,6 +549,19 @@ fn render(config: &Config, day: &Day, built: &Built, attempt: u32) -> Result<Vec
         )),
     };
     Ok(backdrop_report::render(&page).into_bytes())
+}
+
+/// The day's credits against the daily cap, when there is one.
+fn cap_note(config: &Config, records: &[&RowRecord]) -> Vec<String> {
+    let Some(cap) = config.daily_credit_cap else {
+        return Vec::new();
+    };
+    let charged: u64 = records.iter().map(|r| u64::from(r.row.credits)).sum();
+    vec![format!(
+        "Credits charged for these objects: {charged} of the daily cap of {cap} \
+         (DAILY_CREDIT_CAP; the cap also counts the most that running and unconfirmed creates \
+         may still cost). Objects over the cap have a credit_cap failure record."
+    )]
 }
 
 /// Makes one object's row.

@@ -525,6 +525,80 @@ out:
     backdrop_client_free(client);
 }
 
+/* A client with a credit cap: the create that would pass it is refused with its own code and
+ * nothing is sent; the credits spent follow the accounting rule. */
+static void test_credit_cap(void) {
+    const char *url = env("BACKDROP_TEST_URL");
+    backdrop_client_builder *builder = NULL;
+    const backdrop_client *capped = NULL;
+    const backdrop_client *plain = client_for("BACKDROP_TEST_URL");
+    backdrop_request *two = request_with("a marble countertop", 2);
+    backdrop_request *one = request_with("a marble countertop", 1);
+    backdrop_task *task = NULL;
+    backdrop_task *refused = NULL;
+    backdrop_error *err = NULL;
+    uint64_t spent = 99;
+    long long creates;
+
+    CHECK_CODE(backdrop_client_builder_new(key(), &builder), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_base_url(builder, url), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_qps(builder, CLIENT_QPS), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_poll_interval_ms(builder, 100), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_max_credits(builder, 9), BACKDROP_OK);
+    CHECK_CODE(backdrop_client_builder_set_max_credits(NULL, 9), BACKDROP_ERR_NULL_PARAMETER);
+    CHECK_ERR(backdrop_client_builder_build(builder, &capped, &err), BACKDROP_OK, err);
+    backdrop_client_builder_free(builder);
+    if (capped == NULL) goto out;
+
+    CHECK_CODE(backdrop_client_credits_spent(capped, &spent), BACKDROP_OK);
+    CHECK(spent == 0);
+    /* 6 credits reserved for two images: within 9. */
+    task = create(capped, two);
+    if (task == NULL) goto out;
+    CHECK_CODE(backdrop_client_credits_spent(capped, &spent), BACKDROP_OK);
+    CHECK(spent == 6);
+    /* Another 6 would pass 9: refused, nothing sent, no output written. */
+    creates = counter(url, "create_requests");
+    refused = (backdrop_task *)&spent;
+    CHECK_ERR(backdrop_client_create_task(capped, two, &refused, &err), BACKDROP_ERR_CREDIT_CAP,
+              err);
+    CHECK(refused == (backdrop_task *)&spent);
+    CHECK(counter(url, "create_requests") == creates);
+    CHECK_CODE(backdrop_client_create_task(capped, two, &refused, &err), BACKDROP_ERR_CREDIT_CAP);
+    CHECK(err != NULL && backdrop_error_recovery(err) == BACKDROP_RECOVERY_RETRY);
+    CHECK(err != NULL && !backdrop_error_may_have_created_task(err));
+    CHECK(err != NULL && strstr(backdrop_error_message(err), "credit cap") != NULL);
+    backdrop_error_free(err);
+    err = NULL;
+    /* One image (3 credits) still fits. */
+    {
+        backdrop_task *small = create(capped, one);
+        CHECK(small != NULL);
+        CHECK_CODE(backdrop_client_credits_spent(capped, &spent), BACKDROP_OK);
+        CHECK(spent == 9);
+        if (small != NULL) {
+            CHECK_ERR(backdrop_client_wait(capped, small, 30000, NULL, NULL, &err), BACKDROP_OK,
+                      err);
+            backdrop_task_free(small);
+        }
+    }
+    /* The two-image task succeeds: charged as reserved. */
+    CHECK_ERR(backdrop_client_wait(capped, task, 30000, NULL, NULL, &err), BACKDROP_OK, err);
+    CHECK_CODE(backdrop_client_credits_spent(capped, &spent), BACKDROP_OK);
+    CHECK(spent == 9);
+    /* A client without a cap has no total to give. */
+    spent = 42;
+    CHECK_CODE(backdrop_client_credits_spent(plain, &spent), BACKDROP_ERR_INVALID_ARGUMENT);
+    CHECK(spent == 42);
+    CHECK_CODE(backdrop_client_credits_spent(capped, NULL), BACKDROP_ERR_NULL_PARAMETER);
+out:
+    backdrop_task_free(task);
+    backdrop_request_free(two);
+    backdrop_request_free(one);
+    backdrop_client_free(capped);
+    backdrop_client_free(plain);
+}
+
 static void test_service_errors(void) {
     const char *wrong_key = "wrong-key-7f3a9c21b4";
     const backdrop_client *client = client_for("BACKDROP_TEST_URL");
@@ -1859,6 +1933,7 @@ static const struct test tests[] = {
     {"builder_rules", test_builder_rules, 1},
     {"null_parameters", test_null_parameters, 1},
     {"whole_flow", test_whole_flow, 1},
+    {"credit_cap", test_credit_cap, 1},
     {"service_errors", test_service_errors, 1},
     {"fault_emulators", test_fault_emulators, 1},
     {"cancellation_and_nesting", test_cancellation_and_nesting, 1},
