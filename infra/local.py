@@ -176,6 +176,8 @@ def receive(sqs, queue_url, key, seconds=30):
 def claim_of(s3, key):
     """The claim object of the input key, if any."""
     for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="state/").get("Contents", []):
+        if item["Key"].startswith("state/scratch/"):
+            continue  # URL mode's copies of checked versions, not claims
         claim = json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
         if claim.get("label") == f"s3://{BUCKET}/{key}":
             return claim
