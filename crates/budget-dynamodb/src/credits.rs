@@ -76,14 +76,7 @@ impl DynamoDbCreditStore {
         call: &str,
         error: &SdkError<E>,
     ) -> BudgetError {
-        let detail = match error {
-            SdkError::ServiceError(service) => format!(
-                "{}: {}",
-                service.err().code().unwrap_or("error"),
-                service.err().message().unwrap_or("")
-            ),
-            other => format!("{other:?}").chars().take(300).collect(),
-        };
+        let detail = crate::describe(error);
         BudgetError::new(format!(
             "DynamoDB {call} of the credit total on table {} failed ({detail}); check that the \
              table exists with a string partition key `{PARTITION_KEY}` and that this role may \

@@ -148,20 +148,25 @@ impl DynamoDbBudgetStore {
     }
 
     fn error<E: ProvideErrorMetadata + std::fmt::Debug>(&self, error: &SdkError<E>) -> BudgetError {
-        let detail = match error {
-            SdkError::ServiceError(service) => format!(
-                "{}: {}",
-                service.err().code().unwrap_or("error"),
-                service.err().message().unwrap_or("")
-            ),
-            other => format!("{other:?}").chars().take(300).collect(),
-        };
+        let detail = describe(error);
         BudgetError::new(format!(
             "DynamoDB UpdateItem on table {} failed ({detail}); check that the table exists with \
              a string partition key `{PARTITION_KEY}` and that this role may call \
              dynamodb:UpdateItem on it",
             self.table
         ))
+    }
+}
+
+/// What DynamoDB said: its error code and message, or the start of what failed.
+pub(crate) fn describe<E: ProvideErrorMetadata + std::fmt::Debug>(error: &SdkError<E>) -> String {
+    match error {
+        SdkError::ServiceError(service) => format!(
+            "{}: {}",
+            service.err().code().unwrap_or("error"),
+            service.err().message().unwrap_or("")
+        ),
+        other => format!("{other:?}").chars().take(300).collect(),
     }
 }
 

@@ -455,13 +455,26 @@ impl ObjectStore for S3Store {
 /// A key as `x-amz-copy-source` wants it: percent-encoded, `/` kept.
 #[cfg(feature = "aws")]
 fn copy_source_key(key: &str) -> String {
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEPT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(key, KEPT).to_string()
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_sources_are_percent_encoded_with_slashes_kept() {
+        assert_eq!(
+            copy_source_key("incoming/sub dir/Café +1.png"),
+            "incoming/sub%20dir/Caf%C3%A9%20%2B1.png"
+        );
+        assert_eq!(copy_source_key("a/b-c_d.e~f"), "a/b-c_d.e~f");
     }
-    encoded
 }

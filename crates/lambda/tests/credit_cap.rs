@@ -21,18 +21,6 @@ use support::*;
 
 const CAP: u64 = 18;
 
-fn dynamodb() -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(s3_endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-            .build(),
-    )
-}
-
 fn store(table: &str) -> DynamoDbCreditStore {
     DynamoDbCreditStore::new(dynamodb(), table, backdrop_report::time::utc_day)
 }

@@ -21,18 +21,6 @@ use support::*;
 
 const QPS: u32 = 2;
 
-fn dynamodb() -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(s3_endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-            .build(),
-    )
-}
-
 async fn budget_table(name: &str) -> String {
     let table = format!("{name}-{}", std::process::id());
     create_table(&dynamodb(), &table).await.unwrap();

@@ -223,3 +223,16 @@ pub fn failed_ids(response: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// A DynamoDB client of moto (the same server as S3).
+pub fn dynamodb() -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(s3_endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build(),
+    )
+}
