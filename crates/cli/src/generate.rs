@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use backdrop_core::credits::CreditCap;
 use backdrop_core::ledger::{
-    Begin, Entry, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Refusal, Ticket,
+    Adapter, Driven, Entry, Event, Failure, ImageIdentity, InputKey, Ledger, Limits, Owner, Policy,
+    Refusal,
 };
+use backdrop_core::remedy::{Actions, Fix, remedy};
 use backdrop_core::{
     BatchSize, Client, GenerateRequest, GenerateRequestBuilder, GeneratedImage, Recovery,
-    SceneType, TaskInfo, ValidationError, WaitControl, WaitOptions,
+    SceneType, TaskInfo, ValidationError, WaitOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -318,6 +320,7 @@ impl Job<'_> {
         }
     }
 
+    /// One input through core's walk ([`Ledger::drive`]), the CLI supplying only its files.
     async fn generate(
         &self,
         input: &Input,
@@ -333,16 +336,45 @@ impl Job<'_> {
         if self.stopping() {
             return Ok(Finished::Skipped);
         }
-        let begin = self
+        let files = Files {
+            job: self,
+            input,
+            request,
+        };
+        let limits = Limits {
+            wait: self.wait,
+            cutoff: None,
+        };
+        let driven = self
             .ledger
-            .begin(&key, &input.label(), self.owner, |entry| {
-                self.outputs_exist(entry)
-            })
+            .drive(
+                &key,
+                &input.label(),
+                self.owner,
+                self.client,
+                &files,
+                |entry| self.outputs_exist(entry),
+                limits,
+                self.quitting(),
+            )
             .await
             .map_err(|e| FailureRecord::local(e.to_string()))?;
-        match begin {
-            Begin::Done(entry) => {
-                outcome.task_id = entry.task_id.clone();
+        outcome.task_id = match &driven {
+            Driven::Stored { entry, .. }
+            | Driven::AlreadyDone(entry)
+            | Driven::Refused { entry, .. }
+            | Driven::Failed { entry, .. }
+            | Driven::NotStored { entry, .. }
+            | Driven::Stopped { entry } => entry.task_id.clone(),
+            _ => None,
+        };
+        match driven {
+            Driven::Stored { task, outputs, .. } => {
+                outcome.credits = task.credits_charged();
+                outcome.outputs = outputs.iter().map(|o| self.args.out.join(o)).collect();
+                Ok(Finished::Generated)
+            }
+            Driven::AlreadyDone(entry) => {
                 outcome.outputs = entry
                     .outputs
                     .iter()
@@ -350,68 +382,41 @@ impl Job<'_> {
                     .collect();
                 Ok(Finished::AlreadyDone)
             }
-            Begin::Refused { entry, refusal } => {
-                outcome.task_id = entry.task_id.clone();
-                Err(refused(&entry, refusal))
-            }
-            Begin::Busy(entry) => Err(FailureRecord::local(format!(
+            Driven::Busy(entry) => Err(FailureRecord::local(format!(
                 "another run works on it ({}); wait for it to end",
                 entry.owner.map(|o| o.id).unwrap_or_default()
             ))),
-            Begin::Resume(ticket) => {
-                if let Some(task_id) = ticket.task_id() {
-                    self.progress
-                        .event(format!("resuming {} as task {task_id}", outcome.input));
-                }
-                let stem = self.destination(&key, input).await?;
-                self.finish(ticket, &stem, outcome).await
+            Driven::Refused { entry, refusal } => Err(refused(&entry, refusal)),
+            Driven::Gone => Err(FailureRecord::local(format!(
+                "{} went away before it could be sent",
+                input.label()
+            ))),
+            Driven::Unprepared(error) => Err(FailureRecord::local(error)),
+            Driven::Failed {
+                error: error @ backdrop_core::Error::CreditCapReached { .. },
+                ..
+            } => {
+                let mut reason = FailureRecord::from_error(&error);
+                reason.message.push_str(
+                    " (--max-credits / PICWISH_MAX_CREDITS); run again with a higher cap to \
+                     create it",
+                );
+                Ok(Finished::NotStarted(reason))
             }
-            Begin::Create(mut ticket) => {
-                let stem = self.destination(&key, input).await?;
-                // The ledger says "sending" once the create has its share of the budget and
-                // before it is sent: a run killed earlier sent nothing.
-                match ticket.create_task(self.client, &request).await {
-                    Ok(task_id) => {
-                        self.progress
-                            .event(format!("sent {} as task {task_id}", outcome.input));
-                        self.finish(ticket, &stem, outcome).await
-                    }
-                    Err(error @ backdrop_core::Error::CreditCapReached { .. }) => {
-                        let mut reason = FailureRecord::from_error(&error);
-                        reason.message.push_str(
-                            " (--max-credits / PICWISH_MAX_CREDITS); run again with a higher cap \
-                             to create it",
-                        );
-                        Ok(Finished::NotStarted(reason))
-                    }
-                    Err(error) => Err(with_advice(
-                        FailureRecord::from_error(&error),
-                        error.recovery(),
-                        None,
-                    )),
-                }
+            Driven::Failed { failure, error, .. } => {
+                let mut record = FailureRecord::from_error(&error);
+                record.recovery = failure.recovery;
+                record.maybe_accepted = failure.recovery == Recovery::Unconfirmed;
+                record.message =
+                    with_remedy(&failure.message, &failure, outcome.task_id.as_deref());
+                Err(record)
             }
+            Driven::NotStored { error, .. } => Err(FailureRecord::local(format!(
+                "{error}; the journal keeps task {}: run again to download it again",
+                outcome.task_id.as_deref().unwrap_or("?")
+            ))),
+            Driven::Stopped { .. } => Ok(Finished::Interrupted),
         }
-    }
-
-    /// Where the input's results go: its own name, unless another input of the folder holds it
-    /// (see [`Journal::destination`]).
-    async fn destination(&self, key: &InputKey, input: &Input) -> Result<PathBuf, FailureRecord> {
-        let stem = self
-            .journal
-            .destination(key, &input.output_stem, &self.args.out)
-            .await
-            .map_err(|e| FailureRecord::local(e.to_string()))?;
-        if stem != input.output_stem {
-            self.progress.event(format!(
-                "{}: {} holds another input's results in {}; this one's go to {}",
-                input.label(),
-                input.output_stem.display(),
-                self.args.out.display(),
-                stem.display()
-            ));
-        }
-        Ok(stem)
     }
 
     fn outputs_exist(&self, entry: &Entry) -> bool {
@@ -421,85 +426,74 @@ impl Job<'_> {
                 .iter()
                 .all(|o| self.args.out.join(o).is_file())
     }
+}
 
-    /// Waits for the ticket's task, downloads and writes its results, and records the end.
-    async fn finish(
+/// The CLI's side of an input's walk: the request checked before the walk, and the output
+/// folder its images go to.
+struct Files<'a> {
+    job: &'a Job<'a>,
+    input: &'a Input,
+    request: GenerateRequest,
+}
+
+impl Adapter for Files<'_> {
+    type Error = String;
+
+    async fn request(&self, _key: &InputKey) -> Result<Option<GenerateRequest>, String> {
+        Ok(Some(self.request.clone()))
+    }
+
+    /// Writes each image under the name the input reserved in the journal (its own, unless
+    /// another input of the folder holds it: [`Journal::destination`]).
+    async fn store(
         &self,
-        mut ticket: Ticket<'_, &Journal>,
-        stem: &Path,
-        outcome: &mut InputOutcome,
-    ) -> Result<Finished, FailureRecord> {
-        let task_id = ticket.task_id().unwrap_or_default().to_owned();
-        outcome.task_id = Some(task_id.clone());
-        let fetched = tokio::select! {
-            fetched = self.fetch(&task_id, &outcome.input) => fetched,
-            () = self.quitting() => {
-                self.record(ticket.release().await);
-                return Ok(Finished::Interrupted);
-            }
-        };
-        let (task, images) = match fetched {
-            Ok(fetched) => fetched,
-            Err(error) => {
-                self.record(ticket.fail_with(&error).await);
-                return Err(with_advice(
-                    FailureRecord::from_error(&error),
-                    error.recovery(),
-                    Some(&task_id),
-                ));
-            }
-        };
-        outcome.credits = task.credits_charged();
+        key: &InputKey,
+        task: &TaskInfo,
+        images: Vec<GeneratedImage>,
+    ) -> Result<Vec<String>, String> {
+        let job = self.job;
+        let natural = &self.input.output_stem;
+        let stem = job
+            .journal
+            .destination(key, natural, &job.args.out)
+            .await
+            .map_err(|e| e.to_string())?;
+        if &stem != natural {
+            job.progress.event(format!(
+                "{}: {} holds another input's results in {}; this one's go to {}",
+                self.input.label(),
+                natural.display(),
+                job.args.out.display(),
+                stem.display()
+            ));
+        }
         let mut written = Vec::new();
         for image in images {
             let relative =
-                output::result_path(Path::new(""), stem, image.index, image.format.extension());
-            let path = self.args.out.join(&relative);
-            if let Err(e) = output::write_atomically(&path, &image.bytes) {
-                let failure = FailureRecord::local(format!(
-                    "{e}; the journal keeps task {task_id}: run again to download it again"
-                ));
-                self.record(
-                    ticket
-                        .fail(Failure::new(failure.message.clone(), Recovery::Resume))
-                        .await,
-                );
-                return Err(failure);
-            }
-            outcome.outputs.push(path);
+                output::result_path(Path::new(""), &stem, image.index, image.format.extension());
+            output::write_atomically(&job.args.out.join(&relative), &image.bytes)
+                .map_err(|e| format!("{e} (task {})", task.task_id))?;
             written.push(relative.to_string_lossy().into_owned());
         }
-        self.record(ticket.done(written, outcome.credits).await);
-        Ok(Finished::Generated)
+        Ok(written)
     }
 
-    /// Waits for the task and downloads its results.
-    async fn fetch(
-        &self,
-        task_id: &str,
-        label: &str,
-    ) -> Result<(TaskInfo, Vec<GeneratedImage>), backdrop_core::Error> {
-        let task = self
-            .client
-            .wait_for_task_with(task_id, self.wait, |task| {
-                self.progress.status(format!(
-                    "{} running; {} state {} {:.0}%",
-                    self.running.load(Ordering::SeqCst),
-                    label,
-                    task.state.code(),
-                    task.progress.unwrap_or(0.0)
-                ));
-                WaitControl::Continue
-            })
-            .await?;
-        let images = self.client.download_results(&task).await?;
-        Ok((task, images))
-    }
-
-    /// Reports a journal write that failed; the work goes on (the task exists either way).
-    fn record(&self, written: Result<(), backdrop_core::ledger::LedgerError>) {
-        if let Err(error) = written {
-            self.progress.event(format!("backdrop: {error}"));
+    fn event(&self, event: Event<'_>) {
+        let job = self.job;
+        let label = self.input.label();
+        match event {
+            Event::Created(task_id) => job
+                .progress
+                .event(format!("sent {label} as task {task_id}")),
+            Event::Resumed(task_id) => job
+                .progress
+                .event(format!("resuming {label} as task {task_id}")),
+            Event::Polled(task) => job.progress.status(format!(
+                "{} running; {label} state {} {:.0}%",
+                job.running.load(Ordering::SeqCst),
+                task.state.code(),
+                task.progress.unwrap_or(0.0)
+            )),
         }
     }
 }
@@ -513,56 +507,62 @@ pub(crate) fn read_failure(path: PathBuf, source: std::io::Error) -> FailureReco
     })
 }
 
-/// What running again does for a failure, in the CLI's words: the flag that creates again, or
-/// that the next run resumes the task. The meaning is core's ([`Recovery`]).
-fn with_advice(
-    mut failure: FailureRecord,
-    recovery: Recovery,
-    task_id: Option<&str>,
-) -> FailureRecord {
-    let task = task_id
-        .map(|id| format!("task {id}"))
-        .unwrap_or_else(|| "the task".into());
-    match recovery {
-        Recovery::Unconfirmed => failure.message.push_str(
-            "; the journal marks it unconfirmed: run again with --retry-unconfirmed to create it \
-             again (it may then be charged twice)",
-        ),
-        Recovery::ResultsLost => failure.message.push_str(&format!(
-            "; {task} was charged (or, if the service no longer knows it, may have been): run \
-             with --regenerate-expired to generate it again (charged again)"
-        )),
-        Recovery::Resume => failure.message.push_str(&format!(
-            "; the journal keeps {task}: run the same command again to resume it"
-        )),
-        Recovery::Retry | Recovery::Permanent => {}
-    }
-    failure
+/// The CLI's words for what a user can do ([`backdrop_core::remedy`] holds the meaning).
+pub(crate) const ACTIONS: Actions<'static> = Actions {
+    try_again: "run the same command again",
+    resume: "run the same command again to resume it",
+    retry_unconfirmed: "run again with --retry-unconfirmed to create it again",
+    regenerate_expired: "run with --regenerate-expired",
+    change_prompt: "change the prompt (--prompt), then run again",
+    change_image: "replace the image (or change the prompt), then run again",
+    check_key: "check the API key (PICWISH_API_KEY or --api-key-file), then run again",
+    change_input: "change the image or the options, then run again",
+};
+
+/// `message` followed by what to do about `failure`, in the CLI's words.
+pub(crate) fn with_remedy(message: &str, failure: &Failure, task_id: Option<&str>) -> String {
+    let fix = Fix::of(
+        failure.task_state.map(backdrop_core::TaskState::from_code),
+        failure.http_status,
+    );
+    let remedy = remedy(
+        failure.recovery,
+        fix,
+        failure.credits_spent,
+        task_id.or(failure.task_id.as_deref()),
+        &ACTIONS,
+    );
+    format!("{message}; {remedy}")
 }
 
 /// The failure of an input the ledger refused to work on again.
 fn refused(entry: &Entry, refusal: Refusal) -> FailureRecord {
     let earlier = entry
         .failure
-        .as_ref()
-        .map(|f| f.message.clone())
-        .unwrap_or_else(|| "no reason recorded".into());
-    let message = match refusal {
+        .clone()
+        .unwrap_or_else(|| Failure::new("no reason recorded", refusal.recovery()));
+    let what = match refusal {
         Refusal::Unconfirmed => format!(
-            "an earlier run sent its create and never saw the answer ({earlier}): the service \
-             may have accepted it and charged for it, and the API has no way to find out; not \
-             created again. Run with --retry-unconfirmed to create it again (it may then be \
-             charged twice)"
+            "an earlier run sent its create and never saw the answer ({})",
+            earlier.message
         ),
         Refusal::ResultsLost => format!(
-            "its task {} finished but its results were lost before they were downloaded \
-             ({earlier}); run with --regenerate-expired to generate it again (charged again)",
-            entry.task_id.as_deref().unwrap_or("?")
+            "its task {} finished but its results were lost before they were downloaded ({})",
+            entry.task_id.as_deref().unwrap_or("?"),
+            earlier.message
         ),
         Refusal::FailedBefore | Refusal::TooManyTasks { .. } => {
-            format!("it failed before and would fail the same way: {earlier}")
+            format!(
+                "it failed before and would fail the same way: {}",
+                earlier.message
+            )
         }
     };
+    let failure = Failure {
+        recovery: refusal.recovery(),
+        ..earlier
+    };
+    let message = with_remedy(&what, &failure, entry.task_id.as_deref());
     let recovery = refusal.recovery();
     FailureRecord {
         message,

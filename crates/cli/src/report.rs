@@ -41,9 +41,11 @@ use tokio::sync::{Notify, watch};
 
 use crate::args::GenerateArgs;
 use crate::error::CliError;
+use crate::generate::ACTIONS;
 use crate::inputs::{Input, InputSource};
 use crate::journal::{self, JOURNAL_FILE, Journal, LOCK_FILE};
 use crate::summary::{InputOutcome, OutcomeStatus, Summary};
+use backdrop_core::remedy::{Fix, remedy, sentence};
 
 /// The page's file name in the output folder.
 pub const PAGE_FILE: &str = "index.html";
@@ -818,57 +820,23 @@ impl Folder<'_> {
 
 /// What to do about a failed entry, in the CLI's words (the meaning is core's [`Recovery`]).
 fn advice(entry: &Entry, failure: Option<&backdrop_core::ledger::Failure>) -> String {
-    let task = entry
-        .task_id
-        .as_deref()
-        .or_else(|| failure.and_then(|f| f.task_id.as_deref()))
-        .map(|id| format!("task {id}"))
-        .unwrap_or_else(|| "the task".into());
     let recovery = match entry.stage {
         Stage::Unconfirmed => Recovery::Unconfirmed,
         Stage::Expired => Recovery::ResultsLost,
         _ => failure.map(|f| f.recovery).unwrap_or(Recovery::Retry),
     };
+    let fix = Fix::of(
+        failure
+            .and_then(|f| f.task_state)
+            .map(backdrop_core::TaskState::from_code),
+        failure.and_then(|f| f.http_status),
+    );
+    let task = entry
+        .task_id
+        .as_deref()
+        .or_else(|| failure.and_then(|f| f.task_id.as_deref()));
     let charged = failure.is_some_and(|f| f.credits_spent);
-    match recovery {
-        Recovery::Retry => {
-            "Nothing was charged. Run the same command again to try it again.".into()
-        }
-        Recovery::Resume => {
-            format!("Run the same command again: it resumes {task} (nothing is charged twice).")
-        }
-        Recovery::Unconfirmed => "The service may have accepted the create and charged it; the \
-             API cannot tell. Run again with --retry-unconfirmed to create it again (it may then \
-             be charged twice)."
-            .into(),
-        Recovery::ResultsLost => format!(
-            "{task} was charged (or may have been) and its results are gone. Run with \
-             --regenerate-expired to generate it again (charged again)."
-        ),
-        Recovery::Permanent => {
-            let state = failure.and_then(|f| f.task_state);
-            let status = failure.and_then(|f| f.http_status);
-            let what = match (state, status) {
-                (Some(-17), _) => "Change the prompt (--prompt), then run again.",
-                (Some(-10 | -16), _) => {
-                    "The content was judged prohibited: change the image or the prompt."
-                }
-                (Some(-7 | -14), _) => {
-                    "Fix the image (a transparent PNG with only the product), then run again."
-                }
-                (_, Some(401)) => "Check the API key (PICWISH_API_KEY), then run again.",
-                _ => {
-                    "The same input would fail the same way: change the image or the options, \
-                     then run again."
-                }
-            };
-            if charged {
-                format!("Credits were (or may have been) spent. {what}")
-            } else {
-                format!("Nothing was charged. {what}")
-            }
-        }
-    }
+    sentence(&remedy(recovery, fix, charged, task, &ACTIONS))
 }
 
 /// Rows sort by input, then background, then key: the same order however they were written.

@@ -73,6 +73,7 @@ mod forecast;
 mod generate;
 pub mod ledger;
 mod rate_limit;
+pub mod remedy;
 pub mod request;
 mod response;
 mod result;

@@ -55,6 +55,7 @@
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+mod drive;
 mod entry;
 mod key;
 mod protocol;
@@ -63,6 +64,7 @@ mod races;
 pub mod rules;
 mod store;
 
+pub use drive::{Adapter, Driven, Event, Limits};
 pub use entry::{Entry, Failure, Owner, Stage};
 pub use key::{ImageIdentity, InputKey};
 pub use protocol::{Begin, Clock, Ledger, LedgerError, Plan, SystemClock, Ticket};
