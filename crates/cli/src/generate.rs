@@ -448,6 +448,7 @@ impl Adapter for Files<'_> {
     async fn store(
         &self,
         key: &InputKey,
+        _entry: &Entry,
         task: &TaskInfo,
         images: Vec<GeneratedImage>,
     ) -> Result<Vec<String>, String> {

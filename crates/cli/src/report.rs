@@ -700,9 +700,13 @@ impl Folder<'_> {
                         .reason
                         .clone()
                         .unwrap_or_else(|| "no reason was recorded".into()),
-                    advice: "Nothing was sent or charged. Fix the input as the message says, \
-                             then run the same command again."
-                        .into(),
+                    advice: sentence(&remedy(
+                        Recovery::Permanent,
+                        Fix::ImageRule,
+                        false,
+                        None,
+                        &ACTIONS,
+                    )),
                 }),
             ),
         };

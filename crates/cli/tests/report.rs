@@ -224,7 +224,7 @@ async fn the_page_of_a_batch_works_in_a_real_browser() {
             "images": succeeded * 2,
             "sources": 6,
             "labels": [tricky_label, fails.display().to_string()],
-            "failure_text": ["-17", "Change the prompt", "no transparency", "Nothing was sent or charged"],
+            "failure_text": ["-17", "Change the prompt", "no transparency", "nothing was sent"],
             "keyboard": true,
         }),
     );

@@ -20,6 +20,10 @@ pub enum Fix {
     Key,
     /// Something of the input or its options (anything else that fails the same way again).
     Input,
+    /// The image breaks a rule of the service, found before anything was sent.
+    ImageRule,
+    /// The options break a rule of the service, found before anything was sent.
+    OptionsRule,
 }
 
 impl Fix {
@@ -77,10 +81,10 @@ pub fn remedy(
     actions: &Actions<'_>,
 ) -> String {
     let task = task.map_or_else(|| "the task".to_owned(), |id| format!("task {id}"));
-    let spent = if charged {
-        "credits were (or may have been) spent"
-    } else {
-        "nothing was charged"
+    let spent = match (fix, charged) {
+        (Fix::ImageRule | Fix::OptionsRule, _) => "nothing was sent",
+        (_, true) => "credits were (or may have been) spent",
+        (_, false) => "nothing was charged",
     };
     match recovery {
         Recovery::Retry => format!("{spent}: {}", actions.try_again),
@@ -105,7 +109,7 @@ pub fn remedy(
                     "the content was judged prohibited: {}",
                     actions.change_image
                 ),
-                Fix::Image => format!(
+                Fix::Image | Fix::ImageRule => format!(
                     "the image does not meet the requirements (a transparent PNG of {}–{} px, at \
                      most {} MiB, with only the product): {}",
                     crate::spec::MIN_IMAGE_SIDE,
@@ -120,6 +124,10 @@ pub fn remedy(
                 Fix::Key => actions.check_key.to_owned(),
                 Fix::Input => format!(
                     "the same input would fail the same way: {}",
+                    actions.change_input
+                ),
+                Fix::OptionsRule => format!(
+                    "the options break a rule of the service: {}",
                     actions.change_input
                 ),
             };

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use backdrop_core::ledger::{
-    Begin, Failure, ImageIdentity, InputKey, Ledger, Owner, Policy, Stage, Ticket,
+    Adapter, Driven, Entry, Event, Failure, ImageIdentity, InputKey, Ledger, Limits, Owner, Policy,
 };
 use backdrop_core::validate::check_file_size;
 use backdrop_core::{
-    Client, Error as ApiError, GenerateRequest, Recovery, WaitControl, WaitOptions, spec,
+    Client, Error as ApiError, GenerateRequest, GeneratedImage, TaskInfo, WaitOptions, spec,
 };
 use tokio::time::Instant;
 
@@ -25,12 +25,13 @@ use crate::metrics::{Metrics, MetricsSink};
 use crate::outputs::{Destination, Results, store_failure, store_results};
 use crate::params::Parameters;
 use crate::queue::{MessageQueue, NoQueue};
-use crate::records::{FailureRecord, FailureStage, Source, now_unix};
+use crate::records::{FailureRecord, FailureStage, Manifest, Source, now_unix};
 use crate::store::{ObjectHead, ObjectStore};
 
 mod stops;
 
 use stops::Stop;
+pub(crate) use stops::remedy_of;
 
 /// The shortest time left before the deadline in which new work is started.
 const MIN_TIME_TO_START: Duration = Duration::from_secs(5);
@@ -237,8 +238,6 @@ struct Job<'a, S, Q> {
     cutoff: Instant,
 }
 
-type ClaimTicket<'l, 's, S> = Ticket<'l, ClaimStore<'s, S>>;
-
 impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
     async fn run(&self, head: &ObjectHead) -> Result<Outcome, Stop> {
         // 1. Validate before spending: the parameters, the size, then the whole PNG, streamed.
@@ -293,15 +292,69 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
             etag: self.source.etag.clone(),
         };
         let key = InputKey::derive(&image, &parameters.options, "");
-        let begin = ledger
-            .begin(&key, &self.source.label(), &self.owner, |_| true)
+
+        // 3. Core's walk: create (unless a task is recorded), wait, download, store.
+        let left = self.cutoff.saturating_duration_since(Instant::now());
+        let limits = Limits {
+            // The wait ends before the cutoff, so that its timeout is recorded by its rules.
+            wait: WaitOptions {
+                max_wait: left.min(spec::MAX_POLL_DURATION),
+                ..WaitOptions::default()
+            },
+            cutoff: Some(self.cutoff),
+        };
+        let side = S3Side {
+            job: self,
+            parameters: &parameters,
+            head,
+            scratch: std::sync::Mutex::new(None),
+            manifest: std::sync::Mutex::new(None),
+        };
+        let driven = ledger
+            .drive(
+                &key,
+                &self.source.label(),
+                &self.owner,
+                &self.deps.client,
+                &side,
+                |_| true,
+                limits,
+                std::future::pending(),
+            )
             .await
             .map_err(|e| self.ledger_trouble(e, None))?;
+        let manifest = side.manifest.lock().ok().and_then(|mut m| m.take());
+        self.outcome(driven, manifest)
+    }
 
-        // 3. Create a task, unless one is recorded; then wait, download and store.
-        match begin {
-            Begin::Done(_) => Err(Stop::Skip("already done (duplicate event)".into())),
-            Begin::Busy(entry) => Err(Stop::retry(
+    /// What follows from the walk, in the Lambda's terms: outputs, a record, a retry or a skip.
+    fn outcome(
+        &self,
+        driven: Driven<LambdaError>,
+        manifest: Option<Manifest>,
+    ) -> Result<Outcome, Stop> {
+        match driven {
+            Driven::Stored { task, outputs, .. } => {
+                let credits = task.credits_charged();
+                // When the service says it finished, against when this delivery saw it.
+                let detection_delay = task
+                    .completed_at
+                    .as_deref()
+                    .and_then(|at| at.trim().parse::<f64>().ok())
+                    .map(|completed| now_unix() - completed);
+                let seconds = manifest.as_ref().and_then(|m| m.timings.seconds);
+                self.delivery
+                    .metrics
+                    .succeeded(credits, seconds, detection_delay);
+                tracing::info!(key = %self.source.key, task_id = %task.task_id, seconds, detection_delay, credits, outputs = outputs.len(), "object done");
+                Ok(Outcome::Done {
+                    task_id: task.task_id,
+                    outputs,
+                    credits,
+                })
+            }
+            Driven::AlreadyDone(_) => Err(Stop::Skip("already done (duplicate event)".into())),
+            Driven::Busy(entry) => Err(Stop::retry(
                 format!(
                     "another invocation ({}) is creating a task for this object",
                     entry
@@ -312,120 +365,67 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
                 ),
                 Some(&entry),
             )),
-            Begin::Refused { entry, refusal } => {
+            Driven::Refused { entry, refusal } => {
                 Err(Stop::fail(self.refusal_record(&entry, refusal)))
             }
-            Begin::Resume(ticket) => {
-                tracing::info!(key = %self.source.key, task_id = ticket.task_id().unwrap_or_default(), "resuming the recorded task");
-                self.finish(ticket, &parameters, head).await
+            Driven::Gone => Err(Stop::Skip(format!(
+                "{} was deleted or replaced before it could be sent",
+                self.source.label()
+            ))),
+            Driven::Unprepared(error) => Err(self.trouble(error)),
+            Driven::Failed {
+                entry,
+                error: error @ ApiError::CreditCapReached { .. },
+                ..
+            } => Err(self.credit_cap_record(&entry, &error)),
+            Driven::Failed {
+                entry,
+                failure,
+                during,
+                error,
+            } => {
+                if let ApiError::TaskFailed { state, .. } = &error {
+                    tracing::warn!(key = %self.source.key, task_id = entry.task_id.as_deref().unwrap_or_default(), state = state.code(), "task failed");
+                }
+                let stage = match during {
+                    backdrop_core::Operation::Create => FailureStage::Create,
+                    backdrop_core::Operation::Download => FailureStage::Download,
+                    _ => FailureStage::Task,
+                };
+                Err(self.stop_for(&failure, stage, &entry))
             }
-            Begin::Create(mut ticket) => {
-                self.create(&mut ticket, &parameters, head).await?;
-                self.finish(ticket, &parameters, head).await
-            }
-        }
-    }
-
-    /// Creates the task: the ledger says `sending` once the create holds its budget, before
-    /// the request goes out. The create ends by the cutoff: cut off there, it is recorded as
-    /// unconfirmed when it may have gone out (else given back: nothing was sent).
-    async fn create(
-        &self,
-        ticket: &mut ClaimTicket<'_, '_, S>,
-        parameters: &Parameters,
-        head: &ObjectHead,
-    ) -> Result<(), Stop> {
-        // No deadline check before it: a task created late runs while its message waits for
-        // the next delivery, which resumes it.
-        let config = &self.deps.config;
-        let scratch = match Scratch::create(config, ticket.key()) {
-            Ok(scratch) => scratch,
-            Err(error) => {
-                self.release(ticket).await;
-                return Err(Stop::retry(error, None));
-            }
-        };
-        let prepared = self.request(parameters, &scratch, head, ticket.key()).await;
-        let request = match prepared {
-            Ok(Some(request)) => request,
-            Ok(None) => {
-                self.release(ticket).await;
-                return Err(Stop::Skip(format!(
-                    "{} was deleted or replaced before it could be sent",
-                    self.source.label()
-                )));
-            }
-            Err(error) => {
-                self.release(ticket).await;
-                return Err(self.trouble(error));
-            }
-        };
-        let created =
-            tokio::time::timeout_at(self.cutoff, ticket.create_task(&self.deps.client, &request))
-                .await;
-        drop(scratch);
-        let created = match created {
-            Ok(created) => created,
-            Err(_) => return Err(self.cut_off_create(ticket).await),
-        };
-        match created {
-            Ok(task_id) => {
-                self.delivery.metrics.task_created();
-                tracing::info!(key = %self.source.key, task_id = %task_id, tasks = ticket.entry().tasks_created, "task created");
-                Ok(())
-            }
-            Err(ApiError::Ledger(error)) => Err(self.ledger_trouble(error, Some(ticket.entry()))),
-            // The day's cap is reached: delivering the event again cannot help before the day
-            // turns (SQS would give up sooner), so the object gets a record saying how to re-drive it.
-            Err(error @ ApiError::CreditCapReached { .. }) => {
-                let mut failure = Failure::from_error(&error, None);
-                failure.message = format!(
-                    "{}; the cap is the stack's DailyCreditCap (DAILY_CREDIT_CAP), per UTC day. To \
-                     generate it: raise the cap or wait for the next UTC day, then upload the \
-                     object again (or copy it onto itself keeping its metadata)",
-                    failure.message
-                );
-                tracing::warn!(key = %self.source.key, error = %error, "not started: the daily credit cap");
-                Err(Stop::fail(FailureRecord::from_ledger(
-                    &self.source,
-                    FailureStage::CreditCap,
-                    &failure,
-                    ticket.entry().tasks_created,
-                )))
-            }
-            Err(error) => Err(self.stop_for(
-                &Failure::from_error(&error, None),
-                FailureStage::Create,
-                ticket.entry(),
+            Driven::NotStored { entry, error } => Err(match self.trouble(error) {
+                Stop::Retry { reason, .. } => Stop::retry(reason, Some(&entry)),
+                other => other,
+            }),
+            Driven::Stopped { entry } => Err(Stop::retry(
+                format!(
+                    "the invocation's time ran out while task {} was awaited, downloaded or \
+                     stored; the next delivery resumes it (no new create)",
+                    entry.task_id.as_deref().unwrap_or("?")
+                ),
+                Some(&entry),
             )),
         }
     }
 
-    /// A create cut off at the deadline: unconfirmed if it may have gone out (its entry says
-    /// `sending`), else given back.
-    async fn cut_off_create(&self, ticket: &mut ClaimTicket<'_, '_, S>) -> Stop {
-        let recorded = if ticket.entry().stage == Stage::Sending {
-            let error = ApiError::Abandoned {
-                during: backdrop_core::Operation::Create,
-            };
-            ticket.record_create(&Err(error)).await
-        } else {
-            let failure = Failure::new(
-                "the invocation's time ran out before the create was sent; nothing was sent",
-                Recovery::Retry,
-            );
-            ticket.fail(failure).await
-        };
-        if let Err(e) = recorded {
-            tracing::warn!(key = %self.source.key, error = %e, "cannot record the create cut off at the deadline");
-        }
-        let failure = ticket.entry().failure.clone().unwrap_or_else(|| {
-            Failure::new(
-                "the invocation's time ran out during the create",
-                Recovery::Unconfirmed,
-            )
-        });
-        self.stop_for(&failure, FailureStage::Create, ticket.entry())
+    /// The record of an object the daily credit cap left: delivering the event again cannot help
+    /// before the day turns (SQS would give up sooner), so the record says how to re-drive it.
+    fn credit_cap_record(&self, entry: &Entry, error: &ApiError) -> Stop {
+        let mut failure = Failure::from_error(error, None);
+        failure.message = format!(
+            "{}; the cap is the stack's DailyCreditCap (DAILY_CREDIT_CAP), per UTC day. To \
+             generate it: raise the cap or wait for the next UTC day, then upload the object \
+             again (or copy it onto itself keeping its metadata)",
+            failure.message
+        );
+        tracing::warn!(key = %self.source.key, error = %error, "not started: the daily credit cap");
+        Stop::fail(FailureRecord::from_ledger(
+            &self.source,
+            FailureStage::CreditCap,
+            &failure,
+            entry.tasks_created,
+        ))
     }
 
     /// The request: a presigned URL of the checked version (the function never holds the
@@ -517,130 +517,6 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
         }
     }
 
-    /// Waits for the ticket's task, downloads its results, stores them and records the end —
-    /// all by the cutoff. Cut off, the task stays recorded (released, so that the next
-    /// delivery resumes it at once) and the object is delivered again.
-    async fn finish(
-        &self,
-        mut ticket: ClaimTicket<'_, '_, S>,
-        parameters: &Parameters,
-        head: &ObjectHead,
-    ) -> Result<Outcome, Stop> {
-        let finished = tokio::time::timeout_at(
-            self.cutoff,
-            self.fetch_and_store(&mut ticket, parameters, head),
-        )
-        .await;
-        match finished {
-            Ok(result) => result,
-            Err(_) => {
-                self.release(&mut ticket).await;
-                Err(Stop::retry(
-                    format!(
-                        "the invocation's time ran out while task {} was awaited, downloaded or \
-                         stored; the next delivery resumes it (no new create)",
-                        ticket.task_id().unwrap_or_default()
-                    ),
-                    Some(ticket.entry()),
-                ))
-            }
-        }
-    }
-
-    async fn fetch_and_store(
-        &self,
-        ticket: &mut ClaimTicket<'_, '_, S>,
-        parameters: &Parameters,
-        head: &ObjectHead,
-    ) -> Result<Outcome, Stop> {
-        let task_id = ticket.task_id().unwrap_or_default().to_owned();
-        let left = self
-            .delivery
-            .lease
-            .deadline
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(self.deps.config.deadline_margin);
-        let options = WaitOptions {
-            max_wait: left.min(spec::MAX_POLL_DURATION),
-            ..WaitOptions::default()
-        };
-        let client = &self.deps.client;
-        let waited = client
-            .wait_for_task_with(&task_id, options, |_| WaitControl::Continue)
-            .await;
-        if matches!(&waited, Ok(_) | Err(ApiError::TaskFailed { .. })) {
-            // The task has ended: the service will not fetch the image again.
-            self.remove_copy(ticket.key(), head).await;
-        }
-        let task = match waited {
-            Ok(task) => task,
-            Err(error) => return Err(self.failed(ticket, &error, FailureStage::Task).await),
-        };
-        // When the service says it finished, against when this poll saw it.
-        let detection_delay = task
-            .completed_at
-            .as_deref()
-            .and_then(|at| at.trim().parse::<f64>().ok())
-            .map(|completed| now_unix() - completed);
-        let images = match client.download_results(&task).await {
-            Ok(images) => images,
-            Err(error) => {
-                return Err(self.failed(ticket, &error, FailureStage::Download).await);
-            }
-        };
-        let entry = ticket.entry();
-        let results = Results {
-            task: &task,
-            images,
-            options: &parameters.options,
-            attempts: entry.tasks_created,
-            submitted_at: entry.sent_at_ms.map(|ms| ms as f64 / 1000.0),
-        };
-        let destination = self.destination_now().await;
-        let manifest = match store_results(&self.deps.store, &self.source, &destination, results)
-            .await
-        {
-            Ok(manifest) => manifest,
-            Err(error) => {
-                // The task is done and paid: keep it recorded so the next delivery fetches again.
-                let failure = Failure::new(error.to_string(), Recovery::Resume);
-                if let Err(e) = ticket.fail(failure).await {
-                    tracing::warn!(key = %self.source.key, error = %e, "cannot record the failed store");
-                }
-                return Err(match self.trouble(error) {
-                    Stop::Retry { reason, .. } => Stop::retry(reason, Some(ticket.entry())),
-                    other => other,
-                });
-            }
-        };
-        if let Err(e) = ticket
-            .done(manifest.outputs.clone(), manifest.credits_charged)
-            .await
-        {
-            tracing::warn!(key = %self.source.key, task_id = %task_id, error = %e, "cannot mark the claim done; the outputs are written");
-        }
-        self.delivery.metrics.succeeded(
-            manifest.credits_charged,
-            manifest.timings.seconds,
-            detection_delay,
-        );
-        tracing::info!(
-            key = %self.source.key,
-            task_id = %task_id,
-            state = manifest.state,
-            seconds = manifest.timings.seconds,
-            detection_delay,
-            credits = manifest.credits_charged,
-            outputs = manifest.outputs.len(),
-            "object done"
-        );
-        Ok(Outcome::Done {
-            task_id,
-            outputs: manifest.outputs,
-            credits: manifest.credits_charged,
-        })
-    }
-
     /// Where this version's results go: the object's output folder while the key still holds
     /// this version; once a newer version (or a delete) replaced it, a folder of this version's
     /// own below it (`superseded/<etag>/`), so that the results of two versions never mix in
@@ -660,39 +536,77 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
             }
         }
     }
+}
 
-    /// Records an error met while waiting or downloading, and decides what follows from its
-    /// recovery. A task still unfinished after the spec's polling limit is given up.
-    async fn failed(
-        &self,
-        ticket: &mut ClaimTicket<'_, '_, S>,
-        error: &ApiError,
-        stage: FailureStage,
-    ) -> Stop {
-        let mut failure = Failure::from_error(error, ticket.task_id());
-        if failure.recovery == Recovery::Resume && ticket.polling_window_over() {
-            failure.message = format!(
-                "{}; the task did not finish within {} s of its creation, so it is given up (had \
-                 it succeeded later it would have been charged)",
-                failure.message,
-                spec::MAX_POLL_DURATION.as_secs()
-            );
-            failure.recovery = Recovery::ResultsLost;
-            failure.credits_spent = true;
+/// The Lambda's side of an object's walk: the request made from S3 when a create is due, the
+/// images stored back into S3, and the scratch copy removed once the task ended.
+struct S3Side<'j, 'a, S, Q> {
+    job: &'j Job<'a, S, Q>,
+    parameters: &'j Parameters,
+    head: &'j ObjectHead,
+    /// Upload mode's scratch file, kept until the create has streamed it.
+    scratch: std::sync::Mutex<Option<Scratch>>,
+    /// The manifest written, for the metrics.
+    manifest: std::sync::Mutex<Option<Manifest>>,
+}
+
+impl<S: ObjectStore, Q: MessageQueue> Adapter for S3Side<'_, '_, S, Q> {
+    type Error = LambdaError;
+
+    async fn request(&self, key: &InputKey) -> Result<Option<GenerateRequest>, LambdaError> {
+        let scratch = Scratch::create(&self.job.deps.config, key).map_err(LambdaError::Config)?;
+        let request = self
+            .job
+            .request(self.parameters, &scratch, self.head, key)
+            .await;
+        if let Ok(mut kept) = self.scratch.lock() {
+            *kept = Some(scratch);
         }
-        if let Err(e) = ticket.fail(failure.clone()).await {
-            tracing::warn!(key = %self.source.key, error = %e, "cannot record the failure in the claim");
-        }
-        if let ApiError::TaskFailed { state, .. } = error {
-            tracing::warn!(key = %self.source.key, task_id = ticket.task_id().unwrap_or_default(), state = state.code(), "task failed");
-        }
-        self.stop_for(&failure, stage, ticket.entry())
+        request
     }
 
-    /// Stops owning the input, so that the next delivery need not wait for this lease.
-    async fn release(&self, ticket: &mut ClaimTicket<'_, '_, S>) {
-        if let Err(e) = ticket.release().await {
-            tracing::warn!(key = %self.source.key, error = %e, "cannot release the claim");
+    async fn store(
+        &self,
+        _key: &InputKey,
+        entry: &Entry,
+        task: &TaskInfo,
+        images: Vec<GeneratedImage>,
+    ) -> Result<Vec<String>, LambdaError> {
+        let job = self.job;
+        let destination = job.destination_now().await;
+        let results = Results {
+            task,
+            images,
+            options: &self.parameters.options,
+            attempts: entry.tasks_created,
+            submitted_at: entry.sent_at_ms.map(|ms| ms as f64 / 1000.0),
+        };
+        let manifest = store_results(&job.deps.store, &job.source, &destination, results).await?;
+        let outputs = manifest.outputs.clone();
+        if let Ok(mut kept) = self.manifest.lock() {
+            *kept = Some(manifest);
+        }
+        Ok(outputs)
+    }
+
+    async fn task_ended(&self, key: &InputKey) {
+        if let Ok(mut scratch) = self.scratch.lock() {
+            scratch.take();
+        }
+        self.job.remove_copy(key, self.head).await;
+    }
+
+    fn event(&self, event: Event<'_>) {
+        let key = &self.job.source.key;
+        match event {
+            Event::Created(task_id) => {
+                self.job.delivery.metrics.task_created();
+                tracing::info!(key = %key, task_id = %task_id, "task created");
+            }
+            Event::Resumed(task_id) => {
+                tracing::info!(key = %key, task_id = %task_id, "resuming the recorded task");
+            }
+            Event::Polled(_) => {}
         }
     }
 }

@@ -60,8 +60,10 @@ use crate::outputs::Destination;
 use crate::params::Parameters;
 use crate::process::{Delivery, Deps, Outcome, process_object};
 use crate::queue::MessageQueue;
+use crate::records::FailureStage;
 use crate::records::Source;
 use crate::store::{ObjectStore, WriteCondition, WriteOutcome};
+use backdrop_core::remedy::sentence;
 
 /// The report's folder under the output prefix.
 pub const REPORT_FOLDER: &str = "_report";
@@ -670,6 +672,9 @@ impl<S: ObjectStore> RowMaker<'_, S> {
                     recovery,
                     &stage,
                     state,
+                    record["http_status"]
+                        .as_u64()
+                        .and_then(|s| u16::try_from(s).ok()),
                     record["credits_spent"].as_bool().unwrap_or(false),
                 ),
             }),
@@ -858,56 +863,30 @@ fn background_of(background: &Value) -> Option<String> {
         .map(|scene| format!("scene {scene}"))
 }
 
-/// What the uploader can do, in the Lambda's words (the meaning is core's [`Recovery`]).
-fn advice(recovery: Recovery, stage: &str, state: Option<i64>, charged: bool) -> String {
-    let spent = if charged {
-        "Credits were (or may have been) spent."
-    } else {
-        "Nothing was charged."
+/// What the uploader can do, as a sentence of the page ([`crate::process::remedy_of`]).
+fn advice(
+    recovery: Recovery,
+    stage: &str,
+    state: Option<i64>,
+    http_status: Option<u16>,
+    charged: bool,
+) -> String {
+    let stage = match stage {
+        "validation" => FailureStage::Validation,
+        "parameters" => FailureStage::Parameters,
+        "download" => FailureStage::Download,
+        "create" => FailureStage::Create,
+        _ => FailureStage::Task,
     };
-    match recovery {
-        Recovery::Unconfirmed => {
-            "The service may have accepted the create and charged it; the API \
-             cannot tell. To create it anyway (it may then be charged twice), upload the object \
-             again with x-amz-meta-retry-unconfirmed: true."
-                .into()
-        }
-        Recovery::ResultsLost => "The task was charged (or may have been) and its results are \
-             gone. To generate it again (charged again), upload the object again with \
-             x-amz-meta-regenerate-expired: true."
-            .into(),
-        Recovery::Retry | Recovery::Resume => {
-            format!("{spent} The function tries again on the next delivery of the event.")
-        }
-        Recovery::Permanent => {
-            let what = match (stage, state) {
-                ("validation", _) => {
-                    "Nothing was sent. Upload a transparent PNG of 256–4096 px (at most 20 MiB) \
-                     with only the product."
-                }
-                ("parameters", _) => {
-                    "Nothing was sent. Fix the object's x-amz-meta-* metadata (or the function's \
-                     DEFAULT_* settings) and upload it again."
-                }
-                (_, Some(-17)) => "Upload the object again with a different x-amz-meta-prompt.",
-                (_, Some(-10 | -16)) => {
-                    "The content was judged prohibited: change the image or the prompt."
-                }
-                (_, Some(-7 | -14)) => {
-                    "Upload a corrected image (a transparent PNG with only the product)."
-                }
-                _ => {
-                    "New parameters are new work: upload the object again with corrected \
-                     x-amz-meta-* metadata once the cause is fixed."
-                }
-            };
-            if stage == "validation" || stage == "parameters" {
-                what.to_owned()
-            } else {
-                format!("{spent} {what}")
-            }
-        }
-    }
+    let state = state.and_then(|s| i32::try_from(s).ok());
+    sentence(&crate::process::remedy_of(
+        recovery,
+        stage,
+        state,
+        http_status,
+        charged,
+        None,
+    ))
 }
 
 /// `key` relative to the folder `from` (a key prefix ending in `/`), `/`-separated.
@@ -971,15 +950,10 @@ mod tests {
 
     #[test]
     fn advice_follows_the_recovery() {
-        assert!(advice(Recovery::Unconfirmed, "create", None, true).contains("retry-unconfirmed"));
-        assert!(
-            advice(Recovery::ResultsLost, "download", None, true).contains("regenerate-expired")
-        );
-        assert!(
-            advice(Recovery::Permanent, "task", Some(-17), false).contains("x-amz-meta-prompt")
-        );
-        assert!(
-            advice(Recovery::Permanent, "validation", None, false).starts_with("Nothing was sent")
-        );
+        let say = |recovery, stage, state| advice(recovery, stage, state, None, false);
+        assert!(say(Recovery::Unconfirmed, "create", None).contains("retry-unconfirmed"));
+        assert!(say(Recovery::ResultsLost, "download", None).contains("regenerate-expired"));
+        assert!(say(Recovery::Permanent, "task", Some(-17)).contains("x-amz-meta-prompt"));
+        assert!(say(Recovery::Permanent, "validation", None).contains("transparent PNG"));
     }
 }

@@ -45,11 +45,13 @@ pub trait Adapter: Send + Sync {
         key: &InputKey,
     ) -> impl Future<Output = Result<Option<GenerateRequest>, Self::Error>> + Send;
 
-    /// Stores a succeeded task's images; returns the outputs' names (paths, keys) as the
-    /// ledger records them. When it fails the task stays recorded, to fetch again later.
+    /// Stores a succeeded task's images (`entry`: the input's entry as walked, with its send
+    /// time and tasks so far); returns the outputs' names (paths, keys) as the ledger records
+    /// them. When it fails the task stays recorded, to fetch again later.
     fn store(
         &self,
         key: &InputKey,
+        entry: &Entry,
         task: &TaskInfo,
         images: Vec<GeneratedImage>,
     ) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send;
@@ -278,7 +280,7 @@ async fn finish<S: LedgerStore, A: Adapter>(
         Ok(images) => images,
         Err(error) => return record_failure(ticket, Operation::Download, error).await,
     };
-    let outputs = match adapter.store(&key, &task, images).await {
+    let outputs = match adapter.store(&key, ticket.entry(), &task, images).await {
         Ok(outputs) => outputs,
         Err(error) => {
             // The task is done and paid: it stays recorded, so the next walk fetches again.

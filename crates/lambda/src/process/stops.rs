@@ -2,8 +2,9 @@
 //! or nothing to do — and what each failure means for the uploader: the decisions taken from
 //! core's [`Recovery`] of a failure, in the Lambda's words.
 
-use backdrop_core::Recovery;
 use backdrop_core::ledger::{Entry, Failure, Refusal};
+use backdrop_core::remedy::{Actions, Fix, remedy};
+use backdrop_core::{Recovery, TaskState};
 
 use super::*;
 
@@ -215,24 +216,54 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
     }
 }
 
-/// What the uploader can do, in the Lambda's words (the meaning is core's [`Recovery`]).
-fn advise(failure: &mut Failure, stage: FailureStage) {
-    let advice = match failure.recovery {
-        Recovery::Unconfirmed => {
-            "; to create it anyway (it may then be charged twice), upload the object again with \
-             x-amz-meta-retry-unconfirmed: true"
-        }
-        Recovery::ResultsLost => {
-            "; to generate it again (charged again), upload the object again with \
-             x-amz-meta-regenerate-expired: true"
-        }
-        Recovery::Permanent if matches!(stage, FailureStage::Create | FailureStage::Task) => {
-            "; new parameters are new work: upload the object again with corrected x-amz-meta-* \
-             metadata once the cause is fixed"
-        }
-        _ => return,
+/// The Lambda's words for what an uploader can do ([`backdrop_core::remedy`] holds the
+/// meaning).
+pub(crate) const ACTIONS: Actions<'static> = Actions {
+    try_again: "the function tries again on the next delivery of the event",
+    resume: "the next delivery of the event resumes it",
+    retry_unconfirmed: "set x-amz-meta-retry-unconfirmed: true on the object after this record \
+                        (copy it onto itself, or upload it again)",
+    regenerate_expired: "set x-amz-meta-regenerate-expired: true on the object after this record \
+                         (copy it onto itself, or upload it again)",
+    change_prompt: "upload the object again with another x-amz-meta-prompt",
+    change_image: "upload a corrected image (a transparent PNG with only the product)",
+    check_key: "check the API key in the function's secret (PICWISH_API_KEY_SECRET_ID)",
+    change_input: "upload the object again with corrected x-amz-meta-* metadata (or change the \
+                   function's DEFAULT_* settings)",
+};
+
+/// What the uploader can do about a failure of `stage`, in the Lambda's words.
+pub(crate) fn remedy_of(
+    recovery: Recovery,
+    stage: FailureStage,
+    task_state: Option<i32>,
+    http_status: Option<u16>,
+    charged: bool,
+    task_id: Option<&str>,
+) -> String {
+    let fix = match stage {
+        FailureStage::Validation => Fix::ImageRule,
+        FailureStage::Parameters => Fix::OptionsRule,
+        _ => Fix::of(task_state.map(TaskState::from_code), http_status),
     };
-    if !failure.message.ends_with(advice) {
-        failure.message.push_str(advice);
+    remedy(recovery, fix, charged, task_id, &ACTIONS)
+}
+
+/// Appends what the uploader can do to a failure that needs the uploader (one that the next
+/// delivery does not take care of).
+fn advise(failure: &mut Failure, stage: FailureStage) {
+    if matches!(failure.recovery, Recovery::Retry | Recovery::Resume) {
+        return;
+    }
+    let advice = remedy_of(
+        failure.recovery,
+        stage,
+        failure.task_state,
+        failure.http_status,
+        failure.credits_spent,
+        failure.task_id.as_deref(),
+    );
+    if !failure.message.ends_with(&advice) {
+        failure.message = format!("{}; {advice}", failure.message);
     }
 }
