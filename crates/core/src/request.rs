@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::spec;
@@ -162,11 +162,47 @@ impl TryFrom<i64> for BatchSize {
 /// assert_eq!(options.batch_size().count(), 1);
 /// # Ok::<(), backdrop_core::ValidationError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RecordedOptions")]
 pub struct GenerationOptions {
     background: Background,
     negative_prompt: Option<String>,
     batch_size: BatchSize,
+}
+
+/// Options as written by [`GenerationOptions`]'s serialisation, checked again when read back.
+#[derive(Deserialize)]
+struct RecordedOptions {
+    background: RecordedBackground,
+    #[serde(default)]
+    negative_prompt: Option<String>,
+    batch_size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RecordedBackground {
+    Prompt(String),
+    SceneType(i64),
+}
+
+impl TryFrom<RecordedOptions> for GenerationOptions {
+    type Error = ValidationError;
+
+    fn try_from(recorded: RecordedOptions) -> Result<Self, ValidationError> {
+        let background = match recorded.background {
+            RecordedBackground::Prompt(prompt) => Background::Prompt(prompt),
+            RecordedBackground::SceneType(scene) => {
+                Background::SceneType(SceneType::try_from(scene)?)
+            }
+        };
+        let mut options = GenerationOptions::new(background)?
+            .with_batch_size(BatchSize::try_from(recorded.batch_size)?);
+        if let Some(negative) = recorded.negative_prompt {
+            options = options.with_negative_prompt(negative);
+        }
+        Ok(options)
+    }
 }
 
 impl GenerationOptions {

@@ -12,12 +12,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::LambdaError;
+use crate::event::ObjectRef;
 use crate::event::{self, Invocation, SqsBody, SqsItem};
 use crate::metrics::Metrics;
-use crate::process::{Delivery, Deps, Lease, Outcome};
+use crate::process::{Delivery, Deps, Lease, Outcome, process_object};
 use crate::queue::MessageQueue;
-// Every object, then its row in the day's report (`report.rs`).
-use crate::report::process_and_report as process_object;
+use crate::report::record_outcomes;
 use crate::store::ObjectStore;
 
 /// Handles one invocation, then writes its metrics.
@@ -47,9 +47,17 @@ pub async fn handle<S: ObjectStore, Q: MessageQueue>(
                     .map(|item| handle_message(deps, item, &lease, &metrics)),
             )
             .await;
+            // The day's report, once every object has its outcome.
+            let finished: Vec<(&ObjectRef, &Outcome)> = results
+                .iter()
+                .flat_map(|(_, outcomes)| {
+                    outcomes.iter().map(|(object, outcome)| (*object, outcome))
+                })
+                .collect();
+            record_outcomes(deps, &finished, report_deadline(deps, &lease)).await;
             let mut response = SqsBatchResponse::default();
-            for (item, retry) in items.iter().zip(results) {
-                if retry {
+            for (item, (retry, _)) in items.iter().zip(&results) {
+                if *retry {
                     let mut failure = BatchItemFailure::default();
                     failure.item_identifier = item.message_id.clone();
                     response.batch_item_failures.push(failure);
@@ -70,6 +78,8 @@ pub async fn handle<S: ObjectStore, Q: MessageQueue>(
                 process_object(deps, object, delivery)
             }))
             .await;
+            let finished: Vec<(&ObjectRef, &Outcome)> = objects.iter().zip(&outcomes).collect();
+            record_outcomes(deps, &finished, report_deadline(deps, &lease)).await;
             let retries: Vec<&Outcome> = outcomes.iter().filter(|o| o.needs_retry()).collect();
             for _ in &retries {
                 metrics.retried();
@@ -100,42 +110,53 @@ pub async fn handle<S: ObjectStore, Q: MessageQueue>(
     answer
 }
 
-/// Processes one SQS message; true when it must be delivered again (after its backoff). Its
-/// log lines carry its message id (one span per message, entered only while its future runs).
-async fn handle_message<S: ObjectStore, Q: MessageQueue>(
+/// When the day's report must have ended: the deadline less half its margin (the objects'
+/// own calls end a whole margin before it).
+fn report_deadline<S, Q>(deps: &Deps<S, Q>, lease: &Lease) -> Instant {
+    lease
+        .deadline
+        .checked_sub(deps.config.deadline_margin / 2)
+        .unwrap_or(lease.deadline)
+}
+
+/// Processes one SQS message: true when it must be delivered again (after its backoff), and
+/// its objects' outcomes. Its log lines carry its message id (one span per message, entered
+/// only while its future runs).
+async fn handle_message<'i, S: ObjectStore, Q: MessageQueue>(
     deps: &Deps<S, Q>,
-    item: &SqsItem,
+    item: &'i SqsItem,
     lease: &Lease,
     metrics: &Metrics,
-) -> bool {
+) -> (bool, Vec<(&'i ObjectRef, Outcome)>) {
     let span = tracing::info_span!("message", message_id = %item.message_id, receive_count = item.receive_count);
     async {
-        let retry = handle_message_body(deps, item, lease, metrics).await;
+        let outcomes = handle_message_body(deps, item, lease, metrics).await;
+        let retry = outcomes.iter().any(|(_, outcome)| outcome.needs_retry());
         if retry {
             metrics.retried();
             delay_next_delivery(deps, item).await;
         }
-        retry
+        (retry, outcomes)
     }
     .instrument(span)
     .await
 }
 
-async fn handle_message_body<S: ObjectStore, Q: MessageQueue>(
+async fn handle_message_body<'i, S: ObjectStore, Q: MessageQueue>(
     deps: &Deps<S, Q>,
-    item: &SqsItem,
+    item: &'i SqsItem,
     lease: &Lease,
     metrics: &Metrics,
-) -> bool {
+) -> Vec<(&'i ObjectRef, Outcome)> {
     match &item.body {
         SqsBody::TestEvent => {
             tracing::info!("s3:TestEvent acknowledged");
-            false
+            Vec::new()
         }
         SqsBody::Unreadable(reason) => {
             // Delivering it again cannot make it readable: acknowledge and say so.
             tracing::warn!(reason = %reason, "message ignored");
-            false
+            Vec::new()
         }
         SqsBody::Objects(objects) => {
             // One ledger owner per record: two messages for one object in one batch (an
@@ -157,7 +178,7 @@ async fn handle_message_body<S: ObjectStore, Q: MessageQueue>(
             for (object, outcome) in objects.iter().zip(&outcomes) {
                 tracing::info!(bucket = %object.bucket, key = %object.key, outcome = %describe(outcome), "record handled");
             }
-            outcomes.iter().any(Outcome::needs_retry)
+            objects.iter().zip(outcomes).collect()
         }
     }
 }

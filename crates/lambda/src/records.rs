@@ -24,7 +24,7 @@ impl Source {
 }
 
 /// Timings of a successful object, in seconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// When the task was created (unix seconds).
     pub submitted_at: Option<f64>,
@@ -41,7 +41,7 @@ pub struct Timings {
 }
 
 /// `OUTPUT_PREFIX/<path>/manifest.json`, written after the images.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The source object version.
     pub source: Source,
@@ -62,7 +62,7 @@ pub struct Manifest {
 }
 
 /// Where an object's processing failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureStage {
     /// The object breaks a rule of the service (nothing was sent).
@@ -102,7 +102,7 @@ impl FailureStage {
 }
 
 /// `FAILED_PREFIX/<path>.json`: why an object has no outputs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureRecord {
     /// The source object version.
     pub source: Source,
@@ -111,7 +111,7 @@ pub struct FailureRecord {
     /// The task state, when the task failed.
     pub state: Option<i32>,
     /// The spec's meaning of that state.
-    pub state_meaning: Option<&'static str>,
+    pub state_meaning: Option<String>,
     /// The HTTP status, when the service refused a request.
     pub http_status: Option<u16>,
     /// The full message, with what to do.
@@ -158,7 +158,9 @@ impl FailureRecord {
             source: source.clone(),
             stage,
             state: failure.task_state,
-            state_meaning: state.filter(|s| s.code() < 0).map(TaskState::meaning),
+            state_meaning: state
+                .filter(|s| s.code() < 0)
+                .map(|s| s.meaning().to_owned()),
             http_status: failure.http_status,
             message: failure.message.clone(),
             recovery: failure.recovery,

@@ -21,11 +21,9 @@
 //! built from are kept in it (a JSON block, with each row record's ETag), so a rebuild fetches
 //! only the row records that are new or changed since.
 //!
-//! **Within an invocation**, the report waits until every object has its outcome (so it never
-//! slows the work), then the objects write their row records one at a time, and the last one
-//! rebuilds the page once for all of them. Within one process, rebuilds of a page also take
-//! turns and combine: a caller whose row record was written before a rebuild began is covered
-//! by that rebuild.
+//! **Within an invocation**, the handler records the objects once every one has its outcome
+//! ([`record_outcomes`]), so the report never slows the work: the row records are written one
+//! at a time, then each day's page is rebuilt once for all of them.
 //!
 //! **Links** are relative keys (`../shelf/mug/1.jpg`, `thumbs/shelf/mug/1.jpg`,
 //! `../../incoming/shelf/mug.png`): the page works wherever the bucket's keys keep their shape —
@@ -46,11 +44,9 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::time::Duration;
 
-use backdrop_core::Recovery;
 use backdrop_report::{Failure, Page, Picture, Row, Status, thumbnail, time};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -58,10 +54,10 @@ use crate::error::LambdaError;
 use crate::event::ObjectRef;
 use crate::outputs::Destination;
 use crate::params::Parameters;
-use crate::process::{Delivery, Deps, Outcome, process_object};
+use crate::process::{Deps, Outcome};
 use crate::queue::MessageQueue;
-use crate::records::FailureStage;
 use crate::records::Source;
+use crate::records::{FailureRecord, Manifest};
 use crate::store::{ObjectStore, WriteCondition, WriteOutcome};
 use backdrop_core::remedy::sentence;
 
@@ -117,7 +113,7 @@ struct Built {
 }
 
 /// Where one day's report lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Day {
     /// The bucket.
     pub bucket: String,
@@ -157,64 +153,47 @@ pub enum Rebuilt {
     ByOthers,
 }
 
-/// [`process_object`], then the day's report updated with the object's row (outputs or a
-/// failure record; skipped and retried objects have none). Report trouble is logged, never
-/// returned: the outcome is the object's.
-///
-/// The report waits until every object of the invocation has its outcome, so that it never
-/// slows the work on them; then the objects write their row records one at a time (one
-/// thumbnail, one request at a time: the report stays a trickle beside the work), and the last
-/// one rebuilds the page once for all of them. It gets the time left before the deadline but half
-/// the deadline margin, so that it never makes the invocation overrun (which would deliver the
-/// whole batch again).
-pub async fn process_and_report<S: ObjectStore, Q: MessageQueue>(
+/// Records the invocation's objects on their days' pages, once every object has its outcome
+/// (the report never slows the work): each object with outputs or a failure record gets its
+/// row record, written one at a time (one thumbnail, one request at a time), then each day's
+/// page is rebuilt once for all of them. It ends by `deadline` (the invocation's, less half
+/// its margin): the report is best effort, logged, and never changes an outcome.
+pub async fn record_outcomes<S: ObjectStore, Q: MessageQueue>(
     deps: &Deps<S, Q>,
-    object: &ObjectRef,
-    delivery: Delivery<'_>,
-) -> Outcome {
-    let lease = delivery.lease;
-    let invocation = Invocation::join(&lease.owner.id);
-    let outcome = process_object(deps, object, delivery).await;
-    let has_row = matches!(outcome, Outcome::Done { .. } | Outcome::Failed { .. });
-    let turn = invocation.leave(has_row);
-    if !has_row {
-        return outcome;
-    }
-    let budget = lease
-        .deadline
-        .saturating_duration_since(tokio::time::Instant::now())
-        .saturating_sub(deps.config.deadline_margin / 2);
-    let (bucket, key) = (&object.bucket, &object.key);
+    outcomes: &[(&ObjectRef, &Outcome)],
+    deadline: tokio::time::Instant,
+) {
     let report = async {
-        turn.all_processed().await;
-        static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-        let day = {
-            let _turn = ONE_AT_A_TIME
-                .acquire()
-                .await
-                .map_err(|e| ReportError(format!("report: {e}")))?;
-            write_row(deps, object, &outcome, time::now_ms()).await
-        };
-        // Counted even when the row could not be written: the last one rebuilds the others'.
-        let Some(days) = turn.row_written(day.as_ref().ok().and_then(Option::as_ref)) else {
-            return day.map(|_| None);
-        };
-        let mut rebuilt = None;
-        for day in days {
-            rebuilt = Some(rebuild_combined(&deps.store, &deps.config, &day).await?);
+        let mut days: Vec<Day> = Vec::new();
+        for (object, outcome) in outcomes {
+            match write_row(deps, object, outcome, time::now_ms()).await {
+                Ok(Some(day)) => {
+                    if !days.contains(&day) {
+                        days.push(day);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(bucket = %object.bucket, key = %object.key, error = %error, "no row for the day's report");
+                }
+            }
         }
-        day.map(|_| rebuilt)
+        for day in &days {
+            match rebuild(&deps.store, &deps.config, day).await {
+                Ok(rebuilt) => {
+                    tracing::debug!(page = %day.page_key(), ?rebuilt, "day's report rebuilt")
+                }
+                Err(error) => {
+                    tracing::warn!(page = %day.page_key(), error = %error, "the day's report was not updated")
+                }
+            }
+        }
     };
-    match tokio::time::timeout(budget, report).await {
-        Ok(Ok(rebuilt)) => {
-            tracing::debug!(%bucket, %key, ?rebuilt, "row written for the day's report")
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(%bucket, %key, error = %error, "the day's report was not updated");
-        }
-        Err(_) => tracing::warn!(%bucket, %key, "no time left to update the day's report"),
+    if tokio::time::timeout_at(deadline, report).await.is_err() {
+        tracing::warn!(
+            "no time left to update the day's report; the next invocation's rebuild lists every row record"
+        );
     }
-    outcome
 }
 
 /// Writes the row record of `object`'s `outcome` (made at `now_ms`); returns the day it
@@ -277,148 +256,6 @@ async fn write_row<S: ObjectStore, Q: MessageQueue>(
         )
         .await?;
     Ok(Some(day))
-}
-
-/// Where the objects of one invocation stand: how many are still being processed, how many rows
-/// are still to be written, and the days those rows went to.
-#[derive(Debug, Default)]
-struct Counts {
-    processing: usize,
-    rows_to_write: usize,
-    days: Vec<Day>,
-}
-
-type Shared = std::sync::Arc<(std::sync::Mutex<Counts>, tokio::sync::Notify)>;
-
-/// One object of an invocation (the objects of an invocation all start at once: each joins
-/// before its first await).
-#[derive(Debug)]
-struct Invocation {
-    id: String,
-    shared: Shared,
-}
-
-fn invocations() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Shared>> {
-    static INVOCATIONS: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<String, Shared>>,
-    > = std::sync::OnceLock::new();
-    INVOCATIONS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn counts(shared: &Shared) -> std::sync::MutexGuard<'_, Counts> {
-    shared
-        .0
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Invocation {
-    /// Counts one more object of invocation `id` as being processed.
-    fn join(id: &str) -> Invocation {
-        let shared = invocations().entry(id.to_owned()).or_default().clone();
-        counts(&shared).processing += 1;
-        Invocation {
-            id: id.to_owned(),
-            shared,
-        }
-    }
-
-    /// Counts this object as processed, with a row to write or not.
-    fn leave(self, has_row: bool) -> Turn {
-        let all_processed = {
-            let mut counts = counts(&self.shared);
-            counts.processing = counts.processing.saturating_sub(1);
-            counts.rows_to_write += usize::from(has_row);
-            counts.processing == 0
-        };
-        if all_processed {
-            invocations().remove(&self.id);
-            self.shared.1.notify_waiters();
-        }
-        Turn {
-            shared: self.shared,
-        }
-    }
-}
-
-/// An object's turn at the report, once processed.
-#[derive(Debug)]
-struct Turn {
-    shared: Shared,
-}
-
-impl Turn {
-    /// Ends once every object of the invocation is processed.
-    async fn all_processed(&self) {
-        loop {
-            let notified = self.shared.1.notified();
-            if counts(&self.shared).processing == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Counts this object's row as written (to `day`, if it was); the last one gets the days
-    /// to rebuild.
-    fn row_written(self, day: Option<&Day>) -> Option<Vec<Day>> {
-        let mut counts = counts(&self.shared);
-        if let Some(day) = day
-            && !counts
-                .days
-                .iter()
-                .any(|d| d.bucket == day.bucket && d.date == day.date && d.folder == day.folder)
-        {
-            counts.days.push(day.clone());
-        }
-        counts.rows_to_write = counts.rows_to_write.saturating_sub(1);
-        (counts.rows_to_write == 0).then(|| std::mem::take(&mut counts.days))
-    }
-}
-
-/// Turns at rebuilding one page in this process: tickets requested, and the last ticket covered
-/// by a finished rebuild.
-#[derive(Debug, Default)]
-struct Turns {
-    requested: std::sync::atomic::AtomicU64,
-    covered: tokio::sync::Mutex<u64>,
-}
-
-/// [`rebuild`], one at a time per page in this process: a caller whose row record was written
-/// before a rebuild began returns once that rebuild is done, without starting another.
-async fn rebuild_combined<S: ObjectStore>(
-    store: &S,
-    config: &Config,
-    day: &Day,
-) -> Result<Rebuilt, ReportError> {
-    use std::sync::atomic::Ordering;
-    static PAGES: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Turns>>>,
-    > = std::sync::OnceLock::new();
-    let turns = {
-        let mut pages = PAGES
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        pages
-            .entry(format!("{}/{}", day.bucket, day.page_key()))
-            .or_default()
-            .clone()
-    };
-    // Taken after this caller's row record was written.
-    let ticket = turns.requested.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut covered = turns.covered.lock().await;
-    if *covered >= ticket {
-        return Ok(Rebuilt::ByOthers);
-    }
-    // Every ticket taken so far was taken before this rebuild's first read of the page.
-    let covering = turns.requested.load(Ordering::SeqCst);
-    let rebuilt = rebuild(store, config, day).await?;
-    *covered = covering;
-    Ok(rebuilt)
 }
 
 /// Rebuilds a day's page from the listing of its row records (see the module's notes on
@@ -577,17 +414,9 @@ struct RowMaker<'a, S> {
 
 impl<S: ObjectStore> RowMaker<'_, S> {
     async fn done_row(&self, manifest_key: &str) -> Result<Row, ReportError> {
-        let manifest = self.json(manifest_key).await?;
-        let outputs: Vec<String> = manifest["outputs"]
-            .as_array()
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|k| k.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let manifest: Manifest = self.record(manifest_key).await?;
         let mut images = Vec::new();
-        for (i, key) in outputs.iter().enumerate() {
+        for (i, key) in manifest.outputs.iter().enumerate() {
             let thumb = self
                 .thumbnail(
                     &self.destination.bucket,
@@ -602,44 +431,36 @@ impl<S: ObjectStore> RowMaker<'_, S> {
                 caption: format!("image {}", i + 1),
             });
         }
-        let parameters = &manifest["parameters"];
+        let parameters = &manifest.parameters;
         Ok(Row {
             label: self.label(),
             status: Status::Succeeded,
-            state: match manifest["attempts"].as_u64() {
-                Some(attempts) if attempts > 1 => format!("done (after {attempts} tasks)"),
+            state: match manifest.attempts {
+                attempts if attempts > 1 => format!("done (after {attempts} tasks)"),
                 _ => "done".into(),
             },
             source: Some(self.source_picture().await),
             images,
-            background: background_of(&parameters["background"]),
-            negative: parameters["negative_prompt"].as_str().map(str::to_owned),
-            task_id: manifest["task_id"].as_str().map(str::to_owned),
-            seconds: manifest["timings"]["seconds"].as_f64(),
-            credits: manifest["credits_charged"].as_u64().unwrap_or(0) as u32,
+            background: Some(background_text(parameters.background())),
+            negative: parameters.negative_prompt().map(str::to_owned),
+            task_id: Some(manifest.task_id),
+            seconds: manifest.timings.seconds,
+            credits: manifest.credits_charged,
             failure: None,
         })
     }
 
     async fn failed_row(&self, record_key: &str) -> Result<Row, ReportError> {
-        let record = self.json(record_key).await?;
-        let stage = record["stage"].as_str().unwrap_or("task").to_owned();
-        let state = record["state"].as_i64();
-        let http = record["http_status"].as_u64();
-        let recovery: Recovery =
-            serde_json::from_value(record["recovery"].clone()).unwrap_or(Recovery::Permanent);
-        let mut words = format!("failed at {}", stage.replace('_', " "));
-        if let Some(state) = state {
+        let record: FailureRecord = self.record(record_key).await?;
+        let mut words = format!("failed at {}", record.stage.as_str().replace('_', " "));
+        if let Some(state) = record.state {
             words.push_str(&format!(" (task state {state})"));
-        } else if let Some(http) = http {
+        } else if let Some(http) = record.http_status {
             words.push_str(&format!(" (HTTP {http})"));
         }
-        let mut reason = record["message"]
-            .as_str()
-            .unwrap_or("no reason was recorded")
-            .to_owned();
-        if let Some(meaning) = record["state_meaning"].as_str()
-            && !reason.contains(meaning)
+        let mut reason = record.message.clone();
+        if let Some(meaning) = &record.state_meaning
+            && !reason.contains(meaning.as_str())
         {
             reason = format!("{reason} ({meaning})");
         }
@@ -648,36 +469,30 @@ impl<S: ObjectStore> RowMaker<'_, S> {
             Ok(Some(head)) => Parameters::resolve(&head.metadata, &self.config.defaults).ok(),
             _ => None,
         };
-        let background = options.as_ref().and_then(|p| {
-            serde_json::to_value(&p.options)
-                .ok()
-                .and_then(|o| background_of(&o["background"]))
-        });
+        let advice = sentence(&crate::process::remedy_of(
+            record.recovery,
+            record.stage,
+            record.state,
+            record.http_status,
+            record.credits_spent,
+            None,
+        ));
         Ok(Row {
             label: self.label(),
             status: Status::Failed,
             state: words,
             source: Some(self.source_picture().await),
             images: Vec::new(),
-            background,
+            background: options
+                .as_ref()
+                .map(|p| background_text(p.options.background())),
             negative: options
                 .as_ref()
                 .and_then(|p| p.options.negative_prompt().map(str::to_owned)),
-            task_id: record["task_id"].as_str().map(str::to_owned),
+            task_id: record.task_id,
             seconds: None,
             credits: 0,
-            failure: Some(Failure {
-                reason,
-                advice: advice(
-                    recovery,
-                    &stage,
-                    state,
-                    record["http_status"]
-                        .as_u64()
-                        .and_then(|s| u16::try_from(s).ok()),
-                    record["credits_spent"].as_bool().unwrap_or(false),
-                ),
-            }),
+            failure: Some(Failure { reason, advice }),
         })
     }
 
@@ -685,7 +500,8 @@ impl<S: ObjectStore> RowMaker<'_, S> {
         format!("s3://{}/{}", self.object.bucket, self.object.key)
     }
 
-    async fn json(&self, key: &str) -> Result<Value, ReportError> {
+    /// A record the function wrote (a manifest, a failure record), read back by its type.
+    async fn record<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T, ReportError> {
         let Some((bytes, _)) = self.store.get(&self.destination.bucket, key).await? else {
             return Err(ReportError(format!(
                 "s3://{}/{key} is gone",
@@ -694,7 +510,7 @@ impl<S: ObjectStore> RowMaker<'_, S> {
         };
         serde_json::from_slice(&bytes).map_err(|e| {
             ReportError(format!(
-                "s3://{}/{key} is not JSON: {e}",
+                "s3://{}/{key} is not a record of this function: {e}",
                 self.destination.bucket
             ))
         })
@@ -854,39 +670,13 @@ impl std::io::Seek for ChunkReader {
 }
 
 /// `prompt: …` or `scene N` from a serialised [`backdrop_core::Background`].
-fn background_of(background: &Value) -> Option<String> {
-    if let Some(prompt) = background["prompt"].as_str() {
-        return Some(format!("prompt: {prompt}"));
-    }
-    background["scene_type"]
-        .as_u64()
-        .map(|scene| format!("scene {scene}"))
-}
 
-/// What the uploader can do, as a sentence of the page ([`crate::process::remedy_of`]).
-fn advice(
-    recovery: Recovery,
-    stage: &str,
-    state: Option<i64>,
-    http_status: Option<u16>,
-    charged: bool,
-) -> String {
-    let stage = match stage {
-        "validation" => FailureStage::Validation,
-        "parameters" => FailureStage::Parameters,
-        "download" => FailureStage::Download,
-        "create" => FailureStage::Create,
-        _ => FailureStage::Task,
-    };
-    let state = state.and_then(|s| i32::try_from(s).ok());
-    sentence(&crate::process::remedy_of(
-        recovery,
-        stage,
-        state,
-        http_status,
-        charged,
-        None,
-    ))
+/// The background asked for, as the page shows it.
+fn background_text(background: &backdrop_core::Background) -> String {
+    match background {
+        backdrop_core::Background::Prompt(prompt) => format!("prompt: {prompt}"),
+        backdrop_core::Background::SceneType(scene) => format!("scene {scene}"),
+    }
 }
 
 /// `key` relative to the folder `from` (a key prefix ending in `/`), `/`-separated.
@@ -946,14 +736,5 @@ mod tests {
             "../../incoming/mug.png"
         );
         assert_eq!(relative_key("_report/", "mug/1.jpg"), "../mug/1.jpg");
-    }
-
-    #[test]
-    fn advice_follows_the_recovery() {
-        let say = |recovery, stage, state| advice(recovery, stage, state, None, false);
-        assert!(say(Recovery::Unconfirmed, "create", None).contains("retry-unconfirmed"));
-        assert!(say(Recovery::ResultsLost, "download", None).contains("regenerate-expired"));
-        assert!(say(Recovery::Permanent, "task", Some(-17)).contains("x-amz-meta-prompt"));
-        assert!(say(Recovery::Permanent, "validation", None).contains("transparent PNG"));
     }
 }

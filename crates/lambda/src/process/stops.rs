@@ -267,3 +267,24 @@ fn advise(failure: &mut Failure, stage: FailureStage) {
         failure.message = format!("{}; {advice}", failure.message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remedies_are_in_the_lambdas_words() {
+        let say = |recovery, stage, state| remedy_of(recovery, stage, state, None, false, None);
+        assert!(
+            say(Recovery::Unconfirmed, FailureStage::Create, None).contains("retry-unconfirmed")
+        );
+        assert!(
+            say(Recovery::ResultsLost, FailureStage::Download, None).contains("regenerate-expired")
+        );
+        assert!(
+            say(Recovery::Permanent, FailureStage::Task, Some(-17)).contains("x-amz-meta-prompt")
+        );
+        let refused = say(Recovery::Permanent, FailureStage::Validation, None);
+        assert!(refused.contains("transparent PNG") && refused.ends_with("nothing was sent"));
+    }
+}
