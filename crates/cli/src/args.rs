@@ -80,8 +80,19 @@ pub struct ServiceArgs {
 
     /// For a sped-up emulator (`backdrop emulator --time-scale X`) only: divide the rate-limit
     /// window, the retry backoff and the expected processing times by this.
-    #[arg(long, hide = true, default_value_t = 1.0, value_parser = positive_number)]
+    #[arg(long, hide = true, default_value_t = 1.0, value_parser = time_scale)]
     pub time_scale: f64,
+}
+
+/// A factor [`backdrop_core::time_scale::TimeScale`] accepts.
+fn time_scale(value: &str) -> Result<f64, String> {
+    let factor: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    backdrop_core::time_scale::TimeScale::new(factor)
+        .map(|scale| scale.factor())
+        .map_err(|e| e.to_string())
 }
 
 /// A finite number above 0.

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::backoff::{Backoff, Jitter};
 use crate::budget::{BudgetStore, SharedBudget, SharedRateBudget};
 use crate::credits::CreditCap;
 use crate::error::{Error, Result};
 use crate::spec;
+use crate::time_scale::TimeScale;
 
 /// Environment variable holding the API key.
 pub const ENV_API_KEY: &str = "PICWISH_API_KEY";
@@ -100,10 +102,10 @@ impl ExpectedProcessing {
 
     /// The same times on a clock `factor` times faster (see
     /// [`ClientConfigBuilder::time_scale`]).
-    pub(crate) fn scaled(self, factor: f64) -> Self {
+    pub(crate) fn scaled(self, scale: TimeScale) -> Self {
         ExpectedProcessing {
-            median: self.median.div_f64(factor),
-            p95: self.p95.div_f64(factor),
+            median: scale.to_real(self.median),
+            p95: scale.to_real(self.p95),
         }
     }
 }
@@ -159,13 +161,12 @@ impl RateLimit {
         }
     }
 
-    /// The same budget with the window divided by `factor` (for emulated, sped-up time; a
-    /// factor that is not a positive number counts as 1). The margin stays as it is: it covers
-    /// network and scheduling jitter, which real time governs.
-    pub fn scaled(self, factor: f64) -> Self {
-        let factor = valid_time_scale(factor);
+    /// The same budget on a clock `scale` times faster (emulated, sped-up time): the window
+    /// divided by it. The margin stays as it is: it covers network and scheduling jitter, which
+    /// real time governs.
+    pub fn scaled(self, scale: TimeScale) -> Self {
         RateLimit {
-            window: self.window.div_f64(factor),
+            window: scale.to_real(self.window),
             ..self
         }
     }
@@ -174,15 +175,6 @@ impl RateLimit {
 impl Default for RateLimit {
     fn default() -> Self {
         RateLimit::per_second(spec::DEFAULT_QPS)
-    }
-}
-
-/// `factor` when it is a positive finite number, else 1 (real time).
-fn valid_time_scale(factor: f64) -> f64 {
-    if factor.is_finite() && factor > 0.0 {
-        factor
-    } else {
-        1.0
     }
 }
 
@@ -211,19 +203,19 @@ impl RetryPolicy {
     /// The backoff before attempt `attempt + 1` (attempt counts from 1), jittered in
     /// `[half, full]` of the exponential value.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(16);
-        let full = self
-            .initial_backoff
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_backoff);
-        full.mul_f64(rand::random_range(0.5..=1.0))
+        Backoff {
+            first: self.initial_backoff,
+            longest: self.max_backoff,
+            jitter: Jitter::Half,
+        }
+        .delay(attempt)
     }
 
-    /// The same policy on a clock `factor` times faster: backoffs divided by it.
-    fn scaled(self, factor: f64) -> Self {
+    /// The same policy on a clock `scale` times faster: backoffs divided by it.
+    fn scaled(self, scale: TimeScale) -> Self {
         RetryPolicy {
-            initial_backoff: self.initial_backoff.div_f64(factor),
-            max_backoff: self.max_backoff.div_f64(factor),
+            initial_backoff: scale.to_real(self.initial_backoff),
+            max_backoff: scale.to_real(self.max_backoff),
             ..self
         }
     }
@@ -243,7 +235,7 @@ pub struct ClientConfig {
     pub(crate) max_concurrent_downloads: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) expected_processing: ExpectedProcessing,
-    pub(crate) time_scale: f64,
+    pub(crate) time_scale: TimeScale,
     pub(crate) shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
     pub(crate) credit_cap: Option<CreditCap>,
 }
@@ -303,7 +295,7 @@ impl ClientConfig {
     }
 
     /// How many times faster than real time the service's clock runs (1 for the real service).
-    pub fn time_scale(&self) -> f64 {
+    pub fn time_scale(&self) -> TimeScale {
         self.time_scale
     }
 
@@ -445,9 +437,10 @@ impl ClientConfigBuilder {
     /// time governs jitter), the retry backoffs, the expected processing times and the
     /// documented poll interval of every wait. Timeouts and the 300 s limit of a wait stay in
     /// real time. The [shared budget](Self::shared_budget) and its fallback share are scaled
-    /// with the rate limit. A factor that is not a positive number counts as 1.
+    /// with the rate limit. [`build`](Self::build) refuses a factor that is not a
+    /// [`TimeScale`].
     pub fn time_scale(mut self, factor: f64) -> Self {
-        self.time_scale = valid_time_scale(factor);
+        self.time_scale = factor;
         self
     }
 
@@ -516,7 +509,7 @@ impl ClientConfigBuilder {
                 "the rate limit must allow at least one request per non-zero window".into(),
             ));
         }
-        let scale = self.time_scale;
+        let scale = TimeScale::new(self.time_scale).map_err(|e| Error::Config(e.to_string()))?;
         Ok(ClientConfig {
             api_key,
             base_url,

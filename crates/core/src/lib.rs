@@ -62,6 +62,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod budget;
 mod client;
 pub mod config;
@@ -82,6 +83,7 @@ mod scheduler;
 mod simulation;
 pub mod spec;
 pub mod state;
+pub mod time_scale;
 pub mod validate;
 pub mod wait;
 

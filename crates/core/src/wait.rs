@@ -111,7 +111,7 @@ impl Client {
         observe: impl FnMut(&TaskInfo) -> WaitControl + Send,
     ) -> Result<TaskInfo> {
         let options = WaitOptions {
-            poll_interval: options.poll_interval.div_f64(self.config().time_scale()),
+            poll_interval: self.config().time_scale().to_real(options.poll_interval),
             ..options
         };
         let query = |want| self.query(task_id, want);

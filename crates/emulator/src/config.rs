@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use backdrop_core::spec;
+use backdrop_core::time_scale::TimeScale;
 use serde::{Deserialize, Serialize};
 
 /// Default largest request body, in bytes: twice the documented file limit, so that uploads up to
@@ -84,12 +85,7 @@ impl Default for EmulatorConfig {
 impl EmulatorConfig {
     /// Checks the values that would make the emulator misbehave.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
-            return Err(format!(
-                "time_scale must be a finite number above 0, not {}",
-                self.time_scale
-            ));
-        }
+        TimeScale::new(self.time_scale).map_err(|e| e.to_string())?;
         self.processing.validate()?;
         self.faults.validate()?;
         if let Some(url) = &self.public_url
@@ -105,8 +101,9 @@ impl EmulatorConfig {
     /// `duration` divided by the time scale, at most [`MAX_SCALED`] (so that adding a few of them
     /// to an instant can never overflow).
     pub(crate) fn scaled(&self, duration: Duration) -> Duration {
-        Duration::try_from_secs_f64(duration.as_secs_f64() / self.time_scale)
-            .unwrap_or(MAX_SCALED)
+        TimeScale::new(self.time_scale)
+            .unwrap_or(TimeScale::REAL)
+            .to_real(duration)
             .min(MAX_SCALED)
     }
 }
@@ -292,15 +289,15 @@ mod tests {
             Duration::from_millis(500)
         );
         let slow = EmulatorConfig {
-            time_scale: 1e-300,
+            time_scale: TimeScale::MIN,
             ..EmulatorConfig::default()
         };
-        assert_eq!(slow.scaled(Duration::from_secs(2)), MAX_SCALED);
+        assert_eq!(slow.scaled(Duration::from_secs(1 << 40)), MAX_SCALED);
     }
 
     #[test]
     fn invalid_values_are_refused() {
-        for scale in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        for scale in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
             let config = EmulatorConfig {
                 time_scale: scale,
                 ..EmulatorConfig::default()

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use backdrop_core::backoff::{Backoff, Jitter};
 use backdrop_core::{BatchSize, RateLimit, spec};
 
 use crate::error::LambdaError;
@@ -241,10 +242,13 @@ impl Config {
     /// How long the message of a delivery that ends in transient trouble waits before it is
     /// delivered again: `retry_base × 2^(receive_count − 1)`, at most `retry_max`.
     pub fn retry_delay(&self, receive_count: u32) -> Duration {
-        let doublings = receive_count.saturating_sub(1).min(20);
-        self.retry_base
-            .saturating_mul(1u32 << doublings)
-            .min(self.retry_max)
+        Backoff {
+            first: self.retry_base,
+            longest: self.retry_max,
+            // A schedule the operator reads (and the tests check): no jitter.
+            jitter: Jitter::None,
+        }
+        .delay(receive_count)
     }
 
     /// True when the delivery numbered `receive_count` is the last the queue makes.

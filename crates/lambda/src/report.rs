@@ -59,6 +59,7 @@ use crate::queue::MessageQueue;
 use crate::records::Source;
 use crate::records::{FailureRecord, Manifest};
 use crate::store::{ObjectStore, WriteCondition, WriteOutcome};
+use backdrop_core::backoff::{Backoff, Jitter};
 use backdrop_core::remedy::sentence;
 
 /// The report's folder under the output prefix.
@@ -318,7 +319,7 @@ pub async fn rebuild<S: ObjectStore>(
         {
             WriteOutcome::Written(_) => return Ok(Rebuilt::Written(count)),
             WriteOutcome::ConditionFailed => {
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(REBUILD_BACKOFF.delay(attempt + 1)).await;
             }
         }
     }
@@ -669,9 +670,7 @@ impl std::io::Seek for ChunkReader {
     }
 }
 
-/// `prompt: …` or `scene N` from a serialised [`backdrop_core::Background`].
-
-/// The background asked for, as the page shows it.
+/// The background asked for, as the page shows it: `prompt: …` or `scene N`.
 fn background_text(background: &backdrop_core::Background) -> String {
     match background {
         backdrop_core::Background::Prompt(prompt) => format!("prompt: {prompt}"),
@@ -706,15 +705,13 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// 20–120 ms, growing with the attempt, jittered: concurrent writers spread out.
-fn backoff(attempt: u32) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let ceiling = 20 + 15 * u64::from(attempt.min(6));
-    Duration::from_millis(20 + u64::from(nanos) % ceiling)
-}
+/// The wait before another try at the page after a lost race: 20 ms doubling up to 320 ms,
+/// fully jittered, so that concurrent writers spread out.
+const REBUILD_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(20),
+    longest: Duration::from_millis(320),
+    jitter: Jitter::Full,
+};
 
 #[cfg(test)]
 mod tests {
