@@ -31,7 +31,7 @@ use crate::output;
 use crate::progress::Progress;
 use crate::report::LiveReport;
 use crate::service::Service;
-use crate::summary::{CapUse, FailureRecord, InputOutcome, OutcomeStatus, Summary};
+use crate::summary::{CapUse, InputFailure, InputOutcome, OutcomeStatus, Summary};
 
 /// Runs `backdrop generate`.
 pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
@@ -71,7 +71,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
     let legacy_options = options_text_before_ledger(&args);
     let work = futures_util::stream::iter(inputs.into_iter().enumerate())
         .map(|(position, input)| {
-            let job = Job {
+            let job = Batch {
                 client: &service.client,
                 ledger: &ledger,
                 owner: &owner,
@@ -152,8 +152,8 @@ pub(crate) fn request_for(
 pub(crate) fn request_of(
     args: &GenerateArgs,
     input: &Input,
-) -> Result<GenerateRequest, FailureRecord> {
-    let invalid = |error| FailureRecord::from_error(&backdrop_core::Error::Invalid(error));
+) -> Result<GenerateRequest, InputFailure> {
+    let invalid = |error| InputFailure::from_error(&backdrop_core::Error::Invalid(error));
     let builder = match &input.source {
         InputSource::File(path) => {
             backdrop_core::validate::inspect_png_file(path).map_err(|error| match error {
@@ -176,14 +176,14 @@ pub(crate) fn request_of(
 pub(crate) async fn key_of(
     input: &Input,
     request: &GenerateRequest,
-) -> Result<InputKey, FailureRecord> {
+) -> Result<InputKey, InputFailure> {
     let image = match &input.source {
         InputSource::File(path) => {
             let path = path.clone();
             let hashed = path.clone();
             tokio::task::spawn_blocking(move || ImageIdentity::of_file(&hashed))
                 .await
-                .map_err(|e| FailureRecord::local(format!("cannot read the input: {e}")))?
+                .map_err(|e| InputFailure::local(format!("cannot read the input: {e}")))?
                 .map_err(|source| read_failure(path, source))?
         }
         InputSource::Url(url) => ImageIdentity::of_url(url),
@@ -219,7 +219,7 @@ enum Finished {
     /// Created, then the run stopped waiting for it.
     Interrupted,
     /// Not started: the credit cap would have been passed (nothing sent).
-    NotStarted(FailureRecord),
+    NotStarted(InputFailure),
 }
 
 /// A new id for this run, the owner of the inputs it works on.
@@ -232,7 +232,7 @@ fn run_id() -> String {
 }
 
 /// What every input's job shares.
-struct Job<'a> {
+struct Batch<'a> {
     client: &'a Client,
     ledger: &'a Ledger<&'a Journal>,
     owner: &'a Owner,
@@ -246,7 +246,7 @@ struct Job<'a> {
     wait: WaitOptions,
 }
 
-impl Job<'_> {
+impl Batch<'_> {
     async fn process(&self, input: &Input) -> InputOutcome {
         let started = Instant::now();
         let mut outcome = InputOutcome {
@@ -325,14 +325,14 @@ impl Job<'_> {
         &self,
         input: &Input,
         outcome: &mut InputOutcome,
-    ) -> Result<Finished, FailureRecord> {
+    ) -> Result<Finished, InputFailure> {
         let request = request_of(self.args, input)?;
         let key = key_of(input, &request).await?;
         self.report.input_keyed(&key, input);
         self.journal
             .adopt_entry_before_ledger(&key, input, self.legacy_options)
             .await
-            .map_err(|e| FailureRecord::local(e.to_string()))?;
+            .map_err(|e| InputFailure::local(e.to_string()))?;
         if self.stopping() {
             return Ok(Finished::Skipped);
         }
@@ -358,7 +358,7 @@ impl Job<'_> {
                 self.quitting(),
             )
             .await
-            .map_err(|e| FailureRecord::local(e.to_string()))?;
+            .map_err(|e| InputFailure::local(e.to_string()))?;
         outcome.task_id = match &driven {
             Driven::Stored { entry, .. }
             | Driven::AlreadyDone(entry)
@@ -382,21 +382,21 @@ impl Job<'_> {
                     .collect();
                 Ok(Finished::AlreadyDone)
             }
-            Driven::Busy(entry) => Err(FailureRecord::local(format!(
+            Driven::Busy(entry) => Err(InputFailure::local(format!(
                 "another run works on it ({}); wait for it to end",
                 entry.owner.map(|o| o.id).unwrap_or_default()
             ))),
             Driven::Refused { entry, refusal } => Err(refused(&entry, refusal)),
-            Driven::Gone => Err(FailureRecord::local(format!(
+            Driven::Gone => Err(InputFailure::local(format!(
                 "{} went away before it could be sent",
                 input.label()
             ))),
-            Driven::Unprepared(error) => Err(FailureRecord::local(error)),
+            Driven::Unprepared(error) => Err(InputFailure::local(error)),
             Driven::Failed {
                 error: error @ backdrop_core::Error::CreditCapReached { .. },
                 ..
             } => {
-                let mut reason = FailureRecord::from_error(&error);
+                let mut reason = InputFailure::from_error(&error);
                 reason.message.push_str(
                     " (--max-credits / PICWISH_MAX_CREDITS); run again with a higher cap to \
                      create it",
@@ -404,14 +404,14 @@ impl Job<'_> {
                 Ok(Finished::NotStarted(reason))
             }
             Driven::Failed { failure, error, .. } => {
-                let mut record = FailureRecord::from_error(&error);
+                let mut record = InputFailure::from_error(&error);
                 record.recovery = failure.recovery;
                 record.maybe_accepted = failure.recovery == Recovery::Unconfirmed;
                 record.message =
                     with_remedy(&failure.message, &failure, outcome.task_id.as_deref());
                 Err(record)
             }
-            Driven::NotStored { error, .. } => Err(FailureRecord::local(format!(
+            Driven::NotStored { error, .. } => Err(InputFailure::local(format!(
                 "{error}; the journal keeps task {}: run again to download it again",
                 outcome.task_id.as_deref().unwrap_or("?")
             ))),
@@ -431,7 +431,7 @@ impl Job<'_> {
 /// The CLI's side of an input's walk: the request checked before the walk, and the output
 /// folder its images go to.
 struct Files<'a> {
-    job: &'a Job<'a>,
+    job: &'a Batch<'a>,
     input: &'a Input,
     request: GenerateRequest,
 }
@@ -500,8 +500,8 @@ impl Adapter for Files<'_> {
 }
 
 /// The failure of reading an input file.
-pub(crate) fn read_failure(path: PathBuf, source: std::io::Error) -> FailureRecord {
-    FailureRecord::from_error(&backdrop_core::Error::Io {
+pub(crate) fn read_failure(path: PathBuf, source: std::io::Error) -> InputFailure {
+    InputFailure::from_error(&backdrop_core::Error::Io {
         action: "read",
         path,
         source,
@@ -537,7 +537,7 @@ pub(crate) fn with_remedy(message: &str, failure: &Failure, task_id: Option<&str
 }
 
 /// The failure of an input the ledger refused to work on again.
-fn refused(entry: &Entry, refusal: Refusal) -> FailureRecord {
+fn refused(entry: &Entry, refusal: Refusal) -> InputFailure {
     let earlier = entry
         .failure
         .clone()
@@ -565,7 +565,7 @@ fn refused(entry: &Entry, refusal: Refusal) -> FailureRecord {
     };
     let message = with_remedy(&what, &failure, entry.task_id.as_deref());
     let recovery = refusal.recovery();
-    FailureRecord {
+    InputFailure {
         message,
         http_status: entry.failure.as_ref().and_then(|f| f.http_status),
         task_state: entry.failure.as_ref().and_then(|f| f.task_state),

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use backdrop_core::Recovery;
 use backdrop_core::ledger::{Entry, InputKey, Stage};
-use backdrop_report::{Failure, Page, Picture, Row, Status, thumbnail, time};
+use backdrop_report::{Page, Picture, Row, RowFailure, Status, thumbnail, time};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
@@ -653,7 +653,7 @@ impl Folder<'_> {
         let failure = match entry.stage {
             Stage::Failed | Stage::Unconfirmed | Stage::Expired => {
                 let recorded = entry.failure.as_ref();
-                Some(Failure {
+                Some(RowFailure {
                     reason: recorded
                         .map(|f| f.message.clone())
                         .unwrap_or_else(|| "no reason was recorded".into()),
@@ -695,7 +695,7 @@ impl Folder<'_> {
             ),
             _ => (
                 "refused locally: nothing was sent".to_owned(),
-                Some(Failure {
+                Some(RowFailure {
                     reason: unrecorded
                         .reason
                         .clone()

@@ -30,7 +30,7 @@ pub struct InputOutcome {
     pub credits: u32,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<FailureRecord>,
+    pub error: Option<InputFailure>,
 }
 
 /// How an input ended.
@@ -55,7 +55,7 @@ pub enum OutcomeStatus {
 
 /// A readable failure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FailureRecord {
+pub struct InputFailure {
     /// The full message, with what to do.
     pub message: String,
     /// The HTTP status, when the service answered.
@@ -80,11 +80,11 @@ pub struct FailureRecord {
     pub exit_code: u8,
 }
 
-impl FailureRecord {
+impl InputFailure {
     /// The record of a core error.
     pub fn from_error(error: &backdrop_core::Error) -> Self {
         let recovery = error.recovery();
-        FailureRecord {
+        InputFailure {
             message: error.to_string(),
             http_status: error.http_status(),
             task_state: error.task_state().map(|s| s.code()),
@@ -101,7 +101,7 @@ impl FailureRecord {
 
     /// The record of a local failure that is not a core error (e.g. writing an output).
     pub fn local(message: String) -> Self {
-        FailureRecord {
+        InputFailure {
             message,
             http_status: None,
             task_state: None,
@@ -197,7 +197,7 @@ impl Summary {
         if self.stopped && self.skipped + self.interrupted > 0 {
             return EXIT_INTERRUPTED;
         }
-        let failures: Vec<&FailureRecord> = self
+        let failures: Vec<&InputFailure> = self
             .inputs
             .iter()
             .filter(|i| i.status != OutcomeStatus::NotStarted)

@@ -9,16 +9,16 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::error::{Failure, backdrop_error};
+use crate::error::{Fault, backdrop_error};
 use crate::result::backdrop_result::{self, BACKDROP_OK};
 
 /// Runs the body of a fallible exported function: a block that returns
-/// `Result<(), Failure>`. Returns the `backdrop_result`; on failure, writes the error detail to the
+/// `Result<(), Fault>`. Returns the `backdrop_result`; on failure, writes the error detail to the
 /// optional `backdrop_error **` named by `error_out`.
 macro_rules! ffi_boundary {
     (error_out = $error_out:ident, $body:block) => {{
         let outcome = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
-            || -> ::std::result::Result<(), $crate::error::Failure> { $body },
+            || -> ::std::result::Result<(), $crate::error::Fault> { $body },
         ));
         // SAFETY: `error_out` is NULL or points to writable storage for one pointer (the
         // header's contract for every `backdrop_error **error_out` parameter).
@@ -26,7 +26,7 @@ macro_rules! ffi_boundary {
     }};
     ($body:block) => {{
         let outcome = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
-            || -> ::std::result::Result<(), $crate::error::Failure> { $body },
+            || -> ::std::result::Result<(), $crate::error::Fault> { $body },
         ));
         // SAFETY: a NULL `error_out` is never written.
         unsafe { $crate::boundary::finish(outcome, ::std::ptr::null_mut()) }
@@ -52,13 +52,13 @@ macro_rules! ffi_infallible {
 /// # Safety
 /// `error_out` is NULL or valid for writing one pointer.
 pub(crate) unsafe fn finish(
-    outcome: std::thread::Result<Result<(), Failure>>,
+    outcome: std::thread::Result<Result<(), Fault>>,
     error_out: *mut *mut backdrop_error,
 ) -> backdrop_result {
     let failure = match outcome {
         Ok(Ok(())) => return BACKDROP_OK,
         Ok(Err(failure)) => failure,
-        Err(payload) => Failure::panic(payload),
+        Err(payload) => Fault::panic(payload),
     };
     let code = failure.code();
     if !error_out.is_null() {
@@ -111,9 +111,7 @@ mod tests {
 
     fn failing(error_out: *mut *mut crate::error::backdrop_error) -> backdrop_result {
         ffi_boundary!(error_out = error_out, {
-            Err(crate::error::Failure::invalid_argument(
-                "x must be positive",
-            ))
+            Err(crate::error::Fault::invalid_argument("x must be positive"))
         })
     }
 

@@ -13,7 +13,7 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::bytes::backdrop_bytes;
 use crate::client_builder::Settings;
-use crate::error::{Failure, backdrop_error};
+use crate::error::{Fault, backdrop_error};
 use crate::handle::{Castable, OwnershipArc, free_arc, to_box_ptr};
 use crate::request::backdrop_request;
 use crate::result::backdrop_result;
@@ -78,7 +78,7 @@ fn block_sigpipe() {
 
 impl ClientState {
     /// Starts a client for `settings`.
-    pub(crate) fn new(settings: &Settings) -> Result<ClientState, Failure> {
+    pub(crate) fn new(settings: &Settings) -> Result<ClientState, Fault> {
         let config = settings.config()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
@@ -87,14 +87,14 @@ impl ClientState {
             .enable_all()
             .build()
             .map_err(|e| {
-                Failure::new(
+                Fault::new(
                     BACKDROP_ERR_RUNTIME,
                     format!("cannot start the client's worker threads: {e}"),
                 )
             })?;
         let core = {
             let _context = runtime.enter();
-            Client::new(config).map_err(|e| Failure::from(e).redact(&settings.api_key))?
+            Client::new(config).map_err(|e| Fault::from(e).redact(&settings.api_key))?
         };
         Ok(ClientState {
             runtime: Some(runtime),
@@ -106,9 +106,9 @@ impl ClientState {
     }
 
     /// Runs one async call of the core client to completion on the calling thread.
-    fn run<T>(&self, call: impl Future<Output = backdrop_core::Result<T>>) -> Result<T, Failure> {
+    fn run<T>(&self, call: impl Future<Output = backdrop_core::Result<T>>) -> Result<T, Fault> {
         if Handle::try_current().is_ok() {
-            return Err(Failure::new(
+            return Err(Fault::new(
                 BACKDROP_ERR_NESTED_CALL,
                 "a blocking backdrop call was made from inside a progress callback or from a \
                  thread that runs an async runtime; make it from a plain thread",
@@ -117,10 +117,10 @@ impl ClientState {
         let runtime = self
             .runtime
             .as_ref()
-            .ok_or_else(|| Failure::new(BACKDROP_ERR_RUNTIME, "the client is shutting down"))?;
+            .ok_or_else(|| Fault::new(BACKDROP_ERR_RUNTIME, "the client is shutting down"))?;
         runtime
             .block_on(call)
-            .map_err(|error| Failure::from(error).redact(&self.api_key))
+            .map_err(|error| Fault::from(error).redact(&self.api_key))
     }
 }
 
@@ -360,7 +360,7 @@ pub unsafe extern "C" fn backdrop_client_download_to_file(
         let task = arg_ref!(task);
         let path = arg_path!(path);
         if path.as_os_str().is_empty() {
-            return Err(Failure::new(
+            return Err(Fault::new(
                 BACKDROP_ERR_INVALID_ARGUMENT,
                 "the output path is empty",
             ));
@@ -396,7 +396,7 @@ pub unsafe extern "C" fn backdrop_client_credits_spent(
         let client = arg_ref!(client);
         let credits_out = arg_out!(credits_out);
         let total = client.run(client.core.credits_total())?.ok_or_else(|| {
-            Failure::invalid_argument(
+            Fault::invalid_argument(
                 "the client has no credit cap: set one with backdrop_client_builder_set_max_credits",
             )
         })?;
@@ -420,7 +420,7 @@ pub unsafe extern "C" fn backdrop_client_free(client: *const backdrop_client) {
 }
 
 /// Downloads result `number` (1 for `image_1`) of a succeeded task.
-fn fetch(client: &ClientState, task: &TaskData, number: usize) -> Result<GeneratedImage, Failure> {
+fn fetch(client: &ClientState, task: &TaskData, number: usize) -> Result<GeneratedImage, Fault> {
     let (field_number, field) = task.result_field(number)?;
     client
         .run(client.core.fetch_result(task.id(), field_number, field))
@@ -428,9 +428,9 @@ fn fetch(client: &ClientState, task: &TaskData, number: usize) -> Result<Generat
 }
 
 /// Writes `bytes` to `path` whole or not at all ([`backdrop_core::files::write_atomically`]).
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Fault> {
     backdrop_core::files::write_atomically(path, bytes).map_err(|error| {
-        Failure::new(
+        Fault::new(
             BACKDROP_ERR_IO,
             format!("cannot write {}: {error}", path.display()),
         )

@@ -10,7 +10,7 @@ use backdrop_core::credits::CreditCap;
 use backdrop_core::{ClientConfig, PollPolicy, RateLimit, RetryPolicy};
 
 use crate::client::{ClientState, backdrop_client};
-use crate::error::{Failure, backdrop_error};
+use crate::error::{Fault, backdrop_error};
 use crate::handle::{Castable, OwnershipBox, free_box, to_arc_ptr, to_box_ptr};
 use crate::result::backdrop_result;
 use crate::result::backdrop_result::BACKDROP_ERR_ALREADY_USED;
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Settings {
 
 impl Settings {
     /// The core configuration these settings describe.
-    pub(crate) fn config(&self) -> Result<ClientConfig, Failure> {
+    pub(crate) fn config(&self) -> Result<ClientConfig, Fault> {
         let mut builder = ClientConfig::builder(self.api_key.clone())
             .rate_limit(self.rate_limit)
             .retry(self.retry);
@@ -83,14 +83,14 @@ impl Settings {
         }
         builder
             .build()
-            .map_err(|error| Failure::from(error).redact(&self.api_key))
+            .map_err(|error| Fault::from(error).redact(&self.api_key))
     }
 }
 
 impl BuilderState {
-    fn settings(&mut self) -> Result<&mut Settings, Failure> {
+    fn settings(&mut self) -> Result<&mut Settings, Fault> {
         self.settings.as_mut().ok_or_else(|| {
-            Failure::new(
+            Fault::new(
                 BACKDROP_ERR_ALREADY_USED,
                 "this client builder was already built into a client; make a new builder",
             )
@@ -99,9 +99,9 @@ impl BuilderState {
 }
 
 /// A positive number of milliseconds, or the invalid-argument failure naming `what`.
-fn millis(value: u32, what: &str) -> Result<Duration, Failure> {
+fn millis(value: u32, what: &str) -> Result<Duration, Fault> {
     if value == 0 {
-        return Err(Failure::invalid_argument(format!(
+        return Err(Fault::invalid_argument(format!(
             "{what} must be at least 1 ms"
         )));
     }
@@ -179,7 +179,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_qps(
     ffi_boundary!({
         let builder = arg_mut!(builder);
         if qps == 0 {
-            return Err(Failure::invalid_argument("qps must be at least 1"));
+            return Err(Fault::invalid_argument("qps must be at least 1"));
         }
         builder.settings()?.rate_limit = RateLimit::per_second(qps);
         Ok(())
@@ -201,7 +201,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_rate_limit(
     ffi_boundary!({
         let builder = arg_mut!(builder);
         if max_requests == 0 {
-            return Err(Failure::invalid_argument("max_requests must be at least 1"));
+            return Err(Fault::invalid_argument("max_requests must be at least 1"));
         }
         let window = millis(window_ms, "window_ms")?;
         // The window changes; the safety margin stays in real time (it covers network and
@@ -284,10 +284,10 @@ pub unsafe extern "C" fn backdrop_client_builder_set_retry(
     ffi_boundary!({
         let builder = arg_mut!(builder);
         if max_attempts == 0 {
-            return Err(Failure::invalid_argument("max_attempts must be at least 1"));
+            return Err(Fault::invalid_argument("max_attempts must be at least 1"));
         }
         if max_backoff_ms < initial_backoff_ms {
-            return Err(Failure::invalid_argument(
+            return Err(Fault::invalid_argument(
                 "max_backoff_ms must not be below initial_backoff_ms",
             ));
         }
@@ -374,7 +374,7 @@ pub unsafe extern "C" fn backdrop_client_builder_set_poll_policy(
                 PollPolicy::Documented
             }
             _ => {
-                return Err(Failure::invalid_argument(
+                return Err(Fault::invalid_argument(
                     "policy must be BACKDROP_POLL_ADAPTIVE (0) or BACKDROP_POLL_DOCUMENTED (1)",
                 ));
             }

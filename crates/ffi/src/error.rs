@@ -40,7 +40,7 @@ pub(crate) struct ErrorDetail {
 
 /// A failure on its way out of an exported function: a code and its detail.
 #[derive(Debug)]
-pub(crate) struct Failure {
+pub(crate) struct Fault {
     code: backdrop_result,
     message: String,
     http_status: u16,
@@ -49,10 +49,10 @@ pub(crate) struct Failure {
     recovery: Recovery,
 }
 
-impl Failure {
+impl Fault {
     /// A failure with a code and a message, and no other detail.
-    pub(crate) fn new(code: backdrop_result, message: impl Into<String>) -> Failure {
-        Failure {
+    pub(crate) fn new(code: backdrop_result, message: impl Into<String>) -> Fault {
+        Fault {
             code,
             message: message.into(),
             http_status: 0,
@@ -63,31 +63,31 @@ impl Failure {
     }
 
     /// A required pointer parameter was NULL.
-    pub(crate) fn null(parameter: &str) -> Failure {
-        Failure::new(
+    pub(crate) fn null(parameter: &str) -> Fault {
+        Fault::new(
             BACKDROP_ERR_NULL_PARAMETER,
             format!("parameter `{parameter}` is NULL; it must point to a valid value"),
         )
     }
 
     /// A string parameter is not UTF-8.
-    pub(crate) fn utf8(parameter: &str) -> Failure {
-        Failure::new(
+    pub(crate) fn utf8(parameter: &str) -> Fault {
+        Fault::new(
             BACKDROP_ERR_INVALID_UTF8,
             format!("parameter `{parameter}` is not valid UTF-8"),
         )
     }
 
     /// A parameter is out of range.
-    pub(crate) fn invalid_argument(message: impl Into<String>) -> Failure {
-        Failure::new(BACKDROP_ERR_INVALID_ARGUMENT, message)
+    pub(crate) fn invalid_argument(message: impl Into<String>) -> Fault {
+        Fault::new(BACKDROP_ERR_INVALID_ARGUMENT, message)
     }
 
     /// A caught panic.
-    pub(crate) fn panic(payload: Box<dyn Any + Send>) -> Failure {
+    pub(crate) fn panic(payload: Box<dyn Any + Send>) -> Fault {
         let text = crate::boundary::panic_text(payload.as_ref());
         crate::boundary::discard(payload);
-        Failure::new(
+        Fault::new(
             BACKDROP_ERR_PANIC,
             format!(
                 "a bug in libbackdrop was caught at the C boundary ({text}); no output was written — please report it"
@@ -107,7 +107,7 @@ impl Failure {
     }
 
     /// Attaches the task the failure concerns.
-    pub(crate) fn with_task_id(mut self, task_id: &str) -> Failure {
+    pub(crate) fn with_task_id(mut self, task_id: &str) -> Fault {
         if self.task_id.is_none() {
             self.task_id = Some(task_id.to_owned());
         }
@@ -115,7 +115,7 @@ impl Failure {
     }
 
     /// Removes every occurrence of `secret` from the message (the API key must never show).
-    pub(crate) fn redact(mut self, secret: &str) -> Failure {
+    pub(crate) fn redact(mut self, secret: &str) -> Fault {
         // A very short key would match ordinary words; core never puts the key in a message,
         // this is a second line of defence for real keys.
         if secret.len() >= 8 && self.message.contains(secret) {
@@ -163,25 +163,25 @@ pub(crate) fn validation_code(error: &ValidationError) -> backdrop_result {
     }
 }
 
-impl From<ValidationError> for Failure {
-    fn from(error: ValidationError) -> Failure {
-        Failure::new(validation_code(&error), format!("invalid input: {error}"))
+impl From<ValidationError> for Fault {
+    fn from(error: ValidationError) -> Fault {
+        Fault::new(validation_code(&error), format!("invalid input: {error}"))
     }
 }
 
-impl From<InspectFileError> for Failure {
-    fn from(error: InspectFileError) -> Failure {
+impl From<InspectFileError> for Fault {
+    fn from(error: InspectFileError) -> Fault {
         match error {
             InspectFileError::Invalid(invalid) => invalid.into(),
             InspectFileError::Io(io) => {
-                Failure::new(BACKDROP_ERR_IO, format!("cannot read the image file: {io}"))
+                Fault::new(BACKDROP_ERR_IO, format!("cannot read the image file: {io}"))
             }
         }
     }
 }
 
-impl From<CoreError> for Failure {
-    fn from(error: CoreError) -> Failure {
+impl From<CoreError> for Fault {
+    fn from(error: CoreError) -> Fault {
         let code = match &error {
             CoreError::Invalid(invalid) => validation_code(invalid),
             CoreError::Io { .. } => BACKDROP_ERR_IO,
@@ -210,7 +210,7 @@ impl From<CoreError> for Failure {
             CoreError::Cancelled { .. } => BACKDROP_ERR_CANCELLED,
             _ => BACKDROP_ERR_OTHER,
         };
-        Failure {
+        Fault {
             code,
             message: error_chain(&error),
             http_status: error.http_status().unwrap_or(0),
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn the_key_is_redacted_and_nul_bytes_do_not_cut_messages() {
-        let failure = Failure::new(BACKDROP_ERR_CONFIG, "bad key sk-secret-123 and\0more")
+        let failure = Fault::new(BACKDROP_ERR_CONFIG, "bad key sk-secret-123 and\0more")
             .redact("sk-secret-123");
         let raw = failure.into_raw();
         // SAFETY: a live error made just above.
@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn core_errors_keep_their_detail() {
-        let failure: Failure = CoreError::TaskFailed {
+        let failure: Fault = CoreError::TaskFailed {
             task_id: "T1".into(),
             state: backdrop_core::TaskState::InvalidPrompt,
             message: None,
@@ -448,14 +448,14 @@ mod tests {
         assert_eq!(failure.code, BACKDROP_ERR_TASK_FAILED);
         assert_eq!(failure.task_state, Some(-17));
         assert_eq!(failure.task_id.as_deref(), Some("T1"));
-        let failure: Failure = CoreError::Unauthorized {
+        let failure: Fault = CoreError::Unauthorized {
             during: backdrop_core::Operation::Create,
             message: "no".into(),
         }
         .into();
         assert_eq!(failure.http_status, 401);
         assert_eq!(failure.recovery, Recovery::Permanent);
-        let failure: Failure = CoreError::Server {
+        let failure: Fault = CoreError::Server {
             during: backdrop_core::Operation::Create,
             status: 504,
             message: "gateway timeout".into(),

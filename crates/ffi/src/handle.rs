@@ -184,7 +184,7 @@ macro_rules! arg_ref {
         // its type that no other thread frees or mutates during the call.
         match unsafe { $crate::handle::try_ref($ptr) } {
             Some(value) => value,
-            None => return Err($crate::error::Failure::null(stringify!($ptr))),
+            None => return Err($crate::error::Fault::null(stringify!($ptr))),
         }
     };
 }
@@ -196,7 +196,7 @@ macro_rules! arg_mut {
         // handle of its type used by no other thread during the call.
         match unsafe { $crate::handle::try_mut($ptr) } {
             Some(value) => value,
-            None => return Err($crate::error::Failure::null(stringify!($ptr))),
+            None => return Err($crate::error::Fault::null(stringify!($ptr))),
         }
     };
 }
@@ -208,8 +208,8 @@ macro_rules! arg_str {
         // string that stays valid during the call.
         match unsafe { $crate::handle::try_str($ptr) } {
             Some(Ok(text)) => text,
-            Some(Err(_)) => return Err($crate::error::Failure::utf8(stringify!($ptr))),
-            None => return Err($crate::error::Failure::null(stringify!($ptr))),
+            Some(Err(_)) => return Err($crate::error::Fault::utf8(stringify!($ptr))),
+            None => return Err($crate::error::Fault::null(stringify!($ptr))),
         }
     };
 }
@@ -222,9 +222,9 @@ macro_rules! arg_path {
         match unsafe { $crate::handle::try_c_bytes($ptr) } {
             Some(bytes) => match $crate::handle::path_from_bytes(bytes) {
                 Some(path) => path,
-                None => return Err($crate::error::Failure::utf8(stringify!($ptr))),
+                None => return Err($crate::error::Fault::utf8(stringify!($ptr))),
             },
-            None => return Err($crate::error::Failure::null(stringify!($ptr))),
+            None => return Err($crate::error::Fault::null(stringify!($ptr))),
         }
     }};
 }
@@ -236,7 +236,7 @@ macro_rules! arg_slice {
         // `len` bytes during the call.
         match unsafe { $crate::handle::try_slice($ptr, $len) } {
             Some(bytes) => bytes,
-            None => return Err($crate::error::Failure::null(stringify!($ptr))),
+            None => return Err($crate::error::Fault::null(stringify!($ptr))),
         }
     };
 }
@@ -258,7 +258,7 @@ macro_rules! arg_out {
     ($ptr:ident) => {
         match $crate::handle::OutPtr::new($ptr) {
             Some(out) => out,
-            None => return Err($crate::error::Failure::null(stringify!($ptr))),
+            None => return Err($crate::error::Fault::null(stringify!($ptr))),
         }
     };
 }

@@ -9,7 +9,7 @@ use backdrop_core::validate::{check_png_bytes, check_png_file};
 use backdrop_core::{BatchSize, GenerateRequest, ImageSource, SceneType, ValidationError};
 use bytes::Bytes;
 
-use crate::error::{Failure, backdrop_error};
+use crate::error::{Fault, backdrop_error};
 use crate::handle::{Castable, OwnershipBox, free_box, to_box_ptr};
 use crate::result::backdrop_result;
 
@@ -76,12 +76,12 @@ impl RequestData {
 
     /// Every local check, the whole image included (header rules, structure, image data,
     /// pixels): what a create would refuse before sending.
-    pub(crate) fn validate(&self) -> Result<GenerateRequest, Failure> {
+    pub(crate) fn validate(&self) -> Result<GenerateRequest, Fault> {
         let request = self.build()?;
         match request.image() {
             ImageSource::Path(path) => {
                 check_png_file(path, request.pixel_rules()).map_err(|error| match error {
-                    backdrop_core::validate::InspectFileError::Io(io) => Failure::new(
+                    backdrop_core::validate::InspectFileError::Io(io) => Fault::new(
                         crate::result::backdrop_result::BACKDROP_ERR_IO,
                         format!("cannot read {}: {io}", path.display()),
                     ),

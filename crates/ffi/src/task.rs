@@ -6,7 +6,7 @@ use std::ffi::{CString, c_char};
 
 use backdrop_core::{StateClass, TaskInfo, TaskState};
 
-use crate::error::Failure;
+use crate::error::Fault;
 use crate::handle::{Castable, OwnershipBox, c_string, free_box, to_box_ptr, try_ref};
 use crate::result::backdrop_result;
 use crate::result::backdrop_result::{
@@ -68,7 +68,7 @@ impl TaskData {
 
     /// Result `number`: the field `data.image_<number>` and its number (`image_1` is number 1,
     /// as in the spec, in core and in the CLI's file names).
-    pub(crate) fn result_field(&self, number: usize) -> Result<(u8, &str), Failure> {
+    pub(crate) fn result_field(&self, number: usize) -> Result<(u8, &str), Fault> {
         let info = match &self.info {
             Some(info) if info.class() == StateClass::Succeeded => info,
             other => {
@@ -77,7 +77,7 @@ impl TaskData {
                     || "it has not been polled yet".to_owned(),
                     |state| format!("its last state is {state}"),
                 );
-                return Err(Failure::new(
+                return Err(Fault::new(
                     BACKDROP_ERR_TASK_NOT_SUCCEEDED,
                     format!(
                         "task {} has not succeeded ({seen}); wait for it with backdrop_client_wait before downloading",
@@ -90,7 +90,7 @@ impl TaskData {
         let fields = info.result_fields();
         let count = fields.len();
         if count == 0 {
-            return Err(Failure::new(
+            return Err(Fault::new(
                 BACKDROP_ERR_RESULT_MISSING,
                 format!("task {} succeeded but reported no result image", self.id),
             )
@@ -106,7 +106,7 @@ impl TaskData {
         }
         let failure = if (1..=count).contains(&number) {
             // Within the count but not reported: a service that skipped image_1.
-            Failure::new(
+            Fault::new(
                 BACKDROP_ERR_RESULT_MISSING,
                 format!(
                     "task {} reported no image_{number} (its results: {present})",
@@ -119,7 +119,7 @@ impl TaskData {
             } else {
                 ""
             };
-            Failure::new(
+            Fault::new(
                 BACKDROP_ERR_RESULT_NUMBER_OUT_OF_RANGE,
                 format!(
                     "result number {number} is out of range{hint}: task {} has {count} result image(s), numbered 1 to {count} ({present})",
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn backdrop_task_from_id(
         let id = arg_str!(task_id).trim();
         let task_out = arg_out!(task_out);
         if id.is_empty() {
-            return Err(Failure::invalid_argument("the task id is empty"));
+            return Err(Fault::invalid_argument("the task id is empty"));
         }
         write_out!(task_out, to_box_ptr::<backdrop_task>(TaskData::new(id)));
         Ok(())

@@ -12,7 +12,7 @@ use backdrop_core::validate::{
     inspect_png_bytes, inspect_png_file,
 };
 
-use crate::error::{Failure, backdrop_error};
+use crate::error::{Fault, backdrop_error};
 use crate::handle::OutPtr;
 use crate::result::backdrop_result;
 use crate::result::backdrop_result::BACKDROP_ERR_IO;
@@ -94,19 +94,19 @@ fn rules(flags: u32) -> PixelRules {
 }
 
 /// Checks `flags`: only the documented bits.
-fn known_flags(flags: u32) -> Result<(), Failure> {
+fn known_flags(flags: u32) -> Result<(), Fault> {
     let known = BACKDROP_VALIDATE_HEADER_ONLY | BACKDROP_VALIDATE_ALLOW_OPAQUE;
     if flags & !known != 0 {
-        return Err(Failure::invalid_argument(format!(
+        return Err(Fault::invalid_argument(format!(
             "flags {flags:#x} has bits no BACKDROP_VALIDATE_* value defines"
         )));
     }
     Ok(())
 }
 
-fn file_info(path: &Path, flags: u32) -> Result<backdrop_png_info, Failure> {
+fn file_info(path: &Path, flags: u32) -> Result<backdrop_png_info, Fault> {
     let read_error = |error: InspectFileError| match error {
-        InspectFileError::Io(io) => Failure::new(
+        InspectFileError::Io(io) => Fault::new(
             BACKDROP_ERR_IO,
             format!("cannot read {}: {io}", path.display()),
         ),

@@ -22,7 +22,7 @@ use crate::error::LambdaError;
 use crate::event::ObjectRef;
 use crate::inspect::{Verdict, check_object};
 use crate::metrics::{Metrics, MetricsSink};
-use crate::outputs::{Destination, Results, store_failure, store_results};
+use crate::outputs::{Destination, Results, store_results};
 use crate::params::Parameters;
 use crate::queue::{MessageQueue, NoQueue};
 use crate::records::{FailureRecord, FailureStage, Manifest, Source, now_unix};
@@ -162,7 +162,7 @@ pub async fn process_object<S: ObjectStore, Q: MessageQueue>(
         ));
     }
     let relative = &object.key[config.input_prefix.len()..];
-    let mut job = Job {
+    let mut job = ObjectRun {
         deps,
         source: Source {
             bucket: object.bucket.clone(),
@@ -227,7 +227,7 @@ fn object_source(object: &ObjectRef) -> Source {
 }
 
 /// The object being processed and where its records go.
-struct Job<'a, S, Q> {
+struct ObjectRun<'a, S, Q> {
     deps: &'a Deps<S, Q>,
     source: Source,
     destination: Destination,
@@ -238,7 +238,7 @@ struct Job<'a, S, Q> {
     cutoff: Instant,
 }
 
-impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
+impl<S: ObjectStore, Q: MessageQueue> ObjectRun<'_, S, Q> {
     async fn run(&self, head: &ObjectHead) -> Result<Outcome, Stop> {
         // 1. Validate before spending: the parameters, the size, then the whole PNG, streamed.
         let parameters = Parameters::resolve(&head.metadata, &self.deps.config.defaults)
@@ -541,7 +541,7 @@ impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
 /// The Lambda's side of an object's walk: the request made from S3 when a create is due, the
 /// images stored back into S3, and the scratch copy removed once the task ended.
 struct S3Side<'j, 'a, S, Q> {
-    job: &'j Job<'a, S, Q>,
+    job: &'j ObjectRun<'a, S, Q>,
     parameters: &'j Parameters,
     head: &'j ObjectHead,
     /// Upload mode's scratch file, kept until the create has streamed it.

@@ -61,7 +61,7 @@ pub struct Picture {
 
 /// Why an input has no images, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
+pub struct RowFailure {
     /// The message, as recorded.
     pub reason: String,
     /// What to do, in the tool's words.
@@ -92,7 +92,7 @@ pub struct Row {
     /// Credits charged.
     pub credits: u32,
     /// Why there are no images.
-    pub failure: Option<Failure>,
+    pub failure: Option<RowFailure>,
 }
 
 /// The whole page.
@@ -616,7 +616,7 @@ mod tests {
     fn text_and_links_are_escaped() {
         let hostile = "<img src=x onerror=alert(1)> & \"q\" 'a' #1 %20.png";
         let mut failed = row(hostile, Status::Failed);
-        failed.failure = Some(Failure {
+        failed.failure = Some(RowFailure {
             reason: "</td><script>alert(2)</script>".into(),
             advice: "fix <it>".into(),
         });

@@ -14,5 +14,5 @@ pub mod thumbnail;
 pub mod time;
 
 pub use html::{
-    Failure, Page, Picture, Row, Status, Totals, embedded_data, encode_path, escape, render,
+    Page, Picture, Row, RowFailure, Status, Totals, embedded_data, encode_path, escape, render,
 };

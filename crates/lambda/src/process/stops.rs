@@ -6,7 +6,13 @@ use backdrop_core::ledger::{Entry, Failure, Refusal};
 use backdrop_core::remedy::{Actions, Fix, remedy};
 use backdrop_core::{Recovery, TaskState};
 
-use super::*;
+use super::ObjectRun;
+use crate::error::LambdaError;
+use crate::outputs::store_failure;
+use crate::process::Outcome;
+use crate::queue::MessageQueue;
+use crate::records::{FailureRecord, FailureStage};
+use crate::store::ObjectStore;
 
 /// Why the work on an object stopped before its outputs.
 #[derive(Debug)]
@@ -35,7 +41,7 @@ impl Stop {
     }
 }
 
-impl<S: ObjectStore, Q: MessageQueue> Job<'_, S, Q> {
+impl<S: ObjectStore, Q: MessageQueue> ObjectRun<'_, S, Q> {
     /// What follows from a recorded failure: a new delivery when trying again is safe (a new
     /// task, or the same task resumed), a failure record otherwise.
     pub(super) fn stop_for(&self, failure: &Failure, stage: FailureStage, entry: &Entry) -> Stop {

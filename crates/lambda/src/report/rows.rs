@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use backdrop_core::remedy::sentence;
-use backdrop_report::{Failure, Picture, Row, Status, thumbnail};
+use backdrop_report::{Picture, Row, RowFailure, Status, thumbnail};
 use bytes::Bytes;
 
 use super::thumbnails::{MAX_THUMBNAIL_SOURCE, source_thumbnail};
@@ -105,7 +105,7 @@ impl<S: ObjectStore> RowMaker<'_, S> {
             task_id: record.task_id,
             seconds: None,
             credits: 0,
-            failure: Some(Failure { reason, advice }),
+            failure: Some(RowFailure { reason, advice }),
         })
     }
 
