@@ -5,8 +5,11 @@
 
 // Test code: a failed setup step is a failed test, so panicking on it is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+// Sets two environment variables once, for the cargo that cbindgen starts.
+#![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,17 +19,37 @@ fn header_path() -> PathBuf {
     crate_dir().join("../../include/backdrop.h")
 }
 
+/// The header cbindgen generates from this crate, generated once for the tests of this file.
 fn generate(crate_dir: &Path) -> String {
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("crates/ffi/cbindgen.toml is a valid cbindgen configuration");
-    let bindings = cbindgen::Builder::new()
-        .with_crate(crate_dir)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen generates the header");
-    let mut out = Vec::new();
-    bindings.write(&mut out);
-    String::from_utf8(out).expect("the header is UTF-8")
+    static GENERATED: OnceLock<String> = OnceLock::new();
+    GENERATED
+        .get_or_init(|| {
+            // The result codes are declared by a macro, so cbindgen reads the crate after
+            // expansion (`[parse.expand]` in cbindgen.toml): it runs `cargo rustc --
+            // -Zunpretty=expanded`, which stable rustc allows with RUSTC_BOOTSTRAP=1. Both
+            // variables are set here, once, for the cargo that cbindgen starts; the expansion
+            // builds in a folder of its own so that it never invalidates the regular builds.
+            // SAFETY: set inside the OnceLock: no other thread of this binary reads or writes
+            // the environment while it runs (the other test waits on the lock).
+            unsafe {
+                std::env::set_var("RUSTC_BOOTSTRAP", "1");
+                std::env::set_var(
+                    "CARGO_EXPAND_TARGET_DIR",
+                    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cbindgen-expand"),
+                );
+            }
+            let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+                .expect("crates/ffi/cbindgen.toml is a valid cbindgen configuration");
+            let bindings = cbindgen::Builder::new()
+                .with_crate(crate_dir)
+                .with_config(config)
+                .generate()
+                .expect("cbindgen generates the header");
+            let mut out = Vec::new();
+            bindings.write(&mut out);
+            String::from_utf8(out).expect("the header is UTF-8")
+        })
+        .clone()
 }
 
 /// The first differences between two texts, line by line, for the failure message.
