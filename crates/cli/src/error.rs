@@ -31,7 +31,7 @@ pub enum CliError {
     },
     /// The request options break a rule of the service.
     #[error("{0}")]
-    Invalid(#[from] backdrop_core::ValidationError),
+    Invalid(#[from] backdrop_core::validate::ValidationError),
     /// The service or the client failed for the whole command.
     #[error("{0}")]
     Api(#[from] backdrop_core::Error),

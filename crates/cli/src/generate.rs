@@ -15,14 +15,15 @@ use backdrop_core::ledger::{
     Adapter, Driven, Entry, Event, Failure, ImageIdentity, InputKey, Ledger, Limits, Owner, Policy,
     Refusal,
 };
-use backdrop_core::remedy::{Actions, Fix, remedy};
+use backdrop_core::validate::ValidationError;
 use backdrop_core::{
     BatchSize, Client, GenerateRequest, GenerateRequestBuilder, GeneratedImage, Recovery,
-    SceneType, TaskInfo, ValidationError, WaitOptions,
+    SceneType, TaskInfo, WaitOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use crate::advice::with_remedy;
 use crate::args::GenerateArgs;
 use crate::error::{CliError, EXIT_FAILED};
 use crate::inputs::{self, Input, InputSource};
@@ -204,7 +205,7 @@ fn options_text_before_ledger(args: &GenerateArgs) -> String {
 pub(crate) fn counted_credits(entries: &[(String, Entry)]) -> u64 {
     entries
         .iter()
-        .map(|(_, entry)| u64::from(backdrop_core::credits::counted(entry)))
+        .map(|(_, entry)| u64::from(entry.credits_counted()))
         .sum()
 }
 
@@ -506,34 +507,6 @@ pub(crate) fn read_failure(path: PathBuf, source: std::io::Error) -> InputFailur
         path,
         source,
     })
-}
-
-/// The CLI's words for what a user can do ([`backdrop_core::remedy`] holds the meaning).
-pub(crate) const ACTIONS: Actions<'static> = Actions {
-    try_again: "run the same command again",
-    resume: "run the same command again to resume it",
-    retry_unconfirmed: "run again with --retry-unconfirmed to create it again",
-    regenerate_expired: "run with --regenerate-expired",
-    change_prompt: "change the prompt (--prompt), then run again",
-    change_image: "replace the image (or change the prompt), then run again",
-    check_key: "check the API key (PICWISH_API_KEY or --api-key-file), then run again",
-    change_input: "change the image or the options, then run again",
-};
-
-/// `message` followed by what to do about `failure`, in the CLI's words.
-pub(crate) fn with_remedy(message: &str, failure: &Failure, task_id: Option<&str>) -> String {
-    let fix = Fix::of(
-        failure.task_state.map(backdrop_core::TaskState::from_code),
-        failure.http_status,
-    );
-    let remedy = remedy(
-        failure.recovery,
-        fix,
-        failure.credits_spent,
-        task_id.or(failure.task_id.as_deref()),
-        &ACTIONS,
-    );
-    format!("{message}; {remedy}")
 }
 
 /// The failure of an input the ledger refused to work on again.

@@ -299,19 +299,21 @@ impl Journal {
             (bytes, pending.generation)
         };
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || backdrop_core::files::write_atomically(&path, &bytes))
-            .await
-            .map_err(|e| StoreError::new(format!("the journal writer stopped: {e}")))?
-            .map_err(|source| {
-                StoreError::with_source(
-                    format!(
-                        "cannot write the journal {}; check that this user may write to the \
+        tokio::task::spawn_blocking(move || {
+            backdrop_core::__private::write_atomically(&path, &bytes)
+        })
+        .await
+        .map_err(|e| StoreError::new(format!("the journal writer stopped: {e}")))?
+        .map_err(|source| {
+            StoreError::with_source(
+                format!(
+                    "cannot write the journal {}; check that this user may write to the \
                          output folder and that the disk is not full",
-                        self.path.display()
-                    ),
-                    source,
-                )
-            })?;
+                    self.path.display()
+                ),
+                source,
+            )
+        })?;
         *written = covers;
         Ok(())
     }

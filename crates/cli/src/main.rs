@@ -1,5 +1,6 @@
 //! `backdrop`: generate AI backgrounds for transparent product PNGs from the terminal.
 
+mod advice;
 mod args;
 mod budget;
 mod dry_run;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
 
-/// Writes `bytes` to `path` whole or not at all ([`backdrop_core::files::write_atomically`]):
+/// Writes `bytes` to `path` whole or not at all ([`backdrop_core::__private::write_atomically`]):
 /// once the journal says "done", the file is whole on disk.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let error = |source| CliError::Write {
@@ -14,7 +14,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(error)?;
     }
-    backdrop_core::files::write_atomically(path, bytes).map_err(error)
+    backdrop_core::__private::write_atomically(path, bytes).map_err(error)
 }
 
 /// `stem-N.ext` below `out`.

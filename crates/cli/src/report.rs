@@ -39,9 +39,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
+use crate::advice::ACTIONS;
 use crate::args::GenerateArgs;
 use crate::error::CliError;
-use crate::generate::ACTIONS;
 use crate::inputs::{Input, InputSource};
 use crate::journal::{self, JOURNAL_FILE, Journal, LOCK_FILE};
 use crate::summary::{InputOutcome, OutcomeStatus, Summary};
@@ -531,7 +531,7 @@ impl Folder<'_> {
         stats.render_seconds = render_started.elapsed().as_secs_f64();
         stats.rows = page.rows.len();
         stats.bytes = html.len();
-        backdrop_core::files::write_atomically(&self.out.join(PAGE_FILE), html.as_bytes())
+        backdrop_core::__private::write_atomically(&self.out.join(PAGE_FILE), html.as_bytes())
             .map_err(|e| {
                 format!(
                     "cannot write the contact sheet {}: {e}",
@@ -808,7 +808,8 @@ impl Folder<'_> {
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
                 }
-                backdrop_core::files::write_atomically(&target, &jpeg).map_err(|e| e.to_string())
+                backdrop_core::__private::write_atomically(&target, &jpeg)
+                    .map_err(|e| e.to_string())
             });
         match made {
             Ok(()) => {
@@ -901,7 +902,7 @@ fn save_sidecar(out_abs: &Path, sidecar: &Sidecar) -> Result<(), String> {
         .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
     let bytes = serde_json::to_vec_pretty(sidecar).map_err(|e| e.to_string())?;
     let path = folder.join(SIDECAR_FILE);
-    backdrop_core::files::write_atomically(&path, &bytes)
+    backdrop_core::__private::write_atomically(&path, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

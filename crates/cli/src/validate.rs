@@ -21,7 +21,7 @@ pub struct Verdict {
     pub valid: bool,
     /// What its header says, when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub info: Option<backdrop_core::PngInfo>,
+    pub info: Option<backdrop_core::validate::PngInfo>,
     /// The pixels by transparency (not with `--header-only`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixels: Option<PixelCounts>,
@@ -40,7 +40,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn accepted(file: PathBuf, info: backdrop_core::PngInfo, report: Option<&PngReport>) -> Self {
+    fn accepted(
+        file: PathBuf,
+        info: backdrop_core::validate::PngInfo,
+        report: Option<&PngReport>,
+    ) -> Self {
         Verdict {
             file,
             valid: true,

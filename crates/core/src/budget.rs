@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::RateLimit;
+use crate::rate_limit::RateLimit;
 
 /// A boxed future, as the object-safe traits of this module return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

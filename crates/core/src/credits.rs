@@ -22,32 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::budget::{BoxFuture, BudgetError};
 use crate::error::{Error, Recovery};
-use crate::ledger::{Entry, Stage};
 use crate::request::BatchSize;
 use crate::response::TaskInfo;
 use crate::state::StateClass;
-
-/// What a ledger entry counts against a credit cap, by the rule above: a finished task its
-/// cost; a create sent whose task is running, or that may have been accepted, or whose results
-/// were lost, the most it could cost (recorded when it was sent; 6, the most of one create,
-/// for entries of older versions); nothing for a failure (a failed task is not charged), a
-/// claim that sent nothing, or the work of a stand-in (the built-in emulator charges nothing).
-pub fn counted(entry: &Entry) -> u32 {
-    if entry.stand_in {
-        return 0;
-    }
-    let at_stake = if entry.credits_at_stake > 0 {
-        entry.credits_at_stake
-    } else {
-        BatchSize::Two.credits()
-    };
-    match entry.stage {
-        Stage::Done => entry.credits,
-        Stage::Sending | Stage::Created | Stage::Unconfirmed => at_stake,
-        Stage::Expired => entry.credits.max(at_stake),
-        Stage::Failed | Stage::Claimed => 0,
-    }
-}
 
 /// What a reservation was made in: the store's period (a UTC day, or empty for a store
 /// without periods) and the credits reserved. A refund goes back to the same period.

@@ -49,43 +49,49 @@
 //!
 //! ## Where things are
 //!
-//! - [`config`]: [`ClientConfig`] and its builder — key, base URL, [`RateLimit`], retries,
-//!   timeouts, tasks in flight, and a time scale for emulated services.
-//! - [`request`]: [`GenerateRequest`], [`GenerationOptions`], [`BatchSize`], [`SceneType`].
-//! - [`wait`]: [`WaitOptions`] and [`PollPolicy`]; [`TaskInfo`] is what a poll reads.
-//! - [`error`]: [`Error`], [`Recovery`], [`Operation`].
+//! The client's own types are at the root: [`Client`]; [`ClientConfig`] and its builder (key,
+//! base URL, [`RateLimit`], [`RetryPolicy`], timeouts, tasks in flight, a time scale for
+//! emulated services); [`GenerateRequest`], [`GenerationOptions`], [`BatchSize`],
+//! [`SceneType`]; [`WaitOptions`], [`PollPolicy`] and [`TaskInfo`] (what a poll reads);
+//! [`Error`], [`Recovery`], [`Operation`]; [`TaskState`]; [`GeneratedImage`]. The modules hold
+//! what stands on its own:
+//!
 //! - [`validate`]: the local checks of an input, usable on their own (`backdrop validate`).
-//! - [`spec`] and [`state`]: the API's facts — paths, limits, prices, task states.
+//! - [`spec`]: the API's facts — paths, fields, limits, prices, status codes.
 //! - [`ledger`]: the durable record of each input's life that keeps batch runs from paying
-//!   twice across crashes; [`budget`]: one rate budget shared by several processes;
-//!   [`files`]: atomic file writes.
+//!   twice across crashes, and [`ledger::Ledger::drive`], the one walk of an input (begin,
+//!   create or resume, wait, download, store, record) that the CLI and the Lambda adapt.
+//! - [`remedy`]: what to do about a failure, in each adapter's own words.
+//! - [`credits`]: what a create may cost, reserved before it is sent, and a cap on it.
+//! - [`budget`]: one rate budget shared by several processes.
+//! - [`backoff`] and [`time_scale`]: the one backoff formula and the one checked time scale.
 
 #![deny(missing_docs)]
 
 pub mod backoff;
 pub mod budget;
 mod client;
-pub mod config;
+mod config;
 pub mod credits;
 mod download;
-pub mod error;
-pub mod files;
+mod error;
+mod files;
 mod forecast;
 mod generate;
 pub mod ledger;
 mod rate_limit;
 pub mod remedy;
-pub mod request;
+mod request;
 mod response;
 mod result;
 mod scheduler;
 #[cfg(test)]
 mod simulation;
 pub mod spec;
-pub mod state;
+mod state;
 pub mod time_scale;
 pub mod validate;
-pub mod wait;
+mod wait;
 
 /// README's Rust examples, compiled as doctests so that they stay true.
 #[cfg(doctest)]
@@ -97,17 +103,19 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::client::{MAX_API_ANSWER_BYTES, max_query_answer_bytes};
+    pub use crate::files::write_atomically;
     pub use crate::forecast::{DurationModel, TaskForecast};
     pub use crate::response::{CreatedTask, Envelope};
 }
 
 pub use client::Client;
 pub use config::{
-    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_MAX_IN_FLIGHT, ExpectedProcessing,
-    RateLimit, RetryPolicy,
+    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_MAX_IN_FLIGHT, ENV_API_KEY, ENV_BASE_URL,
+    ENV_QPS, ExpectedProcessing, RetryPolicy,
 };
 pub use error::{Error, Operation, Recovery, Result};
 pub use generate::Generation;
+pub use rate_limit::RateLimit;
 pub use request::{
     Background, BatchSize, GenerateRequest, GenerateRequestBuilder, GenerationOptions, ImageSource,
     SceneType,
@@ -116,5 +124,4 @@ pub use response::TaskInfo;
 pub use result::{GeneratedImage, ImageFormat, ResultFieldError, ResultLocation};
 pub use scheduler::PollPolicy;
 pub use state::{StateClass, TaskState};
-pub use validate::{PngInfo, ValidationError};
 pub use wait::{WaitControl, WaitOptions};

@@ -14,7 +14,69 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::RateLimit;
+use crate::spec;
+use crate::time_scale::TimeScale;
+
+/// The request budget of one key: at most `max_requests` in any window of `window`.
+///
+/// The limiter keeps `margin` on top of the window so that network jitter cannot make the server
+/// see more requests inside one of its windows than it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub max_requests: u32,
+    /// The window.
+    pub window: Duration,
+    /// Safety margin added to the window between the first and the last request of a burst.
+    pub margin: Duration,
+}
+
+impl RateLimit {
+    /// `qps` requests per second (the service's unit), with the default margin.
+    pub fn per_second(qps: u32) -> Self {
+        RateLimit {
+            max_requests: qps.max(1),
+            window: spec::QPS_WINDOW,
+            margin: Duration::from_millis(50),
+        }
+    }
+
+    /// One holder's static share when `holders` processes use the key at once and cannot see
+    /// each other (no shared budget, or while it fails), so that together they stay within it:
+    /// `max_requests / holders` per window, or, when that is below one, one request per
+    /// `ceil(holders / max_requests)` windows. `holders` below one counts as one.
+    pub fn share_of(self, holders: u32) -> Self {
+        let holders = holders.max(1);
+        let per_window = self.max_requests / holders;
+        if per_window >= 1 {
+            return RateLimit {
+                max_requests: per_window,
+                ..self
+            };
+        }
+        RateLimit {
+            max_requests: 1,
+            window: self.window * holders.div_ceil(self.max_requests.max(1)),
+            ..self
+        }
+    }
+
+    /// The same budget on a clock `scale` times faster (emulated, sped-up time): the window
+    /// divided by it. The margin stays as it is: it covers network and scheduling jitter, which
+    /// real time governs.
+    pub fn scaled(self, scale: TimeScale) -> Self {
+        RateLimit {
+            window: scale.to_real(self.window),
+            ..self
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::per_second(spec::DEFAULT_QPS)
+    }
+}
 
 /// A sliding-window rate limiter (one per client, i.e. per key).
 #[derive(Debug)]

@@ -74,7 +74,7 @@ pub enum Background {
 /// let scene = SceneType::try_from(105)?;
 /// assert_eq!(scene.get(), 105);
 /// assert!(SceneType::try_from(0).is_err());
-/// # Ok::<(), backdrop_core::ValidationError>(())
+/// # Ok::<(), backdrop_core::validate::ValidationError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -160,7 +160,7 @@ impl TryFrom<i64> for BatchSize {
 ///     .with_negative_prompt("people")
 ///     .with_batch_size(BatchSize::One);
 /// assert_eq!(options.batch_size().count(), 1);
-/// # Ok::<(), backdrop_core::ValidationError>(())
+/// # Ok::<(), backdrop_core::validate::ValidationError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RecordedOptions")]

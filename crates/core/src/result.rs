@@ -134,6 +134,16 @@ pub struct GeneratedImage {
     pub bytes: Bytes,
 }
 
+impl GeneratedImage {
+    /// Writes the image to `path`, whole or not at all: a reader of `path` sees the old file or
+    /// the whole image, never half of it, and the file survives a power cut once this returns.
+    /// The folder must exist. The extension is the caller's choice ([`ImageFormat::extension`]
+    /// gives the usual one).
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        crate::files::write_atomically(path, &self.bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,9 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::budget::SharedBudget;
-use crate::config::{ExpectedProcessing, RateLimit};
+use crate::config::ExpectedProcessing;
 use crate::forecast::{DurationModel, TaskForecast};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::spec;
 
 /// How the polls of a waiting task are planned.

@@ -15,8 +15,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::budget::{MemoryBudgetStore, SharedBudget, SharedRateBudget, TokioBudgetClock};
-use crate::config::{ExpectedProcessing, RateLimit};
+use crate::config::ExpectedProcessing;
 use crate::error::Result;
+use crate::rate_limit::RateLimit;
 use crate::response::TaskInfo;
 use crate::scheduler::{PollPolicy, Scheduler, Want};
 use crate::state::TaskState;

@@ -309,11 +309,11 @@ pub enum PngStep {
 ///         PngStep::Done(info) => break info,
 ///         PngStep::Need { offset, len } => step = match reader.feed(&fetch(offset, len)) {
 ///             Ok(next) => next,
-///             Err(e) => return Ok::<(), backdrop_core::ValidationError>(()),
+///             Err(e) => return Ok::<(), backdrop_core::validate::ValidationError>(()),
 ///         },
 ///     }
 /// };
-/// # Ok::<(), backdrop_core::ValidationError>(())
+/// # Ok::<(), backdrop_core::validate::ValidationError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct PngHeaderReader {

@@ -6,7 +6,6 @@
 
 #![allow(unsafe_code)] // writes the caller's optional `backdrop_error **`
 
-use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Fault, backdrop_error};
@@ -40,7 +39,7 @@ macro_rules! ffi_infallible {
         match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
             Ok(value) => value,
             Err(payload) => {
-                $crate::boundary::discard(payload);
+                $crate::panic_payload::discard(payload);
                 $on_panic
             }
         }
@@ -69,24 +68,6 @@ pub(crate) unsafe fn finish(
         }
     }
     code
-}
-
-/// Drops a panic payload without letting a panicking `Drop` escape.
-pub(crate) fn discard(payload: Box<dyn Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
-    }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
 }
 
 #[cfg(test)]

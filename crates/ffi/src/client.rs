@@ -5,14 +5,14 @@
 
 use std::ffi::{c_char, c_void};
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
-use backdrop_core::{Client, GeneratedImage, PollPolicy, TaskInfo, WaitControl, WaitOptions};
+use backdrop_core::{
+    Client, ClientConfig, GeneratedImage, PollPolicy, TaskInfo, WaitControl, WaitOptions,
+};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::bytes::backdrop_bytes;
-use crate::client_builder::Settings;
 use crate::error::{Fault, backdrop_error};
 use crate::handle::{Castable, OwnershipArc, free_arc, to_box_ptr};
 use crate::request::backdrop_request;
@@ -77,9 +77,14 @@ fn block_sigpipe() {
 }
 
 impl ClientState {
-    /// Starts a client for `settings`.
-    pub(crate) fn new(settings: &Settings) -> Result<ClientState, Fault> {
-        let config = settings.config()?;
+    /// Starts a client of `config` that waits by `poll_policy` (polls at least `poll_interval`
+    /// apart). `api_key` is the key in `config`, to be kept out of every message.
+    pub(crate) fn start(
+        config: ClientConfig,
+        poll_interval: Duration,
+        poll_policy: PollPolicy,
+        api_key: &str,
+    ) -> Result<ClientState, Fault> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name("backdrop-worker")
@@ -94,14 +99,14 @@ impl ClientState {
             })?;
         let core = {
             let _context = runtime.enter();
-            Client::new(config).map_err(|e| Fault::from(e).redact(&settings.api_key))?
+            Client::new(config).map_err(|e| Fault::from(e).redact(api_key))?
         };
         Ok(ClientState {
             runtime: Some(runtime),
             core,
-            poll_interval: settings.poll_interval,
-            poll_policy: settings.poll_policy,
-            api_key: settings.api_key.clone(),
+            poll_interval,
+            poll_policy,
+            api_key: api_key.to_owned(),
         })
     }
 
@@ -366,7 +371,12 @@ pub unsafe extern "C" fn backdrop_client_download_to_file(
             ));
         }
         let image = fetch(client, task, number)?;
-        write_atomically(&path, &image.bytes)
+        image.save(&path).map_err(|error| {
+            Fault::new(
+                BACKDROP_ERR_IO,
+                format!("cannot write {}: {error}", path.display()),
+            )
+        })
     })
 }
 
@@ -425,14 +435,4 @@ fn fetch(client: &ClientState, task: &TaskData, number: usize) -> Result<Generat
     client
         .run(client.core.fetch_result(task.id(), field_number, field))
         .map_err(|failure| failure.with_task_id(task.id()))
-}
-
-/// Writes `bytes` to `path` whole or not at all ([`backdrop_core::files::write_atomically`]).
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Fault> {
-    backdrop_core::files::write_atomically(path, bytes).map_err(|error| {
-        Fault::new(
-            BACKDROP_ERR_IO,
-            format!("cannot write {}: {error}", path.display()),
-        )
-    })
 }

@@ -404,7 +404,12 @@ pub unsafe extern "C" fn backdrop_client_builder_build(
         let builder = arg_mut!(builder);
         let client_out = arg_out!(client_out);
         let settings = builder.settings()?;
-        let client = ClientState::new(settings)?;
+        let client = ClientState::start(
+            settings.config()?,
+            settings.poll_interval,
+            settings.poll_policy,
+            &settings.api_key,
+        )?;
         builder.settings = None;
         write_out!(client_out, to_arc_ptr::<backdrop_client>(client));
         Ok(())

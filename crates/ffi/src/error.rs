@@ -7,7 +7,8 @@ use std::any::Any;
 use std::ffi::{CString, c_char};
 
 use backdrop_core::validate::InspectFileError;
-use backdrop_core::{Error as CoreError, Recovery, ValidationError};
+use backdrop_core::validate::ValidationError;
+use backdrop_core::{Error as CoreError, Recovery};
 
 use crate::handle::{Castable, OwnershipBox, c_string, free_box, to_box_ptr, try_ref};
 use crate::result::backdrop_result::{self, *};
@@ -85,8 +86,8 @@ impl Fault {
 
     /// A caught panic.
     pub(crate) fn panic(payload: Box<dyn Any + Send>) -> Fault {
-        let text = crate::boundary::panic_text(payload.as_ref());
-        crate::boundary::discard(payload);
+        let text = crate::panic_payload::panic_text(payload.as_ref());
+        crate::panic_payload::discard(payload);
         Fault::new(
             BACKDROP_ERR_PANIC,
             format!(

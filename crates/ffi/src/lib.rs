@@ -27,6 +27,7 @@
 mod boundary;
 #[macro_use]
 mod handle;
+mod panic_payload;
 
 pub mod bytes;
 pub mod client;

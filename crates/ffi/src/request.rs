@@ -5,8 +5,9 @@
 use std::ffi::c_char;
 use std::path::PathBuf;
 
+use backdrop_core::validate::ValidationError;
 use backdrop_core::validate::{check_png_bytes, check_png_file};
-use backdrop_core::{BatchSize, GenerateRequest, ImageSource, SceneType, ValidationError};
+use backdrop_core::{BatchSize, GenerateRequest, ImageSource, SceneType};
 use bytes::Bytes;
 
 use crate::error::{Fault, backdrop_error};

@@ -6,7 +6,7 @@
 use std::ffi::c_char;
 use std::path::Path;
 
-use backdrop_core::PngInfo;
+use backdrop_core::validate::PngInfo;
 use backdrop_core::validate::{
     InspectFileError, PixelRules, PngReport, Transparency, check_png_bytes, check_png_file,
     inspect_png_bytes, inspect_png_file,

@@ -2,7 +2,7 @@
 //! header rules, structure, image data, pixels — streamed once from S3 through core's checker,
 //! a few pieces in memory at a time (URL mode still never holds the image).
 
-use backdrop_core::ValidationError;
+use backdrop_core::validate::ValidationError;
 use backdrop_core::validate::{InspectFileError, PixelRules, PngReport, check_png_async_read};
 
 use crate::error::LambdaError;

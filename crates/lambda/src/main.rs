@@ -60,7 +60,7 @@ async fn main() -> Result<(), Error> {
         };
         client = client.credit_cap(CreditCap { limit, store });
     }
-    if let Ok(base_url) = std::env::var(backdrop_core::config::ENV_BASE_URL) {
+    if let Ok(base_url) = std::env::var(backdrop_core::ENV_BASE_URL) {
         client = client.base_url(base_url);
     }
     let deps = Deps {

@@ -30,7 +30,7 @@ pub async fn api_key(aws: &aws_config::SdkConfig) -> Result<String, LambdaError>
         return key_from_secret(value)
             .map_err(|e| LambdaError::Secret(format!("secret {secret_id}: {e}")));
     }
-    std::env::var(backdrop_core::config::ENV_API_KEY).map_err(|_| {
+    std::env::var(backdrop_core::ENV_API_KEY).map_err(|_| {
         LambdaError::Secret(format!(
             "neither {ENV_SECRET_ID} nor PICWISH_API_KEY is set"
         ))

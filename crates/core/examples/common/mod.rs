@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use backdrop_core::{Client, ClientConfig, files};
+use backdrop_core::{Client, ClientConfig};
 use backdrop_emulator::{Emulator, EmulatorConfig};
 
 /// How many times faster than real time the emulator runs, so that the examples end in seconds.
@@ -13,7 +13,7 @@ const EMULATOR_TIME_SCALE: f64 = 10.0;
 /// A client, and the emulator it talks to when there is no key (keep it alive as long as the
 /// client is used).
 pub async fn client() -> backdrop_core::Result<(Client, Option<Emulator>)> {
-    if std::env::var_os(backdrop_core::config::ENV_API_KEY).is_some() {
+    if std::env::var_os(backdrop_core::ENV_API_KEY).is_some() {
         eprintln!("using the real service: every task costs credits");
         return Ok((Client::from_env()?, None));
     }
@@ -61,6 +61,6 @@ pub fn save(
         source,
     };
     std::fs::create_dir_all(out).map_err(io)?;
-    files::write_atomically(&path, &image.bytes).map_err(io)?;
+    image.save(&path).map_err(io)?;
     Ok(path)
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Recovery};
+use crate::request::BatchSize;
 
 /// Where an input stands. The life of an input:
 ///
@@ -184,7 +185,7 @@ pub struct Entry {
     pub credits: u32,
     /// The most the current create can cost (3 per image of its batch), recorded when it is
     /// sent: what a credit cap counts for it until its task's cost is known
-    /// ([`crate::credits::counted`]).
+    /// ([`Entry::credits_counted`]).
     #[serde(default)]
     pub credits_at_stake: u32,
     /// The last failure, if any.
@@ -193,6 +194,29 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// What this entry counts against a credit cap ([`crate::credits`]): a finished task its
+    /// cost; a create sent whose task is running, or that may have been accepted, or whose
+    /// results were lost, the most it could cost (recorded when it was sent; 6, the most of one
+    /// create, for entries of older versions); nothing for a failure (a failed task is not
+    /// charged), a claim that sent nothing, or the work of a stand-in (the built-in emulator
+    /// charges nothing).
+    pub fn credits_counted(&self) -> u32 {
+        if self.stand_in {
+            return 0;
+        }
+        let at_stake = if self.credits_at_stake > 0 {
+            self.credits_at_stake
+        } else {
+            BatchSize::Two.credits()
+        };
+        match self.stage {
+            Stage::Done => self.credits,
+            Stage::Sending | Stage::Created | Stage::Unconfirmed => at_stake,
+            Stage::Expired => self.credits.max(at_stake),
+            Stage::Failed | Stage::Claimed => 0,
+        }
+    }
+
     /// A claimed entry for `label` at `service`, owned by `owner`.
     pub(crate) fn claimed(label: &str, service: &str, owner: &Owner, now_ms: u64) -> Self {
         Entry {

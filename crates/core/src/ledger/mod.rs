@@ -17,10 +17,11 @@
 //!   limit ([`Ticket::create_task`]). A crash before that write sent nothing; a crash after it
 //!   leaves `sending`, which the next owner turns into `unconfirmed` — never a second create
 //!   unless the user asks ([`Policy::retry_unconfirmed`]).
-//! - **Who may take over what** ([`rules`]): an owner keeps a `claimed` or `sending` input while
-//!   its lease lasts (a Lambda invocation's deadline) or, in a store held by one process (the
-//!   CLI's locked folder), until its run ends; then a `claimed` input, which sent nothing, is
-//!   claimed again. A `created` task is resumed by id by whoever comes: waiting costs nothing.
+//! - **Who may take over what** ([`Policy`], [`Takeover`], [`Refusal`]): an owner keeps a
+//!   `claimed` or `sending` input while its lease lasts (a Lambda invocation's deadline) or, in
+//!   a store held by one process (the CLI's locked folder), until its run ends; then a
+//!   `claimed` input, which sent nothing, is claimed again. A `created` task is resumed by id
+//!   by whoever comes: waiting costs nothing.
 //! - **What an error means** for the input comes from [`Error::recovery`](crate::Error::recovery)
 //!   and nothing else: a 404 on a task the service issued is `expired` (its results are lost,
 //!   and it may have been charged), a lost create answer is `unconfirmed`, a failed task is
@@ -61,7 +62,7 @@ mod key;
 mod protocol;
 #[cfg(test)]
 mod races;
-pub mod rules;
+mod rules;
 mod store;
 
 pub use drive::{Adapter, Driven, Event, Limits};

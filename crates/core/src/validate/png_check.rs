@@ -224,7 +224,7 @@ impl Serialize for PngWarning {
 ///
 /// ```
 /// use backdrop_core::validate::{PixelRules, PngChecker};
-/// # fn run(pieces: &[&[u8]], size: u64) -> Result<(), backdrop_core::ValidationError> {
+/// # fn run(pieces: &[&[u8]], size: u64) -> Result<(), backdrop_core::validate::ValidationError> {
 /// let mut checker = PngChecker::new(size, PixelRules::default())?;
 /// for piece in pieces {
 ///     checker.feed(piece)?; // refuses as early as it can: stop reading then
