@@ -491,7 +491,9 @@ impl Folder<'_> {
             .count();
         if stand_ins > 0 {
             notes.push(format!(
-                "STAND-IN IMAGES: {stand_ins} of these inputs were run against the built-in                  emulator (no API key was set), not PicWish: their images are placeholders, not                  generated backgrounds. A run with PICWISH_API_KEY set generates them for real."
+                "STAND-IN IMAGES: {stand_ins} of these inputs were run against the built-in \
+                 emulator (no API key was set), not PicWish: their images are placeholders, not \
+                 generated backgrounds. A run with PICWISH_API_KEY set generates them for real."
             ));
         }
         if unrecorded > 0 {

@@ -46,7 +46,9 @@ pub fn api_key(args: &ServiceArgs) -> Result<Option<String>, CliError> {
     }
     if args.api_key.is_some() && key_on_command_line() {
         eprintln!(
-            "backdrop: warning: the API key was given with --api-key, where other users see it              (ps) and your shell history keeps it; export PICWISH_API_KEY or use              --api-key-file PATH instead"
+            "backdrop: warning: the API key was given with --api-key, where other users see it \
+             (ps) and your shell history keeps it; export PICWISH_API_KEY or use \
+             --api-key-file PATH instead"
         );
     }
     Ok(args.api_key.clone())
@@ -87,7 +89,8 @@ fn read_key_file(path: &std::path::Path) -> Result<String, CliError> {
     let key = text.lines().next().unwrap_or_default().trim().to_owned();
     if key.is_empty() {
         return Err(unusable(
-            "its first line is empty; put the key from              https://picwish.com/my-account?subRoute=api-key on it"
+            "its first line is empty; put the key from \
+             https://picwish.com/my-account?subRoute=api-key on it"
                 .into(),
         ));
     }
