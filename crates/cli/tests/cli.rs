@@ -494,3 +494,32 @@ async fn two_runs_sharing_a_budget_stay_within_the_key() {
     assert_eq!(counters.responses_by_status.get(&429), None, "{counters:?}");
     assert!(counters.max_requests_in_window <= 2, "{counters:?}");
 }
+
+#[test]
+fn a_time_scale_out_of_range_is_refused_before_anything_runs() {
+    let dir = temp_dir("time-scale-range");
+    let out = dir.join("out");
+    for value in ["1e-300", "0", "-2", "NaN", "inf", "1e7"] {
+        let flag = format!("--time-scale={value}");
+        let output = backdrop(
+            &[
+                "generate",
+                "product.png",
+                "--prompt",
+                "a marble countertop",
+                "--out",
+                out.to_str().unwrap(),
+                &flag,
+            ],
+            &[],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{value}: {stderr}");
+        assert!(stderr.contains("--time-scale"), "{value}: {stderr}");
+        assert!(
+            stderr.contains("0.001"),
+            "{value} names the range: {stderr}"
+        );
+        assert!(!out.exists(), "{value}: nothing may be written");
+    }
+}
