@@ -82,6 +82,23 @@
 #define BACKDROP_VALIDATE_ALLOW_OPAQUE 2
 
 /**
+ * The major number of the version this header belongs to (`BACKDROP_VERSION_MAJOR` in C): test it
+ * with `#if` to use a function only a later version has. A unit test checks that the three
+ * numbers are the crate's version, and the C suite that they match `backdrop_version()`.
+ */
+#define BACKDROP_VERSION_MAJOR 0
+
+/**
+ * The minor number of the version this header belongs to (`BACKDROP_VERSION_MINOR` in C).
+ */
+#define BACKDROP_VERSION_MINOR 1
+
+/**
+ * The patch number of the version this header belongs to (`BACKDROP_VERSION_PATCH` in C).
+ */
+#define BACKDROP_VERSION_PATCH 0
+
+/**
  * The result of every fallible call of the library.
  *
  * A 32-bit unsigned value in every language: `backdrop_result` is a `uint32_t` typedef in C

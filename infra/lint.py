@@ -1,6 +1,7 @@
-"""Lints infra/template.yaml: cfn-lint on the template, the SAM transform of it linted again
+"""Lints infra/template.yaml (or the template named as the one argument: dist/build's, which
+deploys the packaged zip): cfn-lint on the template, the SAM transform of it linted again
 (cfn-lint alone checks SAM resources shallowly), and least-privilege IAM (no wildcard action,
-no "*" resource). Run by infra/check with the project's venv."""
+no "*" resource). Run by infra/check with the project's venv, and by tests/run on dist/."""
 
 import json
 import os
@@ -62,16 +63,24 @@ def iam_problems(template):
 
 def main():
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    path = sys.argv[1] if len(sys.argv) > 1 else TEMPLATE
     failed = False
-    print("cfn-lint infra/template.yaml")
-    failed |= subprocess.call(["cfn-lint", TEMPLATE]) != 0
+    print(f"cfn-lint {os.path.relpath(path)}")
+    failed |= subprocess.call(["cfn-lint", path]) != 0
 
-    template, matches = decode(TEMPLATE)
+    template, matches = decode(path)
     if matches:
         print(matches)
         return 1
     for resource in template["Resources"].values():
         if resource.get("Type") == "AWS::Serverless::Function":
+            code_uri = resource["Properties"]["CodeUri"]
+            if path != TEMPLATE:
+                # A packaged template deploys the zip beside it, built already.
+                zip_path = os.path.join(os.path.dirname(path), code_uri)
+                if "Metadata" in resource or not os.path.isfile(zip_path):
+                    print(f"{path}: CodeUri {code_uri} is not a package beside it, or the function still builds")
+                    return 1
             resource["Properties"]["CodeUri"] = "s3://placeholder-bucket/backdrop-lambda.zip"
     transformed = transform(json.loads(json.dumps(template)), {}, NoManagedPolicies())
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:

@@ -1,5 +1,7 @@
 """The whole pipeline on this machine, with real components: moto's S3 and SQS (server mode), the
-backdrop emulator for the PicWish API, and the function running under `cargo lambda watch`.
+backdrop emulator for the PicWish API, and the function running under `cargo lambda watch` — or,
+with --package ZIP, the deployment package itself (dist/build's zip: its `bootstrap`) under AWS's
+Lambda Runtime Interface Emulator, as Lambda runs it.
 
     infra/local.sh [PNG ...]      upload PNGs (default: tests/fixtures/bottle.png), run them
                                   through the function, copy the results to backdrop-out/lambda/
@@ -7,10 +9,15 @@ backdrop emulator for the PicWish API, and the function running under `cargo lam
                                   output, then a crash: `cargo lambda watch` killed mid-task and
                                   the event delivered again resumes the recorded task (tests/run
                                   uses this)
+    infra/local.sh --check --package dist/backdrop-lambda-x86_64.zip
+                                  the same checks against the package under the runtime interface
+                                  emulator, then its cold start: init duration, first-invocation
+                                  latency and the bootstrap's peak RSS (tests/run uses this too)
 
 S3 sends its notification to an SQS queue in moto; the messages received from that queue are
-handed to the function as a Lambda SQS event through `cargo lambda invoke`. Everything listens on
-127.0.0.1 and stops when the script ends.
+handed to the function as a Lambda SQS event, POSTed to the invoke endpoint that `cargo lambda
+watch` and the runtime interface emulator both serve. Everything listens on 127.0.0.1 and stops
+when the script ends.
 """
 
 import argparse
@@ -22,7 +29,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import zipfile
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -34,7 +44,7 @@ BUCKET = "backdrop-local"
 BUDGET_TABLE = "backdrop-budget"
 QUEUE = "backdrop-uploads"
 BOTTLE = os.path.join(ROOT, "tests", "fixtures", "bottle.png")
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/backdrop-target"))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 
 
 def free_port():
@@ -92,15 +102,114 @@ def start_emulator(services, processing_ms=1500):
     return line.split("listening on ", 1)[1]
 
 
-def start_watch(services, port, env, log, release=False):
-    """`cargo lambda watch` serving the function on 127.0.0.1:port (a release build if asked)."""
-    command = ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port),
-               "-p", "backdrop-lambda", "--ignore-changes", "--timeout", "360"]
-    if release:
-        command.append("--release")
-    watch = services.start(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(port, "cargo lambda watch", seconds=300, process=watch)
-    return watch
+class Function:
+    """How the function runs: `cargo lambda watch` over the sources (a debug or release build), or
+    a deployment package's `bootstrap` under AWS's runtime interface emulator (`package`)."""
+
+    def __init__(self, services, env, log, release=False, package=None):
+        self.services, self.env, self.log = services, env, log
+        self.release, self.package = release, package
+        self.process, self.port, self.started = None, None, None
+        self.bootstrap_dir = None
+        if package:
+            self.bootstrap_dir = tempfile.mkdtemp(prefix="backdrop-package-")
+            with zipfile.ZipFile(package) as archive:
+                archive.extractall(self.bootstrap_dir)
+            bootstrap = os.path.join(self.bootstrap_dir, "bootstrap")
+            if not os.path.isfile(bootstrap):
+                sys.exit(f"{package} has no bootstrap at its root")
+            # zipfile drops the mode: Lambda runs the file as the zip's mode says (0755).
+            mode = (archive.getinfo("bootstrap").external_attr >> 16) & 0o777
+            if not mode & 0o111:
+                sys.exit(f"{package}: bootstrap is not executable in the zip (mode {oct(mode)})")
+            os.chmod(bootstrap, mode)
+
+    @property
+    def name(self):
+        return "an instance of the package under the runtime interface emulator" if self.package \
+            else "cargo lambda watch"
+
+    def start(self):
+        """Starts a new instance (cold) and waits until it listens."""
+        self.port = free_port()
+        if self.package:
+            rie = subprocess.check_output(["bash", os.path.join(ROOT, "infra", "rie.sh")], text=True).strip()
+            env = dict(self.env, AWS_LAMBDA_FUNCTION_TIMEOUT="360", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+                       AWS_LAMBDA_FUNCTION_NAME="backdrop-generate")
+            command = [rie, "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+                       "--runtime-api-address", f"127.0.0.1:{free_port()}", "./bootstrap"]
+            self.process = self.services.start(command, cwd=self.bootstrap_dir, env=env,
+                                               stdout=self.log, stderr=subprocess.STDOUT)
+        else:
+            command = ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(self.port),
+                       "-p", "backdrop-lambda", "--ignore-changes", "--timeout", "360"]
+            if self.release:
+                command.append("--release")
+            self.process = self.services.start(command, cwd=ROOT, env=self.env, stdout=self.log,
+                                               stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.name, seconds=300, process=self.process)
+        self.started = time.time()
+        return self
+
+    def invoke(self, payload_file):
+        """Invokes the function with the event in payload_file and returns its answer."""
+        name = "function" if self.package else "backdrop-lambda"
+        with open(payload_file, "rb") as payload:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.port}/2015-03-31/functions/{name}/invocations",
+                data=payload.read(), method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            sys.exit(f"invoking {self.name} failed: HTTP {error.code}: {error.read()[:2000]!r}")
+        answer = json.loads(body)
+        if isinstance(answer, dict) and "errorType" in answer:
+            sys.exit(f"the function failed: {answer}")
+        return answer
+
+    def invoke_in_background(self, payload_file):
+        """Invokes without waiting for the answer (the crash check kills the function meanwhile)."""
+        thread = threading.Thread(target=self._invoke_quietly, args=(payload_file,), daemon=True)
+        thread.start()
+        return thread
+
+    def _invoke_quietly(self, payload_file):
+        try:
+            self.invoke(payload_file)
+        except BaseException:  # the function was killed: no answer is expected
+            pass
+
+    def kill(self):
+        """SIGKILL the instance and everything below it, like a crash."""
+        return kill_tree(self.process)
+
+    def pids(self):
+        """The processes of the function itself (not the emulator or cargo around it)."""
+        found = []
+        for pid in descendants(self.process.pid):
+            try:
+                exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+            except OSError:
+                continue
+            if exe in ("backdrop-lambda", "bootstrap"):
+                found.append(pid)
+        return found
+
+    def report_memory(self):
+        """Prints the peak RSS (VmHWM) of the function's process(es) and returns the largest, MiB."""
+        peaks = []
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                continue
+            peaks.append(int(peak) / 1024)
+            print(f"peak RSS of the function process (pid {pid}): {peaks[-1]:.1f} MiB")
+        if not peaks:
+            sys.exit(f"no function process found under {self.name}")
+        return max(peaks)
 
 
 def descendants(pid):
@@ -135,23 +244,6 @@ def kill_tree(process):
     return tree
 
 
-def report_memory(watch):
-    """Prints the peak RSS of the function process(es) that `cargo lambda watch` runs."""
-    found = False
-    for pid in descendants(watch.pid):
-        try:
-            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-            with open(f"/proc/{pid}/status") as status:
-                peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-        except (OSError, StopIteration):
-            continue
-        if exe == "backdrop-lambda":
-            found = True
-            print(f"peak RSS of the function process (pid {pid}): {int(peak) / 1024:.1f} MiB")
-    if not found:
-        sys.exit("no backdrop-lambda process found under cargo lambda watch")
-
-
 def notified_keys(message):
     """The object keys an S3 notification message names (decoded)."""
     try:
@@ -184,10 +276,10 @@ def claim_of(s3, key):
     return None
 
 
-def check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log):
-    """Kills `cargo lambda watch` (and the function under it) mid-task, starts it again and delivers
-    the same event: the task id in the claim object is resumed, the outputs appear, and the service
-    saw exactly one create."""
+def check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log, package=None):
+    """Kills the function (and what runs it) mid-task, starts it again and delivers the same
+    event: the task id in the claim object is resumed, the outputs appear, and the service saw
+    exactly one create."""
     slow_url = start_emulator(services, processing_ms=8000)
     env = dict(env, PICWISH_BASE_URL=slow_url)
     key = "incoming/crash/bottle.png"
@@ -197,12 +289,8 @@ def check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as event:
         json.dump(sqs_event(receive(sqs, queue_url, key), queue_arn), event)
     try:
-        port = free_port()
-        watch = start_watch(services, port, env, log)
-        first = services.start(
-            ["cargo", "lambda", "invoke", "backdrop-lambda", "-A", "127.0.0.1", "-P", str(port),
-             "--data-file", event.name, "--output-format", "json"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        function = Function(services, env, log, package=package).start()
+        first = function.invoke_in_background(event.name)
         # Mid-task: the service has the task, the claim records its id, the task is not final.
         deadline = time.time() + 300
         while True:
@@ -210,22 +298,21 @@ def check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log):
             claim = claim_of(s3, key)
             if tasks and claim and claim.get("stage") == "created" and claim.get("task_id"):
                 break
-            if first.poll() is not None:
-                sys.exit(f"crash check: the invocation ended (exit {first.returncode}) before the task was recorded")
+            if not first.is_alive():
+                sys.exit("crash check: the invocation ended before the task was recorded")
             if time.time() > deadline:
                 sys.exit("crash check: no task created within 300 s")
             time.sleep(0.1)
         state = tasks[0]["state"]
         if len(tasks) != 1 or tasks[0]["task_id"] != claim["task_id"] or state < 0 or state == 1:
             sys.exit(f"crash check: not mid-task: tasks {tasks}, claim {claim}")
-        killed = kill_tree(watch)
-        first.wait(timeout=60)
-        print(f"crash check: killed cargo lambda watch ({len(killed)} processes) with task "
+        killed = function.kill()
+        first.join(timeout=60)
+        print(f"crash check: killed {function.name} ({len(killed)} processes) with task "
               f"{claim['task_id']} in state {state}")
 
-        port = free_port()
-        watch = start_watch(services, port, env, log)
-        answer = invoke(port, event.name)
+        function = Function(services, env, log, package=package).start()
+        answer = function.invoke(event.name)
         print("crash check, the same event again:", json.dumps(answer))
     finally:
         os.unlink(event.name)
@@ -268,15 +355,53 @@ def sqs_event(messages, queue_arn):
     }
 
 
-def invoke(port, payload_file):
-    output = subprocess.run(
-        ["cargo", "lambda", "invoke", "backdrop-lambda", "-A", "127.0.0.1", "-P", str(port),
-         "--data-file", payload_file, "--output-format", "json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    if output.returncode != 0:
-        sys.exit(f"cargo lambda invoke failed:\n{output.stdout}\n{output.stderr}")
-    return json.loads(output.stdout)
+def cold_start(function, log_path):
+    """The first invocation of a new instance with a small event (S3's test event, which the
+    function acknowledges without work): its latency as the caller sees it, the init duration the
+    runtime interface emulator reports (INIT REPORT: the bootstrap's start up to its first call
+    for an event),
+    and every log line of it carrying the request id."""
+    function.log.flush()
+    offset = os.path.getsize(log_path)
+    started = time.time()
+    answer = function.invoke(os.path.join(EVENTS, "sqs-test-event.json"))
+    latency_ms = (time.time() - started) * 1000
+    if answer.get("batchItemFailures"):
+        sys.exit(f"cold start: the test event failed: {answer}")
+    init_ms = None
+    deadline = time.time() + 5
+    while init_ms is None and time.time() < deadline:
+        with open(log_path) as log:
+            for line in log:
+                # rapid's own figure, from the bootstrap's start to its first call for an event:
+                # what Lambda reports as "Init Duration" (the REPORT line of this emulator
+                # measures only its own bookkeeping).
+                if "INIT REPORT(durationMs:" in line:
+                    init_ms = float(line.split("INIT REPORT(durationMs:")[1].split(")")[0])
+        time.sleep(0.1)
+    if init_ms is None:
+        sys.exit(f"cold start: the runtime interface emulator reported no init duration ({log_path})")
+    # The function's JSON lines written during the invocation (RIE's own lines are plain text).
+    request_ids, lines = set(), 0
+    with open(log_path) as log:
+        log.seek(offset)
+        for line in log:
+            if not line.startswith("{"):
+                continue
+            record = json.loads(line)
+            if "_aws" in record:  # an EMF metric line, not a log line
+                continue
+            lines += 1
+            if not record.get("requestId"):
+                sys.exit(f"cold start: a log line of the invocation has no requestId: {line}")
+            request_ids.add(record["requestId"])
+    if len(request_ids) > 1:
+        sys.exit(f"cold start: one invocation's log lines name several request ids: {request_ids}")
+    size = os.path.getsize(function.package)
+    bootstrap = os.path.getsize(os.path.join(function.bootstrap_dir, "bootstrap"))
+    print(f"cold start of {os.path.basename(function.package)} ({size / 1e6:.1f} MB zipped, bootstrap "
+          f"{bootstrap / 1e6:.1f} MB): init {init_ms:.1f} ms, first invocation {latency_ms:.0f} ms "
+          f"(as the caller sees it, init included); {lines} log lines, each with its requestId")
 
 
 def main():
@@ -289,6 +414,9 @@ def main():
                         help="print the function process's peak RSS after the uploads (VmHWM)")
     parser.add_argument("--release", action="store_true",
                         help="run a release build of the function (as deployed) instead of a debug one")
+    parser.add_argument("--package", metavar="ZIP",
+                        help="run this deployment package (dist/build's zip) under AWS's runtime "
+                             "interface emulator instead of `cargo lambda watch`; measures its cold start")
     args = parser.parse_args()
     pngs = args.pngs or [BOTTLE]
 
@@ -321,7 +449,6 @@ def main():
             }]
         })
 
-        lambda_port = free_port()
         env = dict(os.environ,
                    AWS_ENDPOINT_URL_S3=moto_url, AWS_ENDPOINT_URL_SQS=moto_url,
                    AWS_ENDPOINT_URL_DYNAMODB=moto_url, SHARED_BUDGET_TABLE=BUDGET_TABLE,
@@ -330,10 +457,12 @@ def main():
                    PICWISH_API_KEY="emulator-key", PICWISH_BASE_URL=emulator_url,
                    DEFAULT_PROMPT=args.prompt, RUST_LOG="info")
         env.pop("PICWISH_API_KEY_SECRET_ID", None)
-        log_path = os.path.join(tempfile.gettempdir(), f"backdrop-lambda-watch-{os.getpid()}.log")
+        log_path = os.path.join(tempfile.gettempdir(), f"backdrop-lambda-{os.getpid()}.log")
         log = open(log_path, "w")
-        print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: {log_path})")
-        watch = start_watch(services, lambda_port, env, log, release=args.release)
+        function = Function(services, env, log, release=args.release, package=args.package).start()
+        print(f"{function.name} on 127.0.0.1:{function.port} (log: {log_path})")
+        if args.package:
+            cold_start(function, log_path)
 
         # Uploads go through the real notification path: S3 -> SQS -> this event.
         uploaded = []
@@ -352,11 +481,11 @@ def main():
             sys.exit("moto sent no S3 notification to the queue")
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as event:
             json.dump(sqs_event(messages, queue_arn), event)
-        response = invoke(lambda_port, event.name)
+        response = function.invoke(event.name)
         os.unlink(event.name)
         print("SQS batch (from moto's notifications):", json.dumps(response))
-        if args.report_memory:
-            report_memory(watch)
+        if args.report_memory or args.package:
+            function.report_memory()
         failures = response.get("batchItemFailures", [])
         expected = {k: k[len("incoming/"):-len(".png")] for k in uploaded}
 
@@ -372,7 +501,7 @@ def main():
                     with open(BOTTLE, "rb") as body:
                         s3.put_object(Bucket=BUCKET, Key=key, Body=body.read(), Metadata={"batch-size": "1"})
                     expected[key] = key[len("incoming/"):-len(".png")]
-                answer = invoke(lambda_port, os.path.join(EVENTS, fixture))
+                answer = function.invoke(os.path.join(EVENTS, fixture))
                 print(f"{fixture}:", json.dumps(answer)[:300])
                 failures += answer.get("batchItemFailures", [])
                 for item in answer.get("objects", []):
@@ -380,11 +509,11 @@ def main():
                         sys.exit(f"{fixture}: {item}")
             # A duplicate delivery of the same batch creates nothing more.
             counters_before = json.load(urllib.request.urlopen(f"{emulator_url}/__emulator/counters"))
-            answer = invoke(lambda_port, os.path.join(EVENTS, "sqs-s3.json"))
+            answer = function.invoke(os.path.join(EVENTS, "sqs-s3.json"))
             counters_after = json.load(urllib.request.urlopen(f"{emulator_url}/__emulator/counters"))
             if counters_after["tasks_created"] != counters_before["tasks_created"]:
                 sys.exit("a duplicate event created a second task")
-            check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log)
+            check_crash_and_resume(services, s3, sqs, queue_url, queue_arn, env, log, package=args.package)
 
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
         shutil.rmtree(args.out, ignore_errors=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (once) the Python tools the tests and the local pipeline use, in a venv outside the
-# clone, and prints its bin folder. Pinned versions: moto (S3, SQS and DynamoDB server), cargo-lambda,
+# clone, and prints its bin folder. Pinned versions: moto (S3, SQS and DynamoDB server), cargo-lambda
+# and cargo-zigbuild (with zig: dist/build's cross builds),
 # cfn-lint, aws-sam-translator, the SAM CLI, and Playwright (its Python driver only: the browser
 # tests drive the system's Chromium, `apt-get install chromium`, never a downloaded browser).
 set -euo pipefail
@@ -8,6 +9,7 @@ venv="${BACKDROP_VENV:-$HOME/.cache/backdrop-venv}"
 requirements=(
   "moto[server,s3,sqs,dynamodb]==5.2.5"
   "cargo-lambda==1.9.2"
+  "cargo-zigbuild==0.24.1"
   "cfn-lint==1.58.0"
   "aws-sam-translator==1.115.0"
   "aws-sam-cli==1.170.0"

@@ -16,13 +16,26 @@
 # the SONAME, follows cargo-c's rule: X from 1.0 on, 0.Y before, 0.0.Z before 0.1 (see "ABI
 # version and SONAME" in crates/ffi/README.md; build.rs applies the same rule).
 #
-# Usage: crates/ffi/install.sh PREFIX
-# Environment: CARGO_TARGET_DIR (default ~/.cache/backdrop-target, as in the other scripts);
-# DESTDIR is honoured as usual (files go to $DESTDIR$PREFIX, the .pc file names $PREFIX).
+# The installed tree is relocatable: backdrop.pc finds its prefix from its own location
+# (`prefix=${pcfiledir}/../..`) and the CMake package from its own, so the tree can be moved, or
+# packed as dist/build's tarball and unpacked anywhere. backdrop.pc's Libs carry
+# `-Wl,-rpath,${libdir}`: a program linked through it finds libbackdrop.so where it was when the
+# program was built, with no LD_LIBRARY_PATH (move the tree after building and the program needs
+# LD_LIBRARY_PATH or a rebuild). Packagers who install into the system's library folder pass
+# --no-rpath.
+#
+# Usage: crates/ffi/install.sh [--no-rpath] PREFIX
+# Environment: CARGO_TARGET_DIR (default ./target, as cargo's); DESTDIR is honoured as usual
+# (files go to $DESTDIR$PREFIX).
 set -euo pipefail
 
+rpath=yes
+if [ "${1:-}" = "--no-rpath" ]; then
+  rpath=no
+  shift
+fi
 if [ $# -ne 1 ] || [ -z "$1" ]; then
-  echo "usage: $0 PREFIX" >&2
+  echo "usage: $0 [--no-rpath] PREFIX" >&2
   exit 2
 fi
 prefix="$1"
@@ -35,7 +48,7 @@ destdir="${DESTDIR:-}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/backdrop-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 cargo build --release -p backdrop-ffi
 
@@ -82,8 +95,12 @@ install -m 0644 include/backdrop.h include/backdrop.hpp "$includedir/"
 # Libs.private: what the static library needs besides itself, as printed by
 #   cargo rustc -p backdrop-ffi --release --crate-type staticlib -- --print native-static-libs
 # (-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc on Linux; -lc is implied).
+rpath_flag=""
+if [ "$rpath" = yes ]; then
+  rpath_flag=" -Wl,-rpath,\${libdir}"
+fi
 cat > "$pcdir/backdrop.pc" <<EOF
-prefix=$prefix
+prefix=\${pcfiledir}/../..
 exec_prefix=\${prefix}
 libdir=\${exec_prefix}/lib
 includedir=\${prefix}/include
@@ -93,7 +110,7 @@ Description: PicWish's Generate Background API for C and C++ (libbackdrop)
 URL: https://github.com/backdrop-rs/backdrop
 Version: $version
 Cflags: -I\${includedir}/backdrop
-Libs: -L\${libdir} -lbackdrop
+Libs: -L\${libdir}$rpath_flag -lbackdrop
 Libs.private: -lgcc_s -lutil -lrt -lpthread -lm -ldl
 EOF
 

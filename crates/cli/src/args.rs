@@ -38,6 +38,28 @@ pub enum Command {
     Emulator(backdrop_emulator::cli::EmulatorArgs),
     /// Rebuild an output folder's contact sheet (index.html) from its journal.
     Report(ReportArgs),
+    /// Print a completion script for a shell on stdout (e.g. `backdrop completions bash >
+    /// ~/.local/share/bash-completion/completions/backdrop`).
+    Completions(CompletionsArgs),
+    /// Write the manual pages (roff): `backdrop.1` on stdout, or one page per subcommand into
+    /// --dir (`backdrop.1`, `backdrop-generate.1`, …).
+    Man(ManArgs),
+}
+
+/// `backdrop completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `backdrop man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page into this folder instead of `backdrop.1` on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Where the service is and how to reach it.

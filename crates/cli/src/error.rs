@@ -17,6 +17,9 @@ pub const EXIT_UNAUTHORIZED: u8 = 4;
 pub const EXIT_CREDIT_CAP: u8 = 5;
 /// Exit code: Ctrl-C left inputs unfinished (run the same command again to finish them).
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code: SIGTERM stopped the run (128 + 15, as a shell reports a process the signal ended;
+/// the journal was saved first: run the same command again to finish).
+pub const EXIT_TERMINATED: u8 = 143;
 
 /// An error that stops the whole command (per-input failures are reported, not raised).
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// Standard output could not be written (a closed pipe, a full disk).
+    #[error("cannot write to standard output: {0}; check where it is redirected")]
+    Stdout(std::io::Error),
     /// The emulator could not start.
     #[cfg(feature = "emulator")]
     #[error("cannot start the emulator: {0}")]
@@ -81,7 +87,7 @@ impl CliError {
             CliError::Emulator(_) | CliError::EmulatorServe(_) => EXIT_USAGE,
             CliError::Invalid(_) => EXIT_INVALID_INPUT,
             CliError::Api(error) => exit_code_for(error),
-            CliError::Write { .. } => EXIT_FAILED,
+            CliError::Write { .. } | CliError::Stdout(_) => EXIT_FAILED,
         }
     }
 }

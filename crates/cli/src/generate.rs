@@ -103,7 +103,8 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         outcomes.into_iter().map(|(_, outcome)| outcome).collect(),
         started.elapsed().as_secs_f64(),
     );
-    summary.stopped = *interrupt.borrow() > 0;
+    summary.stopped = *interrupt.borrow() > RUNNING;
+    summary.terminated = *interrupt.borrow() == TERMINATED;
     summary.stand_in = ledger.is_stand_in();
     if let Some(limit) = args.max_credits {
         summary.credit_cap = Some(CapUse {
@@ -309,13 +310,17 @@ impl Batch<'_> {
 
     /// True once Ctrl-C was pressed: nothing new starts.
     fn stopping(&self) -> bool {
-        *self.interrupt.borrow() > 0
+        *self.interrupt.borrow() > RUNNING
     }
 
     /// Returns once Ctrl-C was pressed twice: waits stop.
     async fn quitting(&self) {
         let mut interrupt = self.interrupt.clone();
-        if interrupt.wait_for(|level| *level >= 2).await.is_err() {
+        if interrupt
+            .wait_for(|level| *level >= STOP_WAITING)
+            .await
+            .is_err()
+        {
             // The watcher is gone (no signal handling): never.
             std::future::pending::<()>().await;
         }
@@ -550,17 +555,26 @@ fn refused(entry: &Entry, refusal: Refusal) -> InputFailure {
     }
 }
 
+/// Stop level: no signal yet.
+const RUNNING: u8 = 0;
+/// Stop level: no new input starts; running tasks finish (first Ctrl-C).
+const NO_NEW_INPUT: u8 = 1;
+/// Stop level: no task is waited for any longer; the journal keeps their ids (second Ctrl-C).
+const STOP_WAITING: u8 = 2;
+/// Stop level: as [`STOP_WAITING`], because of SIGTERM (the exit code is then 143).
+const TERMINATED: u8 = 3;
+
 /// First Ctrl-C: no new input starts, running tasks finish. Second: stop waiting for them (the
-/// journal keeps their ids). Third: quit at once. The level goes 0 → 1 → 2.
+/// journal keeps their ids). Third: quit at once. SIGTERM: as the second, then exit 143.
 fn watch_for_interrupt(progress: Arc<Progress>, journal: PathBuf) -> watch::Receiver<u8> {
-    let (level, receiver) = watch::channel(0u8);
+    let (level, receiver) = watch::channel(RUNNING);
     let level = Arc::new(level);
     watch_for_termination(level.clone(), progress.clone());
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        level.send_modify(|level| *level = (*level).max(1));
+        level.send_modify(|level| *level = (*level).max(NO_NEW_INPUT));
         progress.event(
             "backdrop: stopping: no new input starts; running tasks finish (Ctrl-C again to stop \
              waiting for them: the next run resumes them)"
@@ -569,7 +583,7 @@ fn watch_for_interrupt(progress: Arc<Progress>, journal: PathBuf) -> watch::Rece
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        level.send_replace(2);
+        level.send_modify(|level| *level = (*level).max(STOP_WAITING));
         progress.event(
             "backdrop: no longer waiting; saving the journal (Ctrl-C again to quit at once)".into(),
         );
@@ -597,7 +611,7 @@ fn watch_for_termination(level: Arc<watch::Sender<u8>>, progress: Arc<Progress>)
     };
     tokio::spawn(async move {
         if terminate.recv().await.is_some() {
-            level.send_replace(2);
+            level.send_replace(TERMINATED);
             progress.event(
                 "backdrop: terminated (SIGTERM): no longer waiting; saving the journal".into(),
             );

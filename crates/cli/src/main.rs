@@ -8,6 +8,7 @@ mod error;
 mod generate;
 mod inputs;
 mod journal;
+mod manual;
 mod output;
 mod progress;
 mod report;
@@ -59,6 +60,8 @@ async fn run(command: Command) -> Result<u8, CliError> {
             Ok(EXIT_OK)
         }
         Command::Status(args) => status::run(&args).await.map(|()| EXIT_OK),
+        Command::Completions(args) => manual::completions(args.shell).map(|()| EXIT_OK),
+        Command::Man(args) => manual::man(args.dir.as_deref()).map(|()| EXIT_OK),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => backdrop_emulator::cli::serve(args)
             .await
@@ -77,6 +80,14 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr(|name| std::env::var_os(name)))
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Colour (ANSI escapes) in log lines only on a terminal, and never with `NO_COLOR` set
+/// (no-color.org): a log file or a CI log gets plain text.
+fn colour_on_stderr(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    use std::io::IsTerminal;
+    var("NO_COLOR").is_none_or(|value| value.is_empty()) && std::io::stderr().is_terminal()
 }

@@ -1,7 +1,7 @@
 //! Every input error of `backdrop generate`, run as a user runs it: the exit code, the message
 //! (the rule, the value found, what to do) and that not one request reached the service.
 //!
-//! Each row of the README's "Bad input" table is a scenario here with its own test, and
+//! Each row of the "Bad input" table in docs/reliability.md is a scenario here with its own test, and
 //! `the_readme_table_matches_the_binary` runs every row of the table against the binary and
 //! compares its message and exit code, so the table cannot drift from what users see.
 
@@ -743,7 +743,7 @@ fn the_prompt_limit_counts_characters() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("1025 characters"));
 }
 
-/// One row of the README's table.
+/// One row of the table in docs/reliability.md.
 #[derive(Debug)]
 struct Row {
     input: String,
@@ -751,14 +751,17 @@ struct Row {
     code: i32,
 }
 
-/// The rows of the table under `### Bad input` in the README.
+/// The rows of the table under `## Bad input` in docs/reliability.md.
 fn readme_rows() -> Vec<Row> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .expect("the README is readable");
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/reliability.md"
+    ))
+    .expect("docs/reliability.md is readable");
     let section = readme
-        .split("\n### Bad input\n")
+        .split("\n## Bad input\n")
         .nth(1)
-        .expect("the README has a `### Bad input` section");
+        .expect("docs/reliability.md has a `## Bad input` section");
     let section = section.split("\n#").next().unwrap_or(section);
     let strip = |cell: &str| cell.trim().trim_matches('`').to_owned();
     section
@@ -780,7 +783,7 @@ fn readme_rows() -> Vec<Row> {
         .collect()
 }
 
-/// The README's table, row by row, against the binary: same exit code, same message (`…` stands
+/// The table in docs/reliability.md, row by row, against the binary: same exit code, same message (`…` stands
 /// for a part that varies, such as a port), nothing sent; and every scenario has its row.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_table_matches_the_binary() {
@@ -789,7 +792,7 @@ async fn the_readme_table_matches_the_binary() {
     let tested: Vec<&str> = scenarios().iter().map(|s| s.input).collect();
     assert_eq!(
         documented, tested,
-        "the README's Bad input table and the scenarios list the same inputs in the same order"
+        "the Bad input table of docs/reliability.md and the scenarios list the same inputs in the same order"
     );
     let emulator = fast_emulator(fast_config()).await;
     let mut drift = Vec::new();
@@ -802,7 +805,7 @@ async fn the_readme_table_matches_the_binary() {
         let parts: Vec<&str> = row.message.split('…').collect();
         if answer.code != Some(row.code) || !contains_in_order(&answer.text, &parts) {
             drift.push(format!(
-                "{}: the README says exit {} and `{}`; the binary exits {:?} with: {}",
+                "{}: docs/reliability.md says exit {} and `{}`; the binary exits {:?} with: {}",
                 row.input, row.code, row.message, answer.code, answer.text
             ));
         }

@@ -523,3 +523,76 @@ fn a_time_scale_out_of_range_is_refused_before_anything_runs() {
         assert!(!out.exists(), "{value}: nothing may be written");
     }
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_binary() {
+    for (shell, marker) in [
+        ("bash", "_backdrop()"),
+        ("zsh", "#compdef backdrop"),
+        ("fish", "complete -c backdrop"),
+    ] {
+        let output = backdrop(&["completions", shell], &[]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let script = text(&output.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        // The subcommands and their flags are completed.
+        assert!(
+            script.contains("generate") && script.contains("max-credits"),
+            "{shell}"
+        );
+    }
+    let output = backdrop(&["completions", "tcsh"], &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let output = backdrop(&["man"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let page = text(&output.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH backdrop 1"),
+        "{page}"
+    );
+    assert!(page.contains("generate"), "{page}");
+
+    let dir = temp_dir("man");
+    let output = backdrop(&["man", "--dir", dir.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    for page in ["backdrop.1", "backdrop-generate.1", "backdrop-validate.1"] {
+        let roff = std::fs::read_to_string(dir.join(page)).unwrap_or_default();
+        assert!(roff.contains(".TH"), "{page}: {roff}");
+    }
+    let generate = std::fs::read_to_string(dir.join("backdrop-generate.1")).unwrap();
+    assert!(generate.contains("max\\-credits"), "{generate}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn logs_on_a_pipe_carry_no_colour() {
+    // stderr is a pipe here, as in a log file or CI: no ANSI escape whatever the log level.
+    let output = backdrop(
+        &["-vv", "validate", fixture("bottle.png").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let dir = temp_dir("plain-logs");
+    let output = backdrop(
+        &[
+            "-vv",
+            "generate",
+            fixture("bottle.png").to_str().unwrap(),
+            "--prompt",
+            "a plain log",
+            "--out",
+            dir.to_str().unwrap(),
+            "--no-report",
+        ],
+        &[],
+    );
+    let stderr = text(&output.stderr);
+    assert!(!stderr.is_empty(), "-vv logs something");
+    assert!(!stderr.contains('\u{1b}'), "ANSI escape in: {stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

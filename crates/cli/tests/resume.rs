@@ -194,17 +194,18 @@ async fn ctrl_c_stops_submitting_saves_the_journal_and_says_how_to_resume() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_ctrl_c_stops_waiting_and_the_next_run_resumes_the_tasks() {
-    stop_waiting_then_resume("sigint2", &["INT", "INT"]).await;
+    stop_waiting_then_resume("sigint2", &["INT", "INT"], 130).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_waiting_and_the_next_run_resumes_the_tasks() {
-    stop_waiting_then_resume("sigterm", &["TERM"]).await;
+    // 143 = 128 + SIGTERM, as a supervisor expects of a process it terminated.
+    stop_waiting_then_resume("sigterm", &["TERM"], 143).await;
 }
 
 /// `signals` make the run stop waiting for its tasks: it saves them, and the next run resumes
-/// them and creates nothing twice.
-async fn stop_waiting_then_resume(name: &str, signals: &[&str]) {
+/// them and creates nothing twice. The stopped run exits with `exit_code`.
+async fn stop_waiting_then_resume(name: &str, signals: &[&str], exit_code: i32) {
     let emulator = emulator(Duration::from_secs(30)).await;
     let (out, args, _cleanup) = args(&emulator, name, &["--jobs", "4"]);
     let child = spawn(&args);
@@ -224,8 +225,14 @@ async fn stop_waiting_then_resume(name: &str, signals: &[&str]) {
         .expect("the signals stop the waiting")
         .unwrap();
     assert_no_panic(&output);
-    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(exit_code),
+        "{}",
+        text(&output.stderr)
+    );
     let summary = summary(&output);
+    assert_eq!(summary["terminated"], exit_code == 143, "{summary:#}");
     let interrupted = summary["interrupted"].as_u64().unwrap() as usize;
     assert!(interrupted >= 3, "{summary:#}");
     let saved = journal(&out);

@@ -98,6 +98,11 @@ mod wait;
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+/// The library guide's Rust examples (`docs/library.md`), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/library.md")]
+pub struct LibraryGuideDoctests;
+
 /// The client's internals that its fuzz targets and adversarial tests reach into: no part of
 /// the API, no stability promise.
 #[doc(hidden)]

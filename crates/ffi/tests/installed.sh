@@ -4,7 +4,8 @@
 # that prefix — no include path, library path or CMake path into the repository:
 #
 #   - the installed library exports exactly the functions its installed header declares;
-#   - examples/c/generate.c with `pkg-config --cflags --libs backdrop` (shared) and with
+#   - examples/c/generate.c with `pkg-config --cflags --libs backdrop` (shared, run with no
+#     LD_LIBRARY_PATH: backdrop.pc's rpath) and with
 #     `pkg-config --static` and libbackdrop.a (static);
 #   - examples/cmake, a C++ project, through find_package(backdrop CONFIG) and CMAKE_PREFIX_PATH,
 #     against backdrop::backdrop and backdrop::backdrop_static; the package's version file
@@ -13,7 +14,8 @@
 #
 # Called by tests/run.sh, which starts the emulators. Environment: BACKDROP_TEST_URL and
 # BACKDROP_TEST_KEY (an emulator and its key), BACKDROP_TEST_FIXTURE (a transparent PNG),
-# CARGO_TARGET_DIR (as for install.sh).
+# CARGO_TARGET_DIR (as for install.sh); BACKDROP_INSTALLED_TREE, to test an unpacked tree
+# (dist/build's libbackdrop tarball) instead of a fresh install.sh.
 #
 # Usage: bash crates/ffi/tests/installed.sh
 set -euo pipefail
@@ -29,8 +31,14 @@ trap 'rm -rf "$work"' EXIT
 prefix="$work/prefix"
 say() { printf -- '--- %s\n' "$*"; }
 
-say "install.sh into a fresh prefix"
-"$ffi/install.sh" "$prefix" >/dev/null
+if [ -n "${BACKDROP_INSTALLED_TREE:-}" ]; then
+  # dist/build's tarball, unpacked by the caller somewhere else than it was packed.
+  say "the unpacked tree $BACKDROP_INSTALLED_TREE"
+  prefix="$BACKDROP_INSTALLED_TREE"
+else
+  say "install.sh into a fresh prefix"
+  "$ffi/install.sh" "$prefix" >/dev/null
+fi
 (cd "$prefix" && find . \( -type f -o -type l \) | sort | sed 's/^\.\//  /')
 
 # Only the prefix: no inherited search paths, and the sources copied out of the clone, so that
@@ -81,7 +89,10 @@ say "C example through pkg-config: shared"
 cc "${strict_c[@]}" "${cflags[@]}" "$work/src/generate.c" "${libs[@]}" -o "$work/generate_shared"
 readelf -d "$work/generate_shared" | grep -q "NEEDED.*\[$(readelf -d "$prefix/lib/libbackdrop.so" |
   sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')\]" || { echo "generate_shared does not need the SONAME"; exit 1; }
-LD_LIBRARY_PATH="$prefix/lib" run_example c-shared "$work/generate_shared"
+# backdrop.pc's rpath: the program finds the library with no LD_LIBRARY_PATH.
+readelf -d "$work/generate_shared" | grep -q "R\(UN\)\?PATH.*$prefix" ||
+  { echo "generate_shared has no rpath to $prefix/lib:"; readelf -d "$work/generate_shared" | grep -i path; exit 1; }
+run_example c-shared "$work/generate_shared"
 
 say "C example through pkg-config: static"
 cc "${strict_c[@]}" "${cflags[@]}" "$work/src/generate.c" "$prefix/lib/libbackdrop.a" \

@@ -12,6 +12,9 @@
 #     against its header, the C example through pkg-config (shared and static) and the C++ CMake
 #     example through find_package(backdrop) (shared and static), run against an emulator;
 #   - Go: go vet, go test -race, and the Go example.
+#   - with BACKDROP_LIB_TARBALL (tests/run sets it to dist/build's libbackdrop tarball): the
+#     tarball unpacked elsewhere, tests/installed.sh against it, and the Go example built from the
+#     tarball's Go package with nothing but PKG_CONFIG_PATH.
 #
 # Installs the system packages it needs when they are missing (valgrind, libgtest-dev, cmake,
 # ninja-build, pkg-config, a C/C++ compiler). Exits non-zero on any failure.
@@ -21,7 +24,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/backdrop-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 ffi="$root/crates/ffi"
 started=$(date +%s)
@@ -232,5 +235,35 @@ for n in 1 2; do
   head -c 3 "$work/out/go-$n.jpg" | od -An -tx1 | grep -q 'ff d8 ff' ||
     { echo "go-$n.jpg is not a JPEG"; exit 1; }
 done
+
+# ----------------------------------------------------------------------------------------------
+if [ -n "${BACKDROP_LIB_TARBALL:-}" ]; then
+  step "dist/build's tarball, unpacked elsewhere: C, C++ and Go with nothing but PKG_CONFIG_PATH"
+  # A stable folder (Go's build cache keeps the paths pkg-config gave it), emptied each run.
+  unpacked="$CARGO_TARGET_DIR/backdrop-tarball-check"
+  rm -rf "$unpacked"
+  mkdir -p "$unpacked"
+  tar -C "$unpacked" -xzf "$BACKDROP_LIB_TARBALL"
+  tree="$(find "$unpacked" -mindepth 1 -maxdepth 1 -type d)"
+  [ -f "$tree/lib/pkgconfig/backdrop.pc" ] || { echo "no lib/pkgconfig/backdrop.pc in $BACKDROP_LIB_TARBALL"; exit 1; }
+  clean_env=(-u LD_LIBRARY_PATH -u CGO_LDFLAGS -u CGO_CFLAGS -u CMAKE_PREFIX_PATH
+             PKG_CONFIG_PATH="$tree/lib/pkgconfig")
+  env "${clean_env[@]}" BACKDROP_INSTALLED_TREE="$tree" bash "$ffi/tests/installed.sh"
+  (
+    cd "$tree/share/backdrop/go"
+    env "${clean_env[@]}" CGO_ENABLED=1 GOTOOLCHAIN=local \
+      go build -o "$work/backdrop-generate-tarball" ./cmd/backdrop-generate
+  )
+  (
+    cd "$work/out"
+    env "${clean_env[@]}" PICWISH_API_KEY="$key" PICWISH_BASE_URL="$BACKDROP_TEST_URL" PICWISH_QPS=20 \
+      "$work/backdrop-generate-tarball" "$BACKDROP_TEST_FIXTURE" "a marble countertop" go-tarball
+  )
+  for n in 1 2; do
+    head -c 3 "$work/out/go-tarball-$n.jpg" | od -An -tx1 | grep -q 'ff d8 ff' ||
+      { echo "go-tarball-$n.jpg is not a JPEG"; exit 1; }
+  done
+  echo "the Go example, built from the tarball's package against its library: go-tarball-1.jpg, go-tarball-2.jpg"
+fi
 
 step "done: every libbackdrop suite passed"

@@ -291,6 +291,18 @@ static void test_version_and_messages(void) {
     size_t needed;
 
     CHECK(strcmp(backdrop_version(), env("BACKDROP_TEST_VERSION")) == 0);
+    {
+        /* The header's compile-time version is the library's run-time one. */
+        char compiled[64];
+        snprintf(compiled, sizeof compiled, "%u.%u.%u", (unsigned)BACKDROP_VERSION_MAJOR,
+                 (unsigned)BACKDROP_VERSION_MINOR, (unsigned)BACKDROP_VERSION_PATCH);
+        CHECK(strcmp(backdrop_version(), compiled) == 0);
+    }
+#if BACKDROP_VERSION_MAJOR > 0 || BACKDROP_VERSION_MINOR >= 1
+    CHECK(1); /* usable in #if */
+#else
+    CHECK(0);
+#endif
     needed = backdrop_result_message(BACKDROP_ERR_TIMEOUT, NULL, 0);
     CHECK(needed > 10);
     memset(small, 'x', sizeof small);
