@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, Operation, Recovery};
-use crate::ledger::entry::{Entry, Failure, Owner, Stage};
+use crate::ledger::entry::{Entry, Failure, Owner};
 use crate::ledger::key::InputKey;
 use crate::ledger::protocol::{Begin, Ledger, LedgerError, Ticket};
 use crate::ledger::rules::Refusal;
@@ -214,43 +214,16 @@ impl<S: LedgerStore> Ledger<S> {
     }
 }
 
-/// Sends the create by the cutoff. Cut off, it is recorded unconfirmed when it may have gone
-/// out (the entry says `sending`), else given back: nothing was sent.
+/// Sends the create by the cutoff (see [`Ticket::create_task_by`]): cut off, it is recorded
+/// unconfirmed when it may have gone out, else given back — nothing was sent. Its answer, once
+/// in, is always recorded.
 async fn create<S: LedgerStore>(
     ticket: &mut Ticket<'_, S>,
     client: &Client,
     request: &GenerateRequest,
     cutoff: Option<Instant>,
 ) -> Result<String, Error> {
-    let Some(cutoff) = cutoff else {
-        return ticket.create_task(client, request).await;
-    };
-    match tokio::time::timeout_at(cutoff, ticket.create_task(client, request)).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            let error = Error::Abandoned {
-                during: Operation::Create,
-            };
-            let recorded = if ticket.entry().stage == Stage::Sending {
-                ticket
-                    .record_create(&Err(Error::Abandoned {
-                        during: Operation::Create,
-                    }))
-                    .await
-            } else {
-                ticket
-                    .fail(Failure::new(
-                        "the caller's time ran out before the create was sent; nothing was sent",
-                        Recovery::Retry,
-                    ))
-                    .await
-            };
-            if let Err(e) = recorded {
-                tracing::warn!(input = %ticket.entry().label, error = %e, "cannot record the create cut off at the deadline");
-            }
-            Err(error)
-        }
-    }
+    ticket.create_task_by(client, request, cutoff).await
 }
 
 /// Waits for the ticket's task, downloads its results, has the adapter store them, and

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::client::Client;
-use crate::error::{Error, Recovery};
+use crate::error::{Error, Operation, Recovery};
 use crate::ledger::entry::{Entry, Failure, Owner, Stage};
 use crate::ledger::key::InputKey;
 use crate::ledger::rules::{Decision, Here, Policy, Reconciled, Refusal, decide, reconcile};
@@ -422,6 +422,20 @@ impl<S: LedgerStore> Ticket<'_, S> {
         client: &Client,
         request: &GenerateRequest,
     ) -> Result<String, Error> {
+        self.create_task_by(client, request, None).await
+    }
+
+    /// [`create_task`](Self::create_task) with a cutoff: the create's time on the wire ends
+    /// there — a create cut off before it was sent is given back (nothing was sent), one cut
+    /// off after is recorded `unconfirmed` ([`Error::Abandoned`]). The writes that record the
+    /// answer are never cut: a record cut mid-write could leave the store saying `created`
+    /// while the caller reports the create lost, and the paid task would never be fetched.
+    pub async fn create_task_by(
+        &mut self,
+        client: &Client,
+        request: &GenerateRequest,
+        cutoff: Option<tokio::time::Instant>,
+    ) -> Result<String, Error> {
         if self.entry.stage != Stage::Claimed {
             return Err(self.out_of_order(Stage::Sending).into());
         }
@@ -430,17 +444,29 @@ impl<S: LedgerStore> Ticket<'_, S> {
         let mut marked = false;
         let this = &mut *self;
         let marked_flag = &mut marked;
-        let result = client
-            .create_task_recorded(request, move || async move {
-                let written = this.mark_sending().await;
-                *marked_flag = written.is_ok();
-                written.map_err(Error::from)
-            })
-            .await;
+        let create = client.create_task_recorded(request, move || async move {
+            let written = this.mark_sending().await;
+            *marked_flag = written.is_ok();
+            written.map_err(Error::from)
+        });
+        let result = match cutoff {
+            Some(cutoff) => {
+                tokio::time::timeout_at(cutoff, create)
+                    .await
+                    .unwrap_or(Err(Error::Abandoned {
+                        during: Operation::Create,
+                    }))
+            }
+            None => create.await,
+        };
         if !marked {
-            // Nothing was sent (refused locally, or the ledger could not be written): give the
-            // input back so that it may be tried again.
+            // Nothing was sent (refused locally, the ledger could not be written, or the cutoff
+            // came first): give the input back so that it may be tried again.
             let failure = match &result {
+                Err(Error::Abandoned { .. }) => Failure::new(
+                    "the caller's time ran out before the create was sent; nothing was sent",
+                    Recovery::Retry,
+                ),
                 Err(error) => Failure::from_error(error, None),
                 Ok(_) => Failure::new("the create was not recorded", Recovery::Retry),
             };
