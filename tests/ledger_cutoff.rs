@@ -97,8 +97,9 @@ async fn a_cutoff_during_the_record_of_created_leaves_the_task_to_resume() {
         wait: WaitOptions::default(),
         cutoff: Some(cutoff),
     };
-    let driven = ledger
-        .drive(
+    // One walk of the input, as a delivery of its message makes it.
+    let walk = |limits| {
+        ledger.drive(
             &key,
             "bottle.png",
             &owner,
@@ -108,8 +109,8 @@ async fn a_cutoff_during_the_record_of_created_leaves_the_task_to_resume() {
             limits,
             std::future::pending(),
         )
-        .await
-        .unwrap();
+    };
+    let driven = walk(limits).await.unwrap();
     let entry = match driven {
         Driven::Stopped { entry } => entry,
         other => panic!("the task must be left to resume, not reported lost: {other:?}"),
@@ -120,19 +121,7 @@ async fn a_cutoff_during_the_record_of_created_leaves_the_task_to_resume() {
     assert_eq!(emulator.counters().tasks_created, 1);
 
     // The next walk (the message delivered again) resumes that task: no second create.
-    let driven = ledger
-        .drive(
-            &key,
-            "bottle.png",
-            &owner,
-            &client,
-            &Bottle,
-            |_| false,
-            Limits::default(),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+    let driven = walk(Limits::default()).await.unwrap();
     match driven {
         Driven::Stored { entry, outputs, .. } => {
             assert_eq!(entry.stage, Stage::Done);

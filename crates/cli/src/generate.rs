@@ -103,8 +103,9 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         outcomes.into_iter().map(|(_, outcome)| outcome).collect(),
         started.elapsed().as_secs_f64(),
     );
-    summary.stopped = *interrupt.borrow() > RUNNING;
-    summary.terminated = *interrupt.borrow() == TERMINATED;
+    let stop_level = *interrupt.borrow();
+    summary.stopped = stop_level > RUNNING;
+    summary.terminated = stop_level == TERMINATED;
     summary.stand_in = ledger.is_stand_in();
     if let Some(limit) = args.max_credits {
         summary.credit_cap = Some(CapUse {

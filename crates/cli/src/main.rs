@@ -80,14 +80,15 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour_on_stderr(|name| std::env::var_os(name)))
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr)
         .init();
 }
 
 /// Colour (ANSI escapes) in log lines only on a terminal, and never with `NO_COLOR` set
 /// (no-color.org): a log file or a CI log gets plain text.
-fn colour_on_stderr(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+fn colour_on_stderr() -> bool {
     use std::io::IsTerminal;
-    var("NO_COLOR").is_none_or(|value| value.is_empty()) && std::io::stderr().is_terminal()
+    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && std::io::stderr().is_terminal()
 }

@@ -7,8 +7,8 @@
 //! 1. [`Ledger::begin`] says whether the input is done, busy, refused, or to be created or
 //!    resumed.
 //! 2. A create is prepared by the adapter only now (a file is read, a URL presigned), then sent
-//!    through [`Ticket::create_task`] — by the cutoff when there is one: a create cut off is
-//!    recorded unconfirmed when it may have gone out.
+//!    through [`Ticket::create_task_by`] — by the cutoff when there is one: a create cut off is
+//!    recorded unconfirmed when it may have gone out; an answer that came in is always recorded.
 //! 3. The task is awaited (at most the spec's 300 s polling limit past its creation: a task
 //!    still unfinished then is given up, its results counted as lost), its results downloaded
 //!    and handed to the adapter to store; the entry is `done` with the outputs' names.
@@ -179,7 +179,9 @@ impl<S: LedgerStore> Ledger<S> {
                         return Ok(Driven::Unprepared(error));
                     }
                 };
-                match create(&mut ticket, client, &request, limits.cutoff).await {
+                // Cut off, the create is recorded unconfirmed when it may have gone out, else
+                // given back; an answer that came in is always recorded.
+                match ticket.create_task_by(client, &request, limits.cutoff).await {
                     Ok(task_id) => adapter.event(Event::Created(&task_id)),
                     Err(Error::Ledger(error)) => return Err(error),
                     Err(error) => return Ok(failed(&ticket, Operation::Create, error)),
@@ -212,18 +214,6 @@ impl<S: LedgerStore> Ledger<S> {
             }
         }
     }
-}
-
-/// Sends the create by the cutoff (see [`Ticket::create_task_by`]): cut off, it is recorded
-/// unconfirmed when it may have gone out, else given back — nothing was sent. Its answer, once
-/// in, is always recorded.
-async fn create<S: LedgerStore>(
-    ticket: &mut Ticket<'_, S>,
-    client: &Client,
-    request: &GenerateRequest,
-    cutoff: Option<Instant>,
-) -> Result<String, Error> {
-    ticket.create_task_by(client, request, cutoff).await
 }
 
 /// Waits for the ticket's task, downloads its results, has the adapter store them, and
