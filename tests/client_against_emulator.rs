@@ -586,7 +586,7 @@ async fn a_create_is_recorded_after_its_grant_and_before_it_is_sent() {
 
     // A record that fails: nothing is sent.
     let refused = client
-        .create_task_recorded(&request, || async {
+        .create_task_recorded(&request, None, || async {
             Err(Error::RecordFailed("the journal is full".into()))
         })
         .await
@@ -598,7 +598,7 @@ async fn a_create_is_recorded_after_its_grant_and_before_it_is_sent() {
     // The record runs before the request leaves: the service has not seen it yet.
     for done in 0..2 {
         client
-            .create_task_recorded(&request, || async {
+            .create_task_recorded(&request, None, || async {
                 assert_eq!(emulator.counters().create_requests, done);
                 Ok(())
             })
@@ -608,7 +608,7 @@ async fn a_create_is_recorded_after_its_grant_and_before_it_is_sent() {
     // Records slower than the rate limit's margin: each create still goes out once, and no
     // window ever holds more than the QPS.
     let creates = (0..4).map(|_| {
-        client.create_task_recorded(&request, || async {
+        client.create_task_recorded(&request, None, || async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(())
         })

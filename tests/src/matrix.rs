@@ -217,9 +217,20 @@ pub fn check(scenario: Scenario, outcomes: &[Outcome], emulator: &Emulator) {
                 assert_eq!(task_id, Some(task.task_id.as_str()), "{outcome:?}");
             }
         }
-        // Waits run out; what comes next is the adapter's (a resume by id).
+        // Waits run out; what comes next is the adapter's (a resume by id). One task per
+        // input, but for a create cut off on the wire by an adapter's deadline (a Lambda
+        // invocation on a busy machine): recorded as may-have-landed, it may have made none.
         Scenario::NeverFinish => {
-            assert_eq!(counters.tasks_created as usize, INPUTS, "{counters:?}");
+            let cut_off = failed()
+                .filter(|(o, (task_id, may_be_charged))| {
+                    task_id.is_none() && *may_be_charged && o.tasks.is_empty()
+                })
+                .count();
+            assert_eq!(
+                counters.tasks_created as usize,
+                INPUTS - cut_off,
+                "{counters:?}"
+            );
             assert!(failed().count() > 0, "some tasks never finish");
         }
     }

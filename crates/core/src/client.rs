@@ -151,7 +151,7 @@ impl Client {
     /// cut connection after the request was sent, an answer that cannot be read — is returned
     /// at once and its [`Error::recovery`] is [`Recovery::Unconfirmed`](crate::Recovery).
     pub async fn create_task(&self, request: &GenerateRequest) -> Result<String> {
-        self.create_task_recorded(request, || async { Ok(()) })
+        self.create_task_recorded(request, None, || async { Ok(()) })
             .await
     }
 
@@ -162,9 +162,15 @@ impl Client {
     ///
     /// A slow `before_send` costs nothing in safety: when it takes longer than the rate limit's
     /// margin, the create waits for a fresh slot (the first one stays counted, unused).
+    ///
+    /// `cutoff` bounds the wait for the create's share of the rate limit and the create on the
+    /// wire, never `before_send` nor the bookkeeping of the answer: at the cutoff the create is
+    /// given up with [`Error::Abandoned`], whose `maybe_accepted` is false when the request had
+    /// not gone out whole (nothing can have been created; it may be sent again).
     pub async fn create_task_recorded<F, Fut>(
         &self,
         request: &GenerateRequest,
+        cutoff: Option<Instant>,
         before_send: F,
     ) -> Result<String>
     where
@@ -175,7 +181,7 @@ impl Client {
         // The most it can cost is reserved under the credit cap before anything else: a create
         // the cap refuses is never sent. The reservation is settled by the answer.
         let hold = self.inner.credits.reserve(request.batch_size()).await?;
-        let answer = self.send_create(request, &image, before_send).await;
+        let answer = self.send_create(request, &image, cutoff, before_send).await;
         self.inner.credits.answered(hold, &answer).await;
         answer
     }
@@ -186,13 +192,25 @@ impl Client {
         &self,
         request: &GenerateRequest,
         image: &LoadedImage,
+        cutoff: Option<Instant>,
         before_send: F,
     ) -> Result<String>
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<()>> + Send,
     {
-        self.inner.scheduler.turn(Want::Create).await;
+        let turn = self.inner.scheduler.turn(Want::Create);
+        match cutoff {
+            Some(cutoff) => {
+                tokio::time::timeout_at(cutoff, turn)
+                    .await
+                    .map_err(|_| Error::Abandoned {
+                        during: Operation::Create,
+                        maybe_accepted: false,
+                    })?
+            }
+            None => turn.await,
+        }
         let granted_at = Instant::now();
         let mut answer = CreateAnswer {
             scheduler: &self.inner.scheduler,
@@ -205,7 +223,7 @@ impl Client {
         let late = (self.inner.config.rate_limit.margin / 2).max(Duration::from_millis(1));
         let first = (granted_at.elapsed() > late).then_some(Want::Query);
         let body = self
-            .send(Operation::Create, first, |upload| {
+            .send(Operation::Create, first, cutoff, |upload| {
                 self.inner
                     .api
                     .post(self.inner.create_url.clone())
@@ -244,7 +262,7 @@ impl Client {
     pub(crate) async fn query(&self, task_id: &str, want: Want) -> Result<TaskInfo> {
         let url = endpoint(&self.inner.config.base_url, &[task_id])?;
         let body = self
-            .send(Operation::Query, Some(want), |_| {
+            .send(Operation::Query, Some(want), None, |_| {
                 self.inner.api.get(url.clone())
             })
             .await?;
@@ -264,10 +282,37 @@ impl Client {
     /// A query is always safe to repeat. A create is repeated only when the service surely did
     /// not accept it (see [`create_task`](Self::create_task)); every other failure of a create
     /// returns at once.
+    ///
+    /// At `cutoff` the call is given up ([`Error::Abandoned`]); a create given up before its
+    /// request went out whole surely made no task.
     async fn send(
         &self,
         call: Operation,
         first: Option<Want>,
+        cutoff: Option<Instant>,
+        request: impl Fn(&UploadProgress) -> reqwest::RequestBuilder,
+    ) -> Result<Bytes> {
+        let upload = UploadProgress::default();
+        let attempts = self.attempts(call, first, &upload, request);
+        let Some(cutoff) = cutoff else {
+            return attempts.await;
+        };
+        match tokio::time::timeout_at(cutoff, attempts).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::Abandoned {
+                during: call,
+                maybe_accepted: call == Operation::Create && upload.may_have_arrived(),
+            }),
+        }
+    }
+
+    /// The attempts of [`send`](Self::send), each reporting how far its request got in
+    /// `upload`.
+    async fn attempts(
+        &self,
+        call: Operation,
+        first: Option<Want>,
+        upload: &UploadProgress,
         request: impl Fn(&UploadProgress) -> reqwest::RequestBuilder,
     ) -> Result<Bytes> {
         let retry = self.inner.config.retry;
@@ -277,17 +322,20 @@ impl Client {
         loop {
             attempt += 1;
             let last = attempt >= retry.max_attempts;
+            upload.reset();
             if let Some(want) = want.replace(Want::Query) {
                 self.inner.scheduler.turn(want).await;
             }
-            let upload = UploadProgress::default();
-            let response = match request(&upload).send().await {
+            let builder = request(upload);
+            upload.handed_over();
+            let response = match builder.send().await {
                 Ok(response) => response,
                 Err(source) => {
                     // A failure to connect, or an image not sent to its end, proves that the
                     // service never received the request whole.
                     let surely_not_sent = source.is_connect() || upload.unfinished();
                     if !last && (surely_not_sent || call == Operation::Query) {
+                        upload.reset();
                         tracing::warn!(call = call.as_str(), attempt, error = %source, "request failed, retrying");
                         tokio::time::sleep(retry.backoff(attempt)).await;
                         continue;
@@ -346,6 +394,8 @@ impl Client {
             match status {
                 spec::STATUS_OK => return Ok(body),
                 429 => {
+                    // Refused: nothing of this attempt was accepted.
+                    upload.reset();
                     let wait = retry_after.unwrap_or_default().max(retry.backoff(attempt));
                     tracing::warn!(
                         call = call.as_str(),
@@ -471,13 +521,42 @@ async fn load_image(source: &ImageSource, rules: validate::PixelRules) -> Result
 pub(crate) struct UploadProgress(Arc<AtomicU8>);
 
 impl UploadProgress {
-    // 0: no image was sent (no body, or a URL).
+    /// No request of this attempt went out yet (or the last one was proven refused).
+    const IDLE: u8 = 0;
+    /// The image began to be sent (its stream was made) and did not reach its end.
     const STARTED: u8 = 1;
+    /// The image was sent to its end.
     const FINISHED: u8 = 2;
+    /// A request with no tracked image (a URL, a query) was handed to the transport.
+    const HANDED_OVER: u8 = 3;
 
     /// True when an image began to be sent and did not reach its end.
     fn unfinished(&self) -> bool {
         self.0.load(Ordering::SeqCst) == Self::STARTED
+    }
+
+    /// Marks the request as handed to the transport (an image's stream keeps its own state).
+    fn handed_over(&self) {
+        let _ = self.0.compare_exchange(
+            Self::IDLE,
+            Self::HANDED_OVER,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Starts a new attempt: nothing of it went out yet.
+    fn reset(&self) {
+        self.0.store(Self::IDLE, Ordering::SeqCst);
+    }
+
+    /// True when the request may have reached the service whole: it was handed over and its
+    /// image, if any, was sent to its end.
+    fn may_have_arrived(&self) -> bool {
+        matches!(
+            self.0.load(Ordering::SeqCst),
+            Self::FINISHED | Self::HANDED_OVER
+        )
     }
 
     /// `stream`, reporting here when it is read to its end.

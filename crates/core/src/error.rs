@@ -65,15 +65,18 @@ pub enum Error {
     },
 
     /// The caller gave up on a call still on its way because its own time ran out (a Lambda
-    /// invocation's deadline). A create given up this way may have reached the service.
-    #[error("the {during} was given up before its answer came: the caller's time ran out{}", if *during == Operation::Create {
-        "; the create may have reached the service, so it may exist and be charged: it is not sent again on its own"
-    } else {
-        "; the task is unharmed: resume it by its id"
+    /// invocation's deadline). A create given up after its request went out whole may have
+    /// reached the service; one given up before cannot have made a task.
+    #[error("the {during} was given up before its answer came: the caller's time ran out{}", match (*during == Operation::Create, *maybe_accepted) {
+        (true, true) => "; the create may have reached the service, so it may exist and be charged: it is not sent again on its own",
+        (true, false) => "; the request had not gone out whole, so no task was made: it may be sent again",
+        (false, _) => "; the task is unharmed: resume it by its id",
     })]
     Abandoned {
         /// The call given up.
         during: Operation,
+        /// True when a create given up may have been accepted (its request had gone out whole).
+        maybe_accepted: bool,
     },
 
     /// The caller's record of a create (`before_send` of
@@ -400,7 +403,16 @@ impl Error {
             },
             // Nothing was sent: it may go once the cap allows.
             Error::CreditCapReached { .. } => Recovery::Retry,
-            Error::Abandoned { during: Create } => Recovery::Unconfirmed,
+            Error::Abandoned {
+                during: Create,
+                maybe_accepted,
+            } => {
+                if *maybe_accepted {
+                    Recovery::Unconfirmed
+                } else {
+                    Recovery::Retry
+                }
+            }
             Error::Abandoned { .. } => Recovery::Resume,
             Error::Network {
                 during: Create,

@@ -466,6 +466,21 @@ async fn tasks_failing_with_every_documented_negative_state() {
     run.finish();
 }
 
+/// The ledger entries (key and body) whose task was created and has not ended.
+async fn created_claims(run: &Run) -> Vec<(String, Value)> {
+    let mut created = Vec::new();
+    for key in keys(&run.s3, &run.bucket).await {
+        if !key.starts_with("state/") || key.starts_with("state/scratch/") {
+            continue;
+        }
+        let claim = run.json(&key).await;
+        if claim["stage"] == "created" {
+            created.push((key, claim));
+        }
+    }
+    created
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tasks_that_never_finish() {
     let run = Run::start(
@@ -480,43 +495,38 @@ async fn tasks_that_never_finish() {
     // messages come back for a later delivery, which resumes the recorded task.
     let all: Vec<usize> = (0..INPUTS).collect();
     let seconds = 7;
-    let pending = run.deliver(&all, seconds).await;
+    let mut pending = run.deliver(&all, seconds).await;
     assert!(!pending.is_empty(), "some tasks never finish");
     // SQS keeps delivering them for as long as its redrive policy allows; the function gives up
     // on a task 300 s after creating it. Let those 300 s pass between deliveries: move the
-    // recorded creation times back in the claim objects.
-    let claims: Vec<String> = keys(&run.s3, &run.bucket)
-        .await
-        .into_iter()
-        .filter(|k| k.starts_with("state/") && !k.starts_with("state/scratch/"))
-        .collect();
+    // recorded creation times back in the claim objects. The next delivery resumes each
+    // recorded task, waits once more, and gives up on it. (On a busy machine an invocation can
+    // also end before an object got as far as its create, or before a resumed task's first
+    // poll: those messages come back once more, which is what SQS would do too.)
     let mut moved = 0;
-    for key in claims {
-        let mut claim = run.json(&key).await;
-        if claim["stage"] != "created" {
-            continue;
+    let mut deliveries = 1;
+    while !pending.is_empty() {
+        assert!(
+            deliveries < 6,
+            "{pending:?} still coming back after {deliveries} deliveries"
+        );
+        for (key, mut claim) in created_claims(&run).await {
+            let at = claim["sent_at_ms"].as_u64().unwrap();
+            claim["sent_at_ms"] = Value::from(at.saturating_sub(301_000));
+            run.s3
+                .put_object()
+                .bucket(&run.bucket)
+                .key(&key)
+                .body(serde_json::to_vec(&claim).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+            moved += 1;
         }
-        let at = claim["sent_at_ms"].as_u64().unwrap();
-        claim["sent_at_ms"] = Value::from(at - 301_000);
-        run.s3
-            .put_object()
-            .bucket(&run.bucket)
-            .key(&key)
-            .body(serde_json::to_vec(&claim).unwrap().into())
-            .send()
-            .await
-            .unwrap();
-        moved += 1;
+        pending = run.deliver(&pending, seconds).await;
+        deliveries += 1;
     }
-    assert_eq!(moved, pending.len());
-    // The next delivery resumes each recorded task, waits once more, and gives up on it.
-    let still = run.deliver(&pending, seconds).await;
-    assert!(still.is_empty(), "{still:?}");
-    assert_eq!(
-        run.emulator.counters().tasks_created,
-        INPUTS as u64,
-        "resumed, not created again"
-    );
+    assert!(moved > 0, "no recorded task was resumed");
     let (fates, tasks) = (run.fates().await, run.tasks_by_input());
     matrix::check(
         Scenario::NeverFinish,
@@ -524,13 +534,21 @@ async fn tasks_that_never_finish() {
         &run.emulator,
     );
     for ((input, fate), tasks) in run.inputs.iter().zip(&fates).zip(&tasks) {
-        assert_eq!(tasks.len(), 1, "{}: {tasks:?}", input.key);
         match fate {
-            Fate::Outputs(_) => {}
+            Fate::Outputs(_) => assert_eq!(tasks.len(), 1, "{}: {tasks:?}", input.key),
+            // A busy machine can bring an invocation's cutoff while a create is on the wire:
+            // it may have landed, so it is recorded as such and never sent again.
+            Fate::Failed(record) if record["recovery"] == "unconfirmed" => {
+                assert_eq!(record["stage"], "create", "{record}");
+                assert!(tasks.len() <= 1, "{}: {tasks:?}", input.key);
+            }
             Fate::Failed(record) => {
-                assert_eq!(tasks[0].state, 4, "{}: still processing", input.key);
+                let [task] = tasks.as_slice() else {
+                    panic!("{}: one task: {tasks:?} {record}", input.key);
+                };
+                assert_eq!(task.state, 4, "{}: still processing", input.key);
                 assert_eq!(record["stage"], "task", "{record}");
-                assert_eq!(record["task_id"], tasks[0].task_id.as_str(), "{record}");
+                assert_eq!(record["task_id"], task.task_id.as_str(), "{record}");
                 assert!(
                     record["message"]
                         .as_str()

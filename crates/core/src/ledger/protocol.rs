@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::client::Client;
-use crate::error::{Error, Operation, Recovery};
+use crate::error::{Error, Recovery};
 use crate::ledger::entry::{Entry, Failure, Owner, Stage};
 use crate::ledger::key::InputKey;
 use crate::ledger::rules::{Decision, Here, Policy, Reconciled, Refusal, decide, reconcile};
@@ -425,9 +425,10 @@ impl<S: LedgerStore> Ticket<'_, S> {
         self.create_task_by(client, request, None).await
     }
 
-    /// [`create_task`](Self::create_task) with a cutoff: the create's time on the wire ends
-    /// there — a create cut off before it was sent is given back (nothing was sent), one cut
-    /// off after is recorded `unconfirmed` ([`Error::Abandoned`]). The writes that record the
+    /// [`create_task`](Self::create_task) with a cutoff: the create's wait for its share of
+    /// the rate limit and its time on the wire end there ([`Error::Abandoned`]) — a create cut
+    /// off before its request went out whole is given back (nothing can have been created),
+    /// one cut off after is recorded `unconfirmed`. The writes that record the
     /// answer are never cut: a record cut mid-write could leave the store saying `created`
     /// while the caller reports the create lost, and the paid task would never be fetched.
     pub async fn create_task_by(
@@ -444,21 +445,13 @@ impl<S: LedgerStore> Ticket<'_, S> {
         let mut marked = false;
         let this = &mut *self;
         let marked_flag = &mut marked;
-        let create = client.create_task_recorded(request, move || async move {
-            let written = this.mark_sending().await;
-            *marked_flag = written.is_ok();
-            written.map_err(Error::from)
-        });
-        let result = match cutoff {
-            Some(cutoff) => {
-                tokio::time::timeout_at(cutoff, create)
-                    .await
-                    .unwrap_or(Err(Error::Abandoned {
-                        during: Operation::Create,
-                    }))
-            }
-            None => create.await,
-        };
+        let result = client
+            .create_task_recorded(request, cutoff, move || async move {
+                let written = this.mark_sending().await;
+                *marked_flag = written.is_ok();
+                written.map_err(Error::from)
+            })
+            .await;
         if !marked {
             // Nothing was sent (refused locally, the ledger could not be written, or the cutoff
             // came first): give the input back so that it may be tried again.
