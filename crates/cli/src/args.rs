@@ -4,9 +4,6 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-/// Inputs in flight at once by default: as many tasks as core keeps in flight.
-const DEFAULT_JOBS: u32 = backdrop_core::DEFAULT_MAX_IN_FLIGHT as u32;
-
 /// Generate AI backgrounds for transparent product PNGs with PicWish's Generate Background API.
 ///
 /// With neither PICWISH_API_KEY nor PICWISH_BASE_URL set, `generate` runs against a local
@@ -151,7 +148,7 @@ pub struct GenerateArgs {
     #[arg(long, short, default_value_t = 2, allow_negative_numbers = true)]
     pub batch: i64,
 
-    /// Folder the generated images go to, with the journal (`.backdrop-journal.json`) that lets
+    /// Folder the generated images go to, with the journal (`.backdrop-journal.jsonl`) that lets
     /// the same command, run again, skip finished inputs and resume running tasks.
     #[arg(long, short, default_value = "backdrop-out")]
     pub out: PathBuf,
@@ -166,10 +163,12 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub no_report: bool,
 
-    /// Inputs in flight at once (all share the key's rate limit). The default keeps a key at
-    /// its limit on a large folder; fewer leave it idle (8 jobs: about 40 % of it).
-    #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: u32,
+    /// Inputs in progress at once (all share the key's rate limit). By default as many as the
+    /// key keeps busy: its tasks in flight by Little's law (60 at QPS 2 for typical tasks, 300 at
+    /// QPS 10, more once slower tasks are seen), so a raised `--qps` is used whole; fewer leave
+    /// the key partly idle (8 jobs: about 40 % of a QPS-2 key).
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=backdrop_core::MAX_IN_FLIGHT as i64))]
+    pub jobs: Option<u32>,
 
     /// How to plan polls: adaptive (from progress and observed times) or documented (every 1 s).
     #[arg(long, value_enum, default_value_t = PollArg::Adaptive)]

@@ -48,6 +48,12 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
         .max_credits
         .map(|limit| CreditCap::in_memory(limit, counted_before));
     let service = Service::connect(&args.service, key, cap).await?;
+    // Enough inputs in progress to keep the key busy — twice its tasks in flight now, room for
+    // learning that tasks are slower — unless the user says how many.
+    let jobs = args.jobs.map_or_else(
+        || (service.client.in_flight_limit() * 2).min(backdrop_core::MAX_IN_FLIGHT),
+        |jobs| jobs as usize,
+    );
     let progress = Arc::new(Progress::for_inputs(inputs.len()));
     let interrupt = watch_for_interrupt(progress.clone(), journal.path().to_owned());
     let running = Arc::new(AtomicUsize::new(0));
@@ -92,7 +98,7 @@ pub async fn run(args: GenerateArgs) -> Result<Summary, CliError> {
                 (position, outcome)
             }
         })
-        .buffer_unordered(args.jobs as usize)
+        .buffer_unordered(jobs)
         .collect::<Vec<(usize, InputOutcome)>>();
     // The page is rewritten as inputs end, while they run.
     let mut outcomes = report.alongside(&journal, work).await;

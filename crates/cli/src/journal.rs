@@ -3,22 +3,27 @@
 //! twice.
 //!
 //! The journal is a [`LedgerStore`]: the rules of what may be created, resumed or refused are
-//! core's ([`backdrop_core::ledger`]); this file only keeps the entries. It is one JSON file in
-//! the output folder, [`JOURNAL_FILE`], mapping each input's [`InputKey`] to its ledger
-//! [`Entry`]. Every write is on disk — a temporary file, `fsync`, a rename, `fsync` of the
-//! folder — before the run acts on it. Concurrent jobs share one writer: a write returns once a
-//! write that includes it is on disk (several may share one).
+//! core's ([`backdrop_core::ledger`]); this file only keeps the entries. It is one file in the
+//! output folder, [`JOURNAL_FILE`]: JSON lines, a header and then one record per change — an
+//! input's ledger [`Entry`] under its [`InputKey`] (the last record of a key is its entry), or
+//! the output stem an input reserved. A change costs one appended line and one `fsync`, however
+//! large the catalog: several concurrent changes share one write. A run acts on a change only
+//! once it is on disk; a crash can leave only a last line cut short, which was never acted on
+//! and is dropped when the journal is opened. Opening compacts a file holding more than twice
+//! the lines it needs (a temporary file, `fsync`, a rename, `fsync` of the folder). Journals of
+//! formats 1 and 2 (`.backdrop-journal.json`, rewritten whole on every change) are read and
+//! carried over once.
 //!
 //! Nothing secret goes in: no API key, and the base URL without user, password or query.
 //! A lock on [`LOCK_FILE`] keeps two runs from using one folder at once (the operating system
 //! releases it when the process ends, however it ends): the journal is an exclusive store, so
 //! any owner found in it belongs to a run that ended.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use backdrop_core::Recovery;
 use backdrop_core::ledger::{
@@ -31,30 +36,56 @@ use crate::error::CliError;
 use crate::inputs::{Input, InputSource};
 
 /// The journal's file name in the output folder.
-pub const JOURNAL_FILE: &str = ".backdrop-journal.json";
+pub const JOURNAL_FILE: &str = ".backdrop-journal.jsonl";
+/// The file of journals of formats 1 and 2, carried over to [`JOURNAL_FILE`] when opened.
+pub const OLD_JOURNAL_FILE: &str = ".backdrop-journal.json";
 /// The lock's file name in the output folder.
 pub const LOCK_FILE: &str = ".backdrop-journal.lock";
-/// The format written: 2, ledger entries under core's input keys.
-const VERSION: u32 = 2;
+/// The format written: 3, JSON lines of ledger entries under core's input keys.
+const VERSION: u32 = 3;
+/// Format 2: one JSON document of ledger entries, rewritten whole on every change.
+const VERSION_WHOLE_FILE: u32 = 2;
 /// The format of backdrop 0.1 before the ledger, still read.
 const VERSION_BEFORE_LEDGER: u32 = 1;
+/// A file with more lines than this plus twice its live records is compacted when opened.
+const COMPACTION_SLACK: usize = 1024;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Contents {
+/// The first line of a journal file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    journal: String,
     version: u32,
+}
+
+/// One line of a journal file after its header: the last record of a key wins.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Record {
+    /// An input's ledger entry.
+    Entry { key: String, entry: Entry },
+    /// The output stem (path without `-N.ext`, relative to the folder) an input writes to:
+    /// reserved before its task is created or resumed, so that two inputs never share one
+    /// (see [`Journal::destination`]).
+    Destination { key: String, stem: String },
+    /// An entry of a format-1 journal, under its old key, whose input has not come by since.
+    BeforeLedger { key: String, entry: Entry },
+    /// That entry was moved to its input's ledger key.
+    Adopted { key: String },
+}
+
+/// A journal of format 2, read to carry it over.
+#[derive(Debug, Default, Deserialize)]
+struct WholeFile {
     #[serde(default)]
     entries: BTreeMap<String, Entry>,
-    /// Entries of a format-1 journal whose input has not come by since (kept until it does).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     before_ledger: BTreeMap<String, Entry>,
-    /// The output stem (path without `-N.ext`, relative to the folder) each input writes to,
-    /// by key: reserved before its task is created or resumed, so that two inputs never share
-    /// one (see [`Journal::destination`]).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     destinations: BTreeMap<String, String>,
 }
 
-/// The entries in memory, each with its version, and how far they were written.
+/// The entries in memory, each with its version, the lines not written yet, and the indexes
+/// that keep a stem's reservation check independent of the catalog's size.
 #[derive(Debug, Default)]
 struct Pending {
     entries: BTreeMap<InputKey, (Entry, u64)>,
@@ -62,8 +93,148 @@ struct Pending {
     before_ledger: BTreeMap<String, Entry>,
     /// Each input's output stem, by key.
     destinations: BTreeMap<InputKey, String>,
+    /// The inputs that reserved each stem.
+    reserved_by: HashMap<String, BTreeSet<InputKey>>,
+    /// Who wrote outputs of each stem: input keys, and `1:` + the old key for entries of a
+    /// version-1 journal.
+    written_by: HashMap<String, BTreeSet<String>>,
     /// Bumped by every change; also the entries' versions.
     generation: u64,
+    /// Records changed in memory and not yet appended to the file, as lines.
+    unwritten: Vec<u8>,
+}
+
+impl Pending {
+    fn set_entry(&mut self, key: InputKey, entry: Entry) -> u64 {
+        self.generation += 1;
+        let holder = key.to_string();
+        if let Some((old, _)) = self.entries.get(&key) {
+            let old_stems: Vec<String> = stems_of(old).map(str::to_owned).collect();
+            self.unindex_outputs(&holder, old_stems);
+        }
+        self.index_outputs(&holder, &entry);
+        self.entries.insert(key, (entry, self.generation));
+        self.generation
+    }
+
+    fn set_destination(&mut self, key: InputKey, stem: String) {
+        self.generation += 1;
+        if let Some(old) = self.destinations.get(&key)
+            && let Some(keys) = self.reserved_by.get_mut(old)
+        {
+            keys.remove(&key);
+            if keys.is_empty() {
+                let old = old.clone();
+                self.reserved_by.remove(&old);
+            }
+        }
+        self.reserved_by
+            .entry(stem.clone())
+            .or_default()
+            .insert(key.clone());
+        self.destinations.insert(key, stem);
+    }
+
+    fn set_before_ledger(&mut self, key: String, entry: Entry) {
+        self.index_outputs(&format!("1:{key}"), &entry);
+        self.before_ledger.insert(key, entry);
+    }
+
+    fn take_before_ledger(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.before_ledger.remove(key)?;
+        let stems: Vec<String> = stems_of(&entry).map(str::to_owned).collect();
+        self.unindex_outputs(&format!("1:{key}"), stems);
+        Some(entry)
+    }
+
+    fn index_outputs(&mut self, holder: &str, entry: &Entry) {
+        for stem in stems_of(entry) {
+            self.written_by
+                .entry(stem.to_owned())
+                .or_default()
+                .insert(holder.to_owned());
+        }
+    }
+
+    fn unindex_outputs(&mut self, holder: &str, stems: Vec<String>) {
+        for stem in stems {
+            if let Some(holders) = self.written_by.get_mut(&stem) {
+                holders.remove(holder);
+                if holders.is_empty() {
+                    self.written_by.remove(&stem);
+                }
+            }
+        }
+    }
+
+    /// Applies one record read from a file.
+    fn apply(&mut self, record: Record) -> Result<(), String> {
+        let parse =
+            |key: &str| InputKey::parse(key).ok_or_else(|| format!("{key:?} is not an input key"));
+        match record {
+            Record::Entry { key, entry } => {
+                self.set_entry(parse(&key)?, entry);
+            }
+            Record::Destination { key, stem } => self.set_destination(parse(&key)?, stem),
+            Record::BeforeLedger { key, entry } => self.set_before_ledger(key, entry),
+            Record::Adopted { key } => {
+                self.take_before_ledger(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `record` to be appended.
+    fn queue(&mut self, record: &Record) -> Result<(), StoreError> {
+        serde_json::to_writer(&mut self.unwritten, record)
+            .map_err(|e| StoreError::with_source("cannot encode a journal record as JSON", e))?;
+        self.unwritten.push(b'\n');
+        Ok(())
+    }
+
+    /// Records of everything live, for a compacted file.
+    fn live_records(&self) -> impl Iterator<Item = Record> + '_ {
+        let before = self
+            .before_ledger
+            .iter()
+            .map(|(key, entry)| Record::BeforeLedger {
+                key: key.clone(),
+                entry: entry.clone(),
+            });
+        let destinations = self
+            .destinations
+            .iter()
+            .map(|(key, stem)| Record::Destination {
+                key: key.to_string(),
+                stem: stem.clone(),
+            });
+        let entries = self.entries.iter().map(|(key, (entry, _))| Record::Entry {
+            key: key.to_string(),
+            entry: entry.clone(),
+        });
+        before.chain(destinations).chain(entries)
+    }
+
+    fn live_count(&self) -> usize {
+        self.before_ledger.len() + self.destinations.len() + self.entries.len()
+    }
+}
+
+/// The stems of an entry's outputs.
+fn stems_of(entry: &Entry) -> impl Iterator<Item = &str> {
+    entry.outputs.iter().filter_map(|o| output_stem(o))
+}
+
+/// The open file and how far it was written.
+#[derive(Debug)]
+struct Appender {
+    file: Arc<File>,
+    /// The file's length after the last whole write.
+    len: u64,
+    /// The generation on disk.
+    written: u64,
+    /// Set when a failed write could not be cut back: nothing more may be appended.
+    broken: bool,
 }
 
 /// An open journal; holds the folder's lock until dropped.
@@ -71,8 +242,8 @@ struct Pending {
 pub struct Journal {
     path: PathBuf,
     pending: Mutex<Pending>,
-    /// The generation on disk; held while writing, so writes never overtake each other.
-    written: tokio::sync::Mutex<u64>,
+    /// Held while writing, so writes never overtake each other.
+    appender: tokio::sync::Mutex<Appender>,
     _lock: File,
 }
 
@@ -84,8 +255,8 @@ impl Journal {
     pub fn open(out: &Path) -> Result<Journal, CliError> {
         let path = out.join(JOURNAL_FILE);
         let lock_path = out.join(LOCK_FILE);
-        let write_error = |source| CliError::Write {
-            path: lock_path.clone(),
+        let write_error = |path: &Path, source| CliError::Write {
+            path: path.to_owned(),
             source,
         };
         let lock = File::options()
@@ -93,7 +264,7 @@ impl Journal {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(write_error)?;
+            .map_err(|e| write_error(&lock_path, e))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -103,63 +274,60 @@ impl Journal {
                     out.display()
                 )));
             }
-            Err(std::fs::TryLockError::Error(source)) => return Err(write_error(source)),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(write_error(&lock_path, source));
+            }
         }
-        let unreadable = |reason: String| {
+        let unreadable = |path: &Path, reason: String| {
             CliError::Journal(format!(
                 "the journal {} cannot be read ({reason}); move it away to start over (inputs \
                  it lists as running or unconfirmed may then be created again)",
                 path.display()
             ))
         };
-        let mut pending = Pending::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let version: Version =
-                    serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
-                match version.version {
-                    VERSION => {
-                        let contents: Contents = serde_json::from_slice(&bytes)
-                            .map_err(|e| unreadable(e.to_string()))?;
-                        pending.before_ledger = contents.before_ledger;
-                        for (key, stem) in contents.destinations {
-                            if let Some(key) = InputKey::parse(&key) {
-                                pending.destinations.insert(key, stem);
-                            }
-                        }
-                        for (key, entry) in contents.entries {
-                            let key = InputKey::parse(&key).ok_or_else(|| {
-                                unreadable(format!("{key:?} is not an input key"))
-                            })?;
-                            pending.generation += 1;
-                            pending.entries.insert(key, (entry, pending.generation));
-                        }
-                    }
-                    VERSION_BEFORE_LEDGER => {
-                        let old: before_ledger::Contents = serde_json::from_slice(&bytes)
-                            .map_err(|e| unreadable(e.to_string()))?;
-                        pending.before_ledger = old
-                            .entries
-                            .into_iter()
-                            .map(|(key, entry)| (key, entry.into_ledger()))
-                            .collect();
-                    }
-                    newer => {
-                        return Err(CliError::Journal(format!(
-                            "the journal {} was written by a newer backdrop (format {newer}); use \
-                             that version, or move the journal away to start over",
-                            path.display()
-                        )));
-                    }
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(unreadable(source.to_string())),
+        let old_path = out.join(OLD_JOURNAL_FILE);
+        let (pending, lines, good_len) = match read_lines(&path) {
+            Ok(Some(read)) => read,
+            Ok(None) => match read_whole_file(&old_path) {
+                Ok(Some(pending)) => (pending, usize::MAX, 0),
+                Ok(None) => (Pending::default(), usize::MAX, 0),
+                Err(reason) => return Err(unreadable(&old_path, reason)),
+            },
+            Err(reason) => return Err(unreadable(&path, reason)),
+        };
+        // A new journal, one carried over from an older format, or one with too many lines
+        // that no longer count: written whole, compacted.
+        let compact = lines == usize::MAX
+            || lines > pending.live_count().saturating_mul(2) + COMPACTION_SLACK;
+        let len = if compact {
+            write_compacted(&path, &pending).map_err(|e| write_error(&path, e))?
+        } else {
+            good_len
+        };
+        if old_path.exists() {
+            // Carried over (now, or by a run that stopped before removing it).
+            std::fs::remove_file(&old_path).map_err(|e| write_error(&old_path, e))?;
+            backdrop_core::__private::sync_folder(out).map_err(|e| write_error(out, e))?;
+        }
+        let file = File::options()
+            .append(true)
+            .open(&path)
+            .map_err(|e| write_error(&path, e))?;
+        // A last line cut short by a crash was never acted on: it goes.
+        if file.metadata().map(|m| m.len()).ok() != Some(len) {
+            file.set_len(len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| write_error(&path, e))?;
         }
         Ok(Journal {
             path,
+            appender: tokio::sync::Mutex::new(Appender {
+                file: Arc::new(file),
+                len,
+                written: pending.generation,
+                broken: false,
+            }),
             pending: Mutex::new(pending),
-            written: tokio::sync::Mutex::new(0),
             _lock: lock,
         })
     }
@@ -211,16 +379,24 @@ impl Journal {
                 })?;
         let generation = {
             let mut pending = self.lock();
-            let Some(entry) = pending.before_ledger.remove(&old_key) else {
-                return Ok(());
-            };
-            if pending.entries.contains_key(key) {
+            if pending.entries.contains_key(key) || !pending.before_ledger.contains_key(&old_key) {
                 return Ok(());
             }
-            pending.generation += 1;
-            let generation = pending.generation;
-            pending.entries.insert(key.clone(), (entry, generation));
-            generation
+            let Some(entry) = pending.take_before_ledger(&old_key) else {
+                return Ok(());
+            };
+            let queued = pending
+                .queue(&Record::Adopted {
+                    key: old_key.clone(),
+                })
+                .and_then(|()| {
+                    pending.queue(&Record::Entry {
+                        key: key.to_string(),
+                        entry: entry.clone(),
+                    })
+                });
+            queued.map_err(|e| CliError::Journal(e.to_string()))?;
+            pending.set_entry(key.clone(), entry)
         };
         self.flush(generation)
             .await
@@ -241,7 +417,7 @@ impl Journal {
         out: &Path,
     ) -> Result<PathBuf, CliError> {
         let natural = natural.to_string_lossy().into_owned();
-        let generation = {
+        let (stem, generation) = {
             let mut pending = self.lock();
             if let Some(stem) = pending.destinations.get(key)
                 && !held_by_another(&pending, key, stem, out)
@@ -257,65 +433,81 @@ impl Journal {
             if pending.destinations.get(key) == Some(&stem) {
                 return Ok(PathBuf::from(stem));
             }
-            pending.destinations.insert(key.clone(), stem);
-            pending.generation += 1;
-            pending.generation
+            pending
+                .queue(&Record::Destination {
+                    key: key.to_string(),
+                    stem: stem.clone(),
+                })
+                .map_err(|e| CliError::Journal(e.to_string()))?;
+            pending.set_destination(key.clone(), stem.clone());
+            (stem, pending.generation)
         };
         self.flush(generation)
             .await
             .map_err(|e| CliError::Journal(e.to_string()))?;
-        Ok(self
-            .lock()
-            .destinations
-            .get(key)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(natural)))
+        Ok(PathBuf::from(stem))
     }
 
-    /// Writes the journal unless a write already covered `generation`.
+    /// Appends what is queued unless a write already covered `generation`.
     async fn flush(&self, generation: u64) -> Result<(), StoreError> {
-        let mut written = self.written.lock().await;
-        if *written >= generation {
+        let mut appender = self.appender.lock().await;
+        if appender.broken {
+            return Err(StoreError::new(format!(
+                "the journal {} could not be repaired after a failed write; run again to \
+                 reopen it",
+                self.path.display()
+            )));
+        }
+        if appender.written >= generation {
             return Ok(());
         }
         let (bytes, covers) = {
-            let pending = self.lock();
-            let contents = Contents {
-                version: VERSION,
-                entries: pending
-                    .entries
-                    .iter()
-                    .map(|(key, (entry, _))| (key.to_string(), entry.clone()))
-                    .collect(),
-                before_ledger: pending.before_ledger.clone(),
-                destinations: pending
-                    .destinations
-                    .iter()
-                    .map(|(key, stem)| (key.to_string(), stem.clone()))
-                    .collect(),
-            };
-            let bytes = serde_json::to_vec_pretty(&contents)
-                .map_err(|e| StoreError::with_source("cannot encode the journal as JSON", e))?;
-            (bytes, pending.generation)
+            let mut pending = self.lock();
+            (std::mem::take(&mut pending.unwritten), pending.generation)
         };
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            backdrop_core::__private::write_atomically(&path, &bytes)
+        let (file, len) = (appender.file.clone(), appender.len);
+        let written = tokio::task::spawn_blocking(move || {
+            let appended = (&*file).write_all(&bytes).and_then(|()| file.sync_data());
+            match appended {
+                Ok(()) => Ok(len + bytes.len() as u64),
+                Err(error) => {
+                    // Cut back to the last whole write, so that later lines follow it; the
+                    // lines go back to the queue, to be tried again with the next write.
+                    if file.set_len(len).is_err() {
+                        return Err((error, None));
+                    }
+                    Err((error, Some(bytes)))
+                }
+            }
         })
         .await
-        .map_err(|e| StoreError::new(format!("the journal writer stopped: {e}")))?
-        .map_err(|source| {
-            StoreError::with_source(
-                format!(
-                    "cannot write the journal {}; check that this user may write to the \
+        .map_err(|e| StoreError::new(format!("the journal writer stopped: {e}")))?;
+        match written {
+            Ok(new_len) => {
+                appender.len = new_len;
+                appender.written = covers;
+                Ok(())
+            }
+            Err((source, requeue)) => {
+                match requeue {
+                    Some(mut bytes) => {
+                        let mut pending = self.lock();
+                        bytes.append(&mut pending.unwritten);
+                        pending.unwritten = bytes;
+                    }
+                    // The file could not even be cut back: nothing more may be appended.
+                    None => appender.broken = true,
+                }
+                Err(StoreError::with_source(
+                    format!(
+                        "cannot write the journal {}; check that this user may write to the \
                          output folder and that the disk is not full",
-                    self.path.display()
-                ),
-                source,
-            )
-        })?;
-        *written = covers;
-        Ok(())
+                        self.path.display()
+                    ),
+                    source,
+                ))
+            }
+        }
     }
 
     /// Applies a conditional change under the lock, then writes it to disk.
@@ -330,12 +522,11 @@ impl Journal {
             if !holds(pending.entries.get(key).map(|(_, version)| *version)) {
                 return Ok(Write::Conflict);
             }
-            pending.generation += 1;
-            let generation = pending.generation;
-            pending
-                .entries
-                .insert(key.clone(), (entry.clone(), generation));
-            generation
+            pending.queue(&Record::Entry {
+                key: key.to_string(),
+                entry: entry.clone(),
+            })?;
+            pending.set_entry(key.clone(), entry.clone())
         };
         self.flush(generation).await?;
         Ok(Write::Written(generation))
@@ -353,31 +544,145 @@ struct Version {
     version: u32,
 }
 
+/// Reads a journal file of format 3: what it holds, its number of record lines and the length
+/// of its whole lines (a last line cut short by a crash is left out). `Ok(None)` when there is
+/// no such file.
+fn read_lines(path: &Path) -> Result<Option<(Pending, usize, u64)>, String> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut line = Vec::new();
+    let mut pending = Pending::default();
+    let (mut lines, mut len) = (0usize, 0u64);
+    let mut header_seen = false;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?;
+        if read == 0 || line.last() != Some(&b'\n') {
+            // The end, or a last line cut short: never acted on.
+            break;
+        }
+        if !header_seen {
+            let header: Header = serde_json::from_slice(&line)
+                .map_err(|e| format!("its first line is no journal header: {e}"))?;
+            if header.version > VERSION {
+                return Err(format!(
+                    "format {}, written by a newer backdrop; use that version",
+                    header.version
+                ));
+            }
+            header_seen = true;
+        } else {
+            let record: Record =
+                serde_json::from_slice(&line).map_err(|e| format!("line {}: {e}", lines + 2))?;
+            pending.apply(record)?;
+            lines += 1;
+        }
+        len += read as u64;
+    }
+    if !header_seen {
+        return Err("it has no journal header".to_owned());
+    }
+    Ok(Some((pending, lines, len)))
+}
+
+/// Reads a journal of format 1 or 2 (one JSON document). `Ok(None)` when there is none.
+fn read_whole_file(path: &Path) -> Result<Option<Pending>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let version: Version = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let mut pending = Pending::default();
+    match version.version {
+        VERSION_WHOLE_FILE => {
+            let contents: WholeFile = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            for (key, entry) in contents.before_ledger {
+                pending.set_before_ledger(key, entry);
+            }
+            for (key, stem) in contents.destinations {
+                if let Some(key) = InputKey::parse(&key) {
+                    pending.set_destination(key, stem);
+                }
+            }
+            for (key, entry) in contents.entries {
+                let key =
+                    InputKey::parse(&key).ok_or_else(|| format!("{key:?} is not an input key"))?;
+                pending.set_entry(key, entry);
+            }
+        }
+        VERSION_BEFORE_LEDGER => {
+            let old: before_ledger::Contents =
+                serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            for (key, entry) in old.entries {
+                pending.set_before_ledger(key, entry.into_ledger());
+            }
+        }
+        newer => {
+            return Err(format!(
+                "format {newer}, written by a newer backdrop; use that version"
+            ));
+        }
+    }
+    Ok(Some(pending))
+}
+
+/// Replaces the journal file with the live records of `pending`; returns its length.
+fn write_compacted(path: &Path, pending: &Pending) -> std::io::Result<u64> {
+    let mut len = 0u64;
+    backdrop_core::__private::write_atomically_with(path, |out| {
+        let mut line = serde_json::to_vec(&Header {
+            journal: "backdrop".to_owned(),
+            version: VERSION,
+        })
+        .map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
+        len += line.len() as u64;
+        for record in pending.live_records() {
+            line.clear();
+            serde_json::to_writer(&mut line, &record).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            out.write_all(&line)?;
+            len += line.len() as u64;
+        }
+        Ok(())
+    })?;
+    Ok(len)
+}
+
 /// The extensions a result may have.
 const RESULT_EXTENSIONS: [&str; 3] = ["jpg", "png", "webp"];
 
 /// True when `stem` is held by an input other than `key`: reserved by one whose entry is not a
 /// failure that wrote nothing, used by a finished entry's outputs, or named by result files in
-/// `out` that no entry of the journal wrote.
+/// `out` that no entry of the journal wrote. Looks up indexes: its cost does not grow with the
+/// catalog.
 fn held_by_another(pending: &Pending, key: &InputKey, stem: &str, out: &Path) -> bool {
-    let wrote = |entry: &Entry| entry.outputs.iter().any(|o| output_stem(o) == Some(stem));
-    let reserved = pending.destinations.iter().any(|(other, reserved)| {
-        other != key
-            && reserved == stem
-            && pending
-                .entries
-                .get(other)
-                .is_none_or(|(entry, _)| entry.stage != Stage::Failed || wrote(entry))
+    let wrote = |entry: &Entry| stems_of(entry).any(|s| s == stem);
+    let reserved = pending.reserved_by.get(stem).is_some_and(|keys| {
+        keys.iter().any(|other| {
+            other != key
+                && pending
+                    .entries
+                    .get(other)
+                    .is_none_or(|(entry, _)| entry.stage != Stage::Failed || wrote(entry))
+        })
     });
     if reserved {
         return true;
     }
-    let finished = |other: &InputKey, entry: &Entry| other != key && wrote(entry);
+    let own = key.to_string();
     if pending
-        .entries
-        .iter()
-        .any(|(other, (entry, _))| finished(other, entry))
-        || pending.before_ledger.values().any(&wrote)
+        .written_by
+        .get(stem)
+        .is_some_and(|holders| holders.iter().any(|holder| *holder != own))
     {
         return true;
     }
@@ -416,45 +721,35 @@ fn all_entries(
 }
 
 /// The entries of the journal in the output folder `out`, read from its file without taking the
-/// folder's lock (a run may be writing it: every write replaces the file whole), as
+/// folder's lock (a run may be appending to it: a last line cut short is left out), as
 /// [`Journal::entries`] gives them. `Ok(None)` when the folder has no journal.
 pub fn read_entries(out: &Path) -> Result<Option<Vec<(String, Entry)>>, CliError> {
-    let path = out.join(JOURNAL_FILE);
-    let unreadable = |reason: String| {
+    let unreadable = |path: &Path, reason: String| {
         CliError::Journal(format!(
             "the journal {} cannot be read ({reason})",
             path.display()
         ))
     };
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(unreadable(error.to_string())),
+    let path = out.join(JOURNAL_FILE);
+    let pending = match read_lines(&path) {
+        Ok(Some((pending, ..))) => pending,
+        Ok(None) => {
+            let old = out.join(OLD_JOURNAL_FILE);
+            match read_whole_file(&old) {
+                Ok(Some(pending)) => pending,
+                Ok(None) => return Ok(None),
+                Err(reason) => return Err(unreadable(&old, reason)),
+            }
+        }
+        Err(reason) => return Err(unreadable(&path, reason)),
     };
-    let version: Version = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
-    match version.version {
-        VERSION => {
-            let contents: Contents =
-                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
-            Ok(Some(all_entries(
-                contents.entries.into_iter(),
-                &contents.before_ledger,
-            )))
-        }
-        VERSION_BEFORE_LEDGER => {
-            let old: before_ledger::Contents =
-                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
-            Ok(Some(
-                old.entries
-                    .into_iter()
-                    .map(|(key, entry)| (key, entry.into_ledger()))
-                    .collect(),
-            ))
-        }
-        newer => Err(unreadable(format!(
-            "format {newer}, written by a newer backdrop"
-        ))),
-    }
+    Ok(Some(all_entries(
+        pending
+            .entries
+            .into_iter()
+            .map(|(key, (entry, _))| (key.to_string(), entry)),
+        &pending.before_ledger,
+    )))
 }
 
 impl LedgerStore for Journal {
@@ -636,11 +931,12 @@ mod tests {
             Journal::open(&dir).unwrap()
         })
         .await;
-        // What the suite wrote is on disk and reads back the same.
+        // What the suite wrote is on disk and reads back.
         for dir in dirs.borrow().iter() {
             let text = std::fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();
-            let contents: Contents = serde_json::from_str(&text).unwrap();
-            assert_eq!(contents.version, VERSION);
+            let header: Header = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(header.version, VERSION);
+            assert!(read_entries(dir).unwrap().is_some());
         }
         std::fs::remove_dir_all(root).unwrap();
     }
@@ -654,24 +950,8 @@ mod tests {
         for n in 0..40 {
             let journal = journal.clone();
             jobs.push(tokio::spawn(async move {
-                let entry = Entry {
-                    stage: Stage::Created,
-                    label: format!("in-{n}.png"),
-                    service: "svc".into(),
-                    owner: None,
-                    task_id: Some(format!("task-{n}")),
-                    tasks_created: 1,
-                    creates_sent: 1,
-                    stand_in: false,
-                    sent_at_ms: None,
-                    updated_at_ms: 0,
-                    outputs: Vec::new(),
-                    credits: 0,
-                    credits_at_stake: 0,
-                    failure: None,
-                };
                 assert!(matches!(
-                    journal.insert(&key(n), &entry).await.unwrap(),
+                    journal.insert(&key(n), &created(n)).await.unwrap(),
                     Write::Written(_)
                 ));
             }));
@@ -699,10 +979,30 @@ mod tests {
     #[test]
     fn an_unreadable_journal_stops_the_run() {
         let dir = temp_dir("broken");
-        std::fs::write(dir.join(JOURNAL_FILE), b"{not json").unwrap();
+        std::fs::write(dir.join(JOURNAL_FILE), b"{not json\n").unwrap();
         let error = Journal::open(&dir).unwrap_err();
         assert!(error.to_string().contains("move it away"), "{error}");
-        std::fs::write(dir.join(JOURNAL_FILE), br#"{"version": 9, "entries": {}}"#).unwrap();
+        std::fs::write(
+            dir.join(JOURNAL_FILE),
+            b"{\"journal\":\"backdrop\",\"version\":9}\n",
+        )
+        .unwrap();
+        let error = Journal::open(&dir).unwrap_err();
+        assert!(error.to_string().contains("newer backdrop"), "{error}");
+        // A whole line that is not a record, before the last one: not a crash's doing.
+        std::fs::write(
+            dir.join(JOURNAL_FILE),
+            b"{\"journal\":\"backdrop\",\"version\":3}\n{\"entry\":1}\n{}\n",
+        )
+        .unwrap();
+        let error = Journal::open(&dir).unwrap_err();
+        assert!(error.to_string().contains("line 2"), "{error}");
+        std::fs::remove_file(dir.join(JOURNAL_FILE)).unwrap();
+        std::fs::write(
+            dir.join(OLD_JOURNAL_FILE),
+            br#"{"version": 9, "entries": {}}"#,
+        )
+        .unwrap();
         let error = Journal::open(&dir).unwrap_err();
         assert!(error.to_string().contains("newer backdrop"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
@@ -726,8 +1026,9 @@ mod tests {
                 "updated_at": 1_800_000_000u64
             }}
         });
-        std::fs::write(dir.join(JOURNAL_FILE), old.to_string()).unwrap();
+        std::fs::write(dir.join(OLD_JOURNAL_FILE), old.to_string()).unwrap();
         let journal = Journal::open(&dir).unwrap();
+        assert!(!dir.join(OLD_JOURNAL_FILE).exists(), "carried over");
         let key = key(1);
         journal
             .adopt_entry_before_ledger(&key, &input, old_options)
@@ -751,7 +1052,130 @@ mod tests {
         drop(ledger);
         drop(journal);
         let text = std::fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();
-        assert!(text.contains("\"version\": 2"), "{text}");
+        assert!(
+            text.starts_with("{\"journal\":\"backdrop\",\"version\":3}\n"),
+            "{text}"
+        );
+        assert!(text.contains("\"adopted\""), "{text}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn created(n: usize) -> Entry {
+        Entry {
+            stage: Stage::Created,
+            label: format!("in-{n}.png"),
+            service: "svc".into(),
+            owner: None,
+            task_id: Some(format!("task-{n}")),
+            tasks_created: 1,
+            creates_sent: 1,
+            stand_in: false,
+            sent_at_ms: None,
+            updated_at_ms: 0,
+            outputs: Vec::new(),
+            credits: 0,
+            credits_at_stake: 0,
+            failure: None,
+        }
+    }
+
+    fn file_len(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_change_costs_one_line_however_large_the_journal() {
+        let dir = temp_dir("append");
+        let journal = Journal::open(&dir).unwrap();
+        let mut growth = Vec::new();
+        for n in 0..3000 {
+            let before = file_len(&dir);
+            journal.insert(&key(n), &created(n)).await.unwrap();
+            growth.push(file_len(&dir) - before);
+        }
+        // The same entry's line, give or take the digits of its number.
+        let (first, last) = (growth[10], growth[2999]);
+        assert!(
+            last <= first + 8,
+            "{first} bytes at 10 entries, {last} at 3000"
+        );
+        assert!(last < 600, "{last}");
+        drop(journal);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_line_cut_short_by_a_crash_is_dropped_and_later_lines_follow_whole_ones() {
+        let dir = temp_dir("torn");
+        let journal = Journal::open(&dir).unwrap();
+        journal.insert(&key(1), &created(1)).await.unwrap();
+        drop(journal);
+        let whole = file_len(&dir);
+        // A crash in the middle of appending the next record.
+        let mut file = File::options()
+            .append(true)
+            .open(dir.join(JOURNAL_FILE))
+            .unwrap();
+        file.write_all(b"{\"entry\":{\"key\":\"ab").unwrap();
+        drop(file);
+        assert!(
+            read_entries(&dir).unwrap().unwrap().len() == 1,
+            "a reader skips it too"
+        );
+        let journal = Journal::open(&dir).unwrap();
+        assert_eq!(file_len(&dir), whole, "cut back to its last whole line");
+        journal.insert(&key(2), &created(2)).await.unwrap();
+        drop(journal);
+        let journal = Journal::open(&dir).unwrap();
+        assert_eq!(journal.entries().len(), 2);
+        drop(journal);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn opening_compacts_a_file_of_mostly_replaced_lines() {
+        let dir = temp_dir("compact");
+        let journal = Journal::open(&dir).unwrap();
+        journal.insert(&key(1), &created(1)).await.unwrap();
+        let mut version = journal.load(&key(1)).await.unwrap().unwrap().1;
+        for round in 0..(COMPACTION_SLACK + 10) {
+            let mut entry = created(1);
+            entry.updated_at_ms = round as u64;
+            match journal.replace(&key(1), &entry, &version).await.unwrap() {
+                Write::Written(v) => version = v,
+                Write::Conflict => panic!("the version is current"),
+            }
+        }
+        drop(journal);
+        let long = file_len(&dir);
+        let journal = Journal::open(&dir).unwrap();
+        let short = file_len(&dir);
+        assert!(short * 100 < long, "{long} bytes, then {short}");
+        let (entry, _) = journal.load(&key(1)).await.unwrap().unwrap();
+        assert_eq!(entry.updated_at_ms, (COMPACTION_SLACK + 9) as u64);
+        drop(journal);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_journal_of_format_2_is_carried_over_whole() {
+        let dir = temp_dir("format-2");
+        let old = serde_json::json!({
+            "version": 2,
+            "entries": { key(1).to_string(): created(1) },
+            "destinations": { key(1).to_string(): "mug" },
+        });
+        std::fs::write(dir.join(OLD_JOURNAL_FILE), old.to_string()).unwrap();
+        let journal = Journal::open(&dir).unwrap();
+        assert!(!dir.join(OLD_JOURNAL_FILE).exists());
+        let (entry, _) = journal.load(&key(1)).await.unwrap().unwrap();
+        assert_eq!(entry.task_id.as_deref(), Some("task-1"));
+        let stem = journal
+            .destination(&key(1), Path::new("other"), &dir)
+            .await
+            .unwrap();
+        assert_eq!(stem, PathBuf::from("mug"), "its reservation came along");
+        drop(journal);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

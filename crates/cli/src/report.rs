@@ -57,6 +57,18 @@ const SIDECAR_FILE: &str = "inputs.json";
 const SIDECAR_VERSION: u32 = 1;
 /// Shortest time between two writes of the page while a run goes on.
 pub const UPDATE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often the live page may be rewritten after one write took `spent`: every
+/// [`UPDATE_INTERVAL`], or less often once a page (it grows with the catalog) takes long to
+/// write, so that writing pages (thumbnails aside, which are bounded per write) never takes more
+/// than about a tenth of the run.
+fn update_interval(spent: Duration) -> Duration {
+    UPDATE_INTERVAL.max(
+        spent
+            .saturating_sub(LIVE_THUMBNAIL_BUDGET)
+            .saturating_mul(10),
+    )
+}
 /// The most time a write of the page spends on thumbnails while a run goes on (the final write
 /// makes all that are missing): results land faster than thumbnails are made.
 const LIVE_THUMBNAIL_BUDGET: Duration = Duration::from_secs(1);
@@ -229,20 +241,24 @@ impl LiveReport {
     /// [`UPDATE_INTERVAL`] — until `done` turns true.
     async fn keep_updated(&self, journal: &Journal, mut done: watch::Receiver<bool>) {
         let Some(inner) = &self.0 else { return };
+        let started = Instant::now();
         self.write(journal, None).await;
         let mut last = Instant::now();
+        let mut interval = update_interval(last - started);
         loop {
             tokio::select! {
                 () = inner.changed.notified() => {}
                 _ = done.wait_for(|done| *done) => return,
             }
-            let wait = UPDATE_INTERVAL.saturating_sub(last.elapsed());
+            let wait = interval.saturating_sub(last.elapsed());
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = done.wait_for(|done| *done) => return,
             }
+            let started = Instant::now();
             self.write(journal, None).await;
             last = Instant::now();
+            interval = update_interval(last - started);
         }
     }
 

@@ -312,7 +312,7 @@ fn scenarios() -> Vec<Scenario> {
             args: &["generate", "bottle.png", "-p", "a beach", "--jobs", "0"],
             service: Service::Emulator,
             code: 2,
-            expect: &["invalid value '0'", "--jobs", "not in 1..=256"],
+            expect: &["invalid value '0'", "--jobs", "not in 1..=2048"],
         },
         Scenario {
             input: "--qps out of range",

@@ -112,7 +112,7 @@ async fn a_dry_run_sends_nothing_and_its_estimate_is_what_the_run_spends() {
     assert_eq!(plan["max_credits"], 24, "{plan:#}");
     assert_eq!(plan["refused_locally"], 1, "{plan:#}");
     assert!(
-        !out.join(".backdrop-journal.json").exists(),
+        !out.join(".backdrop-journal.jsonl").exists(),
         "nothing written"
     );
 

@@ -270,9 +270,7 @@ async fn an_unanswered_create_is_reported_and_created_again_only_on_request() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 
     // As a run killed while its create for in-00 was on its way leaves it.
-    let path = out.join(".backdrop-journal.json");
-    let mut saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let saved = support::journal(&out);
     let (key, entry) = saved["entries"]
         .as_object()
         .unwrap()
@@ -283,14 +281,17 @@ async fn an_unanswered_create_is_reported_and_created_again_only_on_request() {
     for output in entry["outputs"].as_array().unwrap() {
         std::fs::remove_file(out.join(output.as_str().unwrap())).unwrap();
     }
-    saved["entries"][&key] = serde_json::json!({
-        "label": entry["label"],
-        "service": entry["service"],
-        "stage": "sending",
-        "owner": {"id": "a run that was killed"},
-        "updated_at_ms": entry["updated_at_ms"],
-    });
-    std::fs::write(&path, serde_json::to_vec(&saved).unwrap()).unwrap();
+    support::append_entry(
+        &out,
+        &key,
+        serde_json::json!({
+            "label": entry["label"],
+            "service": entry["service"],
+            "stage": "sending",
+            "owner": {"id": "a run that was killed"},
+            "updated_at_ms": entry["updated_at_ms"],
+        }),
+    );
     let created = emulator.counters().tasks_created;
 
     for _ in 0..2 {
@@ -349,7 +350,7 @@ async fn the_journal_never_holds_the_api_key() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let summary = summary(&output);
     assert_eq!(summary["succeeded"], 3, "{summary:#}");
-    let journal_text = std::fs::read_to_string(out.join(".backdrop-journal.json")).unwrap();
+    let journal_text = std::fs::read_to_string(out.join(support::JOURNAL)).unwrap();
     assert!(journal_text.contains("\"done\""), "{journal_text}");
     // Every file of the output folder: results, journal, contact sheet, its sidecar, thumbnails.
     let files = files_below(&out);
@@ -370,7 +371,7 @@ async fn the_journal_never_holds_the_api_key() {
     }
     assert!(!text(&output.stdout).contains(KEY) && !text(&output.stderr).contains(KEY));
     // The same key from the environment: the journal is the same (the key is no part of it).
-    let before = std::fs::read_to_string(out.join(".backdrop-journal.json")).unwrap();
+    let before = std::fs::read_to_string(out.join(support::JOURNAL)).unwrap();
     let mut env_args = args.clone();
     let at = env_args.iter().position(|a| a == "--api-key").unwrap();
     env_args.drain(at..at + 2);
@@ -381,7 +382,7 @@ async fn the_journal_never_holds_the_api_key() {
         .await
         .unwrap();
     assert_eq!(support::summary(&output)["already_done"], 3);
-    let after = std::fs::read_to_string(out.join(".backdrop-journal.json")).unwrap();
+    let after = std::fs::read_to_string(out.join(support::JOURNAL)).unwrap();
     assert!(!after.contains(KEY));
     assert_eq!(
         before.matches("\"done\"").count(),

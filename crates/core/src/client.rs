@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     /// For result URLs: never carries the key (results live on another host).
     pub(crate) downloads: reqwest::Client,
     pub(crate) download_slots: Semaphore,
+    /// Full PNG checks at once, one per core: however many creates wait, the checks' memory
+    /// (about 180 KiB each) stays bounded.
+    check_slots: Semaphore,
     pub(crate) scheduler: Scheduler,
     credits: CreditMeter,
     create_url: Url,
@@ -92,9 +95,12 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 download_slots: Semaphore::new(config.max_concurrent_downloads),
+                check_slots: Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
                 scheduler: Scheduler::with_shared(
                     config.rate_limit,
-                    config.max_in_flight,
+                    config.max_in_flight.unwrap_or(crate::config::MAX_IN_FLIGHT),
                     config.expected_processing,
                     config.shared_budget.clone(),
                 ),
@@ -132,6 +138,14 @@ impl Client {
     /// `None` without a cap.
     pub async fn credits_total(&self) -> Result<Option<u64>> {
         self.inner.credits.total().await
+    }
+
+    /// How many tasks this client keeps in flight now: as many as the key's rate keeps busy
+    /// with the processing times seen so far (Little's law), within the configured cap (see
+    /// [`MAX_IN_FLIGHT`](crate::MAX_IN_FLIGHT)). A caller running inputs concurrently should
+    /// run at least this many.
+    pub fn in_flight_limit(&self) -> usize {
+        self.inner.scheduler.in_flight_limit_now()
     }
 
     /// The client's credit cap, if any.
@@ -177,7 +191,10 @@ impl Client {
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<()>> + Send,
     {
-        let image = load_image(request.image(), request.pixel_rules()).await?;
+        let image = {
+            let _slot = self.inner.check_slots.acquire().await;
+            load_image(request.image(), request.pixel_rules()).await?
+        };
         // The most it can cost is reserved under the credit cap before anything else: a create
         // the cap refuses is never sent. The reservation is settled by the answer.
         let hold = self.inner.credits.reserve(request.batch_size()).await?;

@@ -60,12 +60,16 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// Tasks in flight at once by default. A key finishes at most QPS × 30 tasks a minute (57 at 2
-/// requests/s with the margin); keeping that pace needs, by Little's law, as many tasks in
-/// flight as finish in the time one takes — processing plus detection delay: about 20 for the
-/// spec's typical tasks (median 10 s), 31 for tasks twice as slow. 48 leaves room for a slow
-/// tail; the benchmark measured 84 % of the limit with 32 on tasks twice as slow, 88 % with 48.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 48;
+/// The most tasks a client keeps in flight, whatever its key: what a caller's cap may raise it
+/// to, and where the number the key's rate asks for stops (a client keeps a small record per
+/// task in flight; a CLI run keeps one input in progress per task).
+///
+/// Below it, a client keeps as many tasks in flight as its key can keep busy: by Little's law,
+/// the key's task rate (at most QPS / 2 tasks a second: a create and a poll each) times how long
+/// a task stays in flight (the 95th percentile of the processing times seen, doubled for the
+/// detection delay and the tail): 60 at QPS 2 for the spec's typical tasks, 300 at QPS 10,
+/// 1,500 at QPS 50.
+pub const MAX_IN_FLIGHT: usize = 2048;
 
 /// The processing times a client expects before it has observed any, as a median and a 95th
 /// percentile. The adaptive poll policy starts from them and learns from every task it sees.
@@ -173,7 +177,7 @@ pub struct ClientConfig {
     pub(crate) download_timeout: Duration,
     pub(crate) max_download_bytes: u64,
     pub(crate) max_concurrent_downloads: usize,
-    pub(crate) max_in_flight: usize,
+    pub(crate) max_in_flight: Option<usize>,
     pub(crate) expected_processing: ExpectedProcessing,
     pub(crate) time_scale: TimeScale,
     pub(crate) shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
@@ -193,7 +197,7 @@ impl ClientConfig {
             download_timeout: Duration::from_secs(120),
             max_download_bytes: 50 * 1024 * 1024,
             max_concurrent_downloads: 4,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight: None,
             expected_processing: ExpectedProcessing::TYPICAL,
             time_scale: 1.0,
             shared_budget: None,
@@ -285,7 +289,7 @@ pub struct ClientConfigBuilder {
     download_timeout: Duration,
     max_download_bytes: u64,
     max_concurrent_downloads: usize,
-    max_in_flight: usize,
+    max_in_flight: Option<usize>,
     expected_processing: ExpectedProcessing,
     time_scale: f64,
     shared_budget: Option<(Arc<dyn BudgetStore>, RateLimit)>,
@@ -356,10 +360,11 @@ impl ClientConfigBuilder {
         self
     }
 
-    /// Tasks created and not yet finished, at most (default [`DEFAULT_MAX_IN_FLIGHT`]); further
-    /// creates wait.
+    /// Tasks created and not yet finished, at most; further creates wait. By default as many as
+    /// the key's rate keeps busy, learned from the processing times seen (see
+    /// [`MAX_IN_FLIGHT`], the ceiling this cap may not pass).
     pub fn max_in_flight(mut self, tasks: usize) -> Self {
-        self.max_in_flight = tasks.max(1);
+        self.max_in_flight = Some(tasks.clamp(1, MAX_IN_FLIGHT));
         self
     }
 

@@ -12,6 +12,15 @@ use std::path::{Path, PathBuf};
 /// temporary file behind; a folder that cannot be synced is an error (except on platforms
 /// where folders cannot be synced at all).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |file| file.write_all(bytes))
+}
+
+/// Like [`write_atomically`], the content written by `write` to a buffered writer: a large file
+/// never has to be held in memory whole.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let name = path.file_name().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
     })?;
@@ -19,11 +28,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
-    let (temporary, mut file) = create_temporary(&folder, name)?;
-    let result = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&temporary, path));
+    let (temporary, file) = create_temporary(&folder, name)?;
+    let result = (|| {
+        let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, &file);
+        write(&mut buffered)?;
+        buffered.flush()?;
+        drop(buffered);
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
     drop(file);
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
@@ -56,7 +69,7 @@ fn create_temporary(folder: &Path, name: &std::ffi::OsStr) -> std::io::Result<(P
 
 /// Makes a rename in `folder` durable. Platforms that cannot sync a folder say so with
 /// "unsupported" or "invalid input" (or refuse to open one): that is not an error.
-fn sync_folder(folder: &Path) -> std::io::Result<()> {
+pub fn sync_folder(folder: &Path) -> std::io::Result<()> {
     let handle = match File::open(folder) {
         Ok(handle) => handle,
         // Windows opens no folder as a file.

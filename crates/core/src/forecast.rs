@@ -77,6 +77,16 @@ impl DurationModel {
         Duration::from_secs_f64(self.mean.exp())
     }
 
+    /// 95th percentile of the processing time.
+    pub fn p95(&self) -> Duration {
+        Duration::from_secs_f64((self.mean + Z95 * self.sigma()).exp().min(1e6))
+    }
+
+    /// Time from a task's creation until its progress starts growing, as seen (zero before).
+    pub fn start_offset(&self) -> Duration {
+        Duration::from_secs_f64(self.start_offset.clamp(0.0, 1e6))
+    }
+
     fn sigma(&self) -> f64 {
         (self.m2 / self.weight).sqrt().max(0.05)
     }

@@ -108,15 +108,15 @@ pub struct LibraryGuideDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::client::{MAX_API_ANSWER_BYTES, max_query_answer_bytes};
-    pub use crate::files::write_atomically;
+    pub use crate::files::{sync_folder, write_atomically, write_atomically_with};
     pub use crate::forecast::{DurationModel, TaskForecast};
     pub use crate::response::{CreatedTask, Envelope};
 }
 
 pub use client::Client;
 pub use config::{
-    ApiKey, ClientConfig, ClientConfigBuilder, DEFAULT_MAX_IN_FLIGHT, ENV_API_KEY, ENV_BASE_URL,
-    ENV_QPS, ExpectedProcessing, RetryPolicy,
+    ApiKey, ClientConfig, ClientConfigBuilder, ENV_API_KEY, ENV_BASE_URL, ENV_QPS,
+    ExpectedProcessing, MAX_IN_FLIGHT, RetryPolicy,
 };
 pub use error::{Error, Operation, Recovery, Result};
 pub use generate::Generation;

@@ -5,7 +5,9 @@
 //! (the *arbiter*, whichever holds the turnstile) looks at everyone waiting and grants the
 //! request worth most now:
 //! - one-off queries and retries first;
-//! - creates while fewer than `max_in_flight` tasks are running;
+//! - creates while fewer tasks are running than the key can keep busy (Little's law, from the
+//!   key's rate and the processing times seen: [`Scheduler::in_flight_limit`]), within the
+//!   caller's cap;
 //! - polls by [`PollPolicy`]: the spec's fixed interval, or (adaptive) by the probability that
 //!   the task finished since its last poll ([`TaskForecast::poll_value`]), so polls land soon
 //!   after tasks are likely done and few are spent on tasks that surely still run. Budget nobody
@@ -49,6 +51,14 @@ pub(crate) enum Want {
         interval: Duration,
     },
 }
+
+/// How much longer than the 95th percentile of its processing a task is counted in flight
+/// (Little's law's W): the wait until a poll sees it done — long at saturation, where polls wait
+/// until they are nearly sure — and the tail beyond the 95th percentile. Chosen with the
+/// simulation's sweep (`in_flight_sweep`).
+const IN_FLIGHT_HEADROOM: f64 = 2.0;
+/// Tasks in flight the limit never goes below: a slow key still keeps a few running.
+const MIN_IN_FLIGHT: usize = 8;
 
 /// At saturation — creates waiting for the budget — a poll's real cost is the create it
 /// displaces, so polls are sent later and surer: a poll forecast from progress must be this
@@ -142,7 +152,8 @@ pub(crate) struct Scheduler {
     turnstile: tokio::sync::Mutex<()>,
     queue: Mutex<Queue>,
     changed: Notify,
-    max_in_flight: usize,
+    /// The caller's cap on tasks in flight ([`crate::MAX_IN_FLIGHT`] unless set lower).
+    in_flight_cap: usize,
     /// The interval between two requests at the full rate.
     token_interval: Duration,
     /// How long an arbiter with nothing worth a request waits before looking again.
@@ -151,15 +162,15 @@ pub(crate) struct Scheduler {
 
 impl Scheduler {
     #[cfg(test)]
-    pub(crate) fn new(limit: RateLimit, max_in_flight: usize, prior: ExpectedProcessing) -> Self {
-        Self::with_shared(limit, max_in_flight, prior, None)
+    pub(crate) fn new(limit: RateLimit, in_flight_cap: usize, prior: ExpectedProcessing) -> Self {
+        Self::with_shared(limit, in_flight_cap, prior, None)
     }
 
     /// A scheduler whose grants also come from a budget shared with other processes, with the
     /// static share to fall back on when it fails.
     pub(crate) fn with_shared(
         limit: RateLimit,
-        max_in_flight: usize,
+        in_flight_cap: usize,
         prior: ExpectedProcessing,
         shared: Option<(Arc<dyn SharedBudget>, RateLimit)>,
     ) -> Self {
@@ -182,7 +193,7 @@ impl Scheduler {
                 model: DurationModel::with_prior(prior.median, prior.p95),
             }),
             changed: Notify::new(),
-            max_in_flight: max_in_flight.max(1),
+            in_flight_cap: in_flight_cap.max(1),
         }
     }
 
@@ -317,9 +328,10 @@ impl Scheduler {
     /// The index of the waiter worth most now, if any is worth a request.
     fn best(&self, queue: &Queue, now: Instant) -> Option<usize> {
         let in_flight = queue.created.len() + queue.creating;
+        let limit = self.in_flight_limit(&queue.model);
         // Creates held back by the in-flight limit do not compete for the budget: until a task
         // ends, spare budget is best spent finding out which one did.
-        let backlog = if in_flight < self.max_in_flight {
+        let backlog = if in_flight < limit {
             queue
                 .waiters
                 .iter()
@@ -335,7 +347,7 @@ impl Scheduler {
             let waited = (now - waiter.since).as_secs_f64();
             let value = match &waiter.want {
                 Want::Query => Some(10.0 + waited),
-                Want::Create if in_flight >= self.max_in_flight => None,
+                Want::Create if in_flight >= limit => None,
                 Want::Create => Some(CREATE_VALUE + waited * 1e-3),
                 Want::Poll {
                     forecast,
@@ -377,6 +389,26 @@ impl Scheduler {
             }
         }
         best.map(|(index, _)| index)
+    }
+
+    /// How many tasks may be in flight: as many as keep the key's budget busy, by Little's law
+    /// (L = λ·W), within the caller's cap. λ is the key's task rate — every task takes at
+    /// least a create and a poll, so at most half the key's requests per second; W how long a
+    /// task stays in flight — the time until processing starts plus the 95th percentile of the
+    /// processing times seen (the prior until some are) — times [`IN_FLIGHT_HEADROOM`] for the
+    /// wait until a poll sees it done and for the tail. At QPS 2 and the spec's typical tasks
+    /// (median 10 s, p95 30 s) that is 60; at QPS 50, 1,500.
+    pub(crate) fn in_flight_limit(&self, model: &DurationModel) -> usize {
+        let tasks_per_second = 0.5 / self.token_interval.as_secs_f64().max(1e-9);
+        let in_flight_seconds = (model.start_offset() + model.p95()).as_secs_f64();
+        let little = (tasks_per_second * in_flight_seconds * IN_FLIGHT_HEADROOM).ceil();
+        // `as` saturates: a model gone wild still gives a number, bounded by the cap.
+        (little as usize).max(MIN_IN_FLIGHT).min(self.in_flight_cap)
+    }
+
+    /// [`in_flight_limit`](Self::in_flight_limit) with the processing times seen so far.
+    pub(crate) fn in_flight_limit_now(&self) -> usize {
+        self.in_flight_limit(&self.lock().model)
     }
 
     /// A create's answer came: the task now counts as in flight (or, on failure, nothing does).
@@ -435,6 +467,7 @@ mod tests {
 
     use super::*;
     use crate::budget::BudgetError;
+    use crate::forecast::DurationModel;
     use crate::state::TaskState;
 
     fn scheduler(qps: u32, max_in_flight: usize) -> Arc<Scheduler> {
@@ -506,6 +539,34 @@ mod tests {
             .await
             .expect("the create goes once a task ended")
             .unwrap();
+    }
+
+    #[test]
+    fn the_in_flight_limit_follows_the_key_and_the_tasks() {
+        let typical = DurationModel::with_prior(Duration::from_secs(10), Duration::from_secs(30));
+        let slow = DurationModel::with_prior(Duration::from_secs(20), Duration::from_secs(60));
+        let limit = |qps, cap, model: &DurationModel| {
+            Scheduler::new(RateLimit::per_second(qps), cap, ExpectedProcessing::TYPICAL)
+                .in_flight_limit(model)
+        };
+        let cap = crate::config::MAX_IN_FLIGHT;
+        // One task a second (QPS 2) for 30 s, doubled.
+        assert_eq!(limit(2, cap, &typical), 60);
+        assert_eq!(limit(10, cap, &typical), 300);
+        assert_eq!(limit(50, cap, &typical), 1500);
+        assert_eq!(
+            limit(2, cap, &slow),
+            120,
+            "learned slower tasks keep more in flight"
+        );
+        assert_eq!(limit(50, 100, &typical), 100, "the caller's cap holds");
+        assert_eq!(limit(200, cap, &slow), cap, "and the ceiling");
+        let quick = DurationModel::with_prior(Duration::from_millis(50), Duration::from_millis(90));
+        assert_eq!(
+            limit(2, cap, &quick),
+            MIN_IN_FLIGHT,
+            "a floor for very quick tasks"
+        );
     }
 
     #[tokio::test(start_paused = true)]

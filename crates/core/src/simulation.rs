@@ -47,7 +47,8 @@ struct SimConfig {
     tasks: usize,
     qps: u32,
     margin: Duration,
-    max_in_flight: usize,
+    /// The caller's cap on tasks in flight (`None`: as many as the key keeps busy).
+    max_in_flight: Option<usize>,
     durations: Durations,
     arrivals: Arrivals,
     progress: bool,
@@ -76,7 +77,7 @@ impl Default for SimConfig {
             tasks: 200,
             qps: 2,
             margin: Duration::from_millis(50),
-            max_in_flight: crate::config::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight: None,
             durations: Durations::LogNormal {
                 median: 10.0,
                 p95: 30.0,
@@ -232,19 +233,18 @@ async fn simulate(config: SimConfig) -> SimReport {
         TokioBudgetClock::starting_at(1_800_000_000_000),
     ));
     let share = static_share(limit, holders);
+    let cap = config.max_in_flight.unwrap_or(crate::config::MAX_IN_FLIGHT);
     let schedulers: Vec<Arc<Scheduler>> = (0..holders)
         .map(|_| {
             Arc::new(match (config.sharing, holders) {
-                (_, 1) => Scheduler::new(limit, config.max_in_flight, ExpectedProcessing::TYPICAL),
+                (_, 1) => Scheduler::new(limit, cap, ExpectedProcessing::TYPICAL),
                 (Sharing::Budget, _) => Scheduler::with_shared(
                     limit,
-                    config.max_in_flight,
+                    cap,
                     ExpectedProcessing::TYPICAL,
                     Some((budget.clone(), share)),
                 ),
-                (Sharing::Static, _) => {
-                    Scheduler::new(share, config.max_in_flight, ExpectedProcessing::TYPICAL)
-                }
+                (Sharing::Static, _) => Scheduler::new(share, cap, ExpectedProcessing::TYPICAL),
             })
         })
         .collect();
@@ -544,5 +544,62 @@ async fn figures() {
             ));
         }
         println!("{label}:\n  {}", figures.join("\n  "));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "prints figures: a tuning aid, not a check"]
+async fn in_flight_sweep() {
+    // "auto" (the key's own limit) and fixed caps.
+    let caps: Vec<Option<usize>> = std::env::var("SWEEP_CAPS")
+        .ok()
+        .map(|v| v.split(',').map(|c| c.parse().ok()).collect())
+        .unwrap_or_else(|| vec![None, Some(48)]);
+    let qps_list: Vec<u32> = std::env::var("SWEEP_QPS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
+        .unwrap_or_else(|| vec![2, 10, 20, 50]);
+    for qps in qps_list {
+        for (label, durations) in [
+            (
+                "uniform 4-16 s",
+                Durations::Uniform {
+                    low: 4.0,
+                    high: 16.0,
+                },
+            ),
+            (
+                "log-normal 10/30 s",
+                Durations::LogNormal {
+                    median: 10.0,
+                    p95: 30.0,
+                },
+            ),
+        ] {
+            for &cap in &caps {
+                let tasks = (qps as usize * 30 * 4).max(300);
+                let config = SimConfig {
+                    tasks,
+                    qps,
+                    durations,
+                    max_in_flight: cap,
+                    seed: 1,
+                    ..SimConfig::default()
+                };
+                let report = simulate(config).await;
+                let bare = f64::from(qps) * 30.0;
+                let cap = cap.map_or("auto".to_owned(), |c| c.to_string());
+                println!(
+                    "qps {qps:>2} {label:<18} cap {cap:>4}: {tasks:>5} tasks {:>6.1}/min ({:>3.0} %) steady {:>6.1}/min ({:>3.0} %) {:.2} req/task p50 {:.2} s p95 {:.2} s",
+                    report.tasks_per_minute(),
+                    report.tasks_per_minute() / bare * 100.0,
+                    report.steady_per_minute(),
+                    report.steady_per_minute() / bare * 100.0,
+                    report.requests as f64 / tasks as f64,
+                    report.delay(0.5),
+                    report.delay(0.95),
+                );
+            }
+        }
     }
 }

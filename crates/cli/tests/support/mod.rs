@@ -133,12 +133,47 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid}");
 }
 
-/// The journal of `out`, parsed (`null` when there is none yet or it is being replaced).
+/// The journal file of `out` (JSON lines: a header, then one record per change).
+pub const JOURNAL: &str = ".backdrop-journal.jsonl";
+
+/// The journal of `out` as `{"entries": {key: entry}, "destinations": {key: stem}}`, folded
+/// from its lines as the format says — a key's last record wins, a last line cut short is not
+/// a record — read independently of the CLI's own reader (`null` when there is none yet).
 pub fn journal(out: &Path) -> serde_json::Value {
-    std::fs::read(out.join(".backdrop-journal.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or(serde_json::Value::Null)
+    let Ok(text) = std::fs::read_to_string(out.join(JOURNAL)) else {
+        return serde_json::Value::Null;
+    };
+    let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+    let Some(header) = lines.next() else {
+        return serde_json::Value::Null;
+    };
+    let header: serde_json::Value = serde_json::from_str(header).expect("a journal header");
+    let mut entries = serde_json::Map::new();
+    let mut destinations = serde_json::Map::new();
+    for line in lines {
+        let record: serde_json::Value = serde_json::from_str(line).expect("a journal record");
+        if let Some(r) = record.get("entry") {
+            entries.insert(r["key"].as_str().unwrap().to_owned(), r["entry"].clone());
+        } else if let Some(r) = record.get("destination") {
+            destinations.insert(r["key"].as_str().unwrap().to_owned(), r["stem"].clone());
+        }
+    }
+    serde_json::json!({
+        "version": header["version"],
+        "entries": entries,
+        "destinations": destinations,
+    })
+}
+
+/// Appends a record of `entry` under `key` to the journal of `out`, as a run would.
+pub fn append_entry(out: &Path, key: &str, entry: serde_json::Value) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(out.join(JOURNAL))
+        .unwrap();
+    let record = serde_json::json!({"entry": {"key": key, "entry": entry}});
+    writeln!(file, "{record}").unwrap();
 }
 
 /// The journal's entries.
