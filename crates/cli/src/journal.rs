@@ -286,23 +286,25 @@ impl Journal {
             ))
         };
         let old_path = out.join(OLD_JOURNAL_FILE);
-        let (pending, lines, good_len) = match read_lines(&path) {
-            Ok(Some(read)) => read,
+        // What the file holds, and its record lines and whole length (`None`: no such file).
+        let (pending, on_disk) = match read_lines(&path) {
+            Ok(Some((pending, lines, len))) => (pending, Some((lines, len))),
             Ok(None) => match read_whole_file(&old_path) {
-                Ok(Some(pending)) => (pending, usize::MAX, 0),
-                Ok(None) => (Pending::default(), usize::MAX, 0),
+                Ok(Some(pending)) => (pending, None),
+                Ok(None) => (Pending::default(), None),
                 Err(reason) => return Err(unreadable(&old_path, reason)),
             },
             Err(reason) => return Err(unreadable(&path, reason)),
         };
         // A new journal, one carried over from an older format, or one with too many lines
         // that no longer count: written whole, compacted.
-        let compact = lines == usize::MAX
-            || lines > pending.live_count().saturating_mul(2) + COMPACTION_SLACK;
-        let len = if compact {
-            write_compacted(&path, &pending).map_err(|e| write_error(&path, e))?
-        } else {
-            good_len
+        let len = match on_disk {
+            Some((lines, len))
+                if lines <= pending.live_count().saturating_mul(2) + COMPACTION_SLACK =>
+            {
+                len
+            }
+            _ => write_compacted(&path, &pending).map_err(|e| write_error(&path, e))?,
         };
         if old_path.exists() {
             // Carried over (now, or by a run that stopped before removing it).
@@ -379,7 +381,7 @@ impl Journal {
                 })?;
         let generation = {
             let mut pending = self.lock();
-            if pending.entries.contains_key(key) || !pending.before_ledger.contains_key(&old_key) {
+            if pending.entries.contains_key(key) {
                 return Ok(());
             }
             let Some(entry) = pending.take_before_ledger(&old_key) else {

@@ -403,18 +403,13 @@ impl Error {
             },
             // Nothing was sent: it may go once the cap allows.
             Error::CreditCapReached { .. } => Recovery::Retry,
+            // A create given up or cut short: whether its request can have arrived whole says
+            // it all.
             Error::Abandoned {
                 during: Create,
                 maybe_accepted,
-            } => {
-                if *maybe_accepted {
-                    Recovery::Unconfirmed
-                } else {
-                    Recovery::Retry
-                }
             }
-            Error::Abandoned { .. } => Recovery::Resume,
-            Error::Network {
+            | Error::Network {
                 during: Create,
                 maybe_accepted,
                 ..
@@ -425,6 +420,7 @@ impl Error {
                     Recovery::Retry
                 }
             }
+            Error::Abandoned { .. } => Recovery::Resume,
             // Trouble while querying or downloading: the task is unharmed, come back to it.
             Error::RateLimited {
                 during: Query | Download,
