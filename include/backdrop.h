@@ -785,7 +785,9 @@ backdrop_result backdrop_client_builder_set_qps(struct backdrop_client_builder *
 /**
  * Sets the rate limit as at most `max_requests` requests in any window of `window_ms`
  * milliseconds (for a service whose clock runs faster, such as a sped-up emulator). The
- * client keeps a 50 ms safety margin on top of the window.
+ * client keeps a fixed 50 ms safety margin on top of the window (with
+ * `backdrop_client_builder_set_qps` the margin adapts: 50 ms, shrinking to 10 ms while no 429
+ * comes).
  *
  * Returns `BACKDROP_OK`, or `BACKDROP_ERR_NULL_PARAMETER`, `BACKDROP_ERR_INVALID_ARGUMENT`
  * (a 0) or `BACKDROP_ERR_ALREADY_USED` (nothing changed).

@@ -103,6 +103,8 @@ struct Run {
     delays: Vec<f64>,
     /// When the client saw each task done (unix seconds, real time), sorted.
     seen_done: Vec<f64>,
+    /// The client's safety margin at the end (it adapts on the real clock), unscaled.
+    margin_ms: f64,
 }
 
 impl Run {
@@ -204,13 +206,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!(
         "| run | tasks/min | steady tasks/min | of {limit:.1} | of {bare_limit:.0} | requests/task | \
-         429s | delay p50 | delay p95 | makespan | failed |"
+         429s | delay p50 | delay p95 | makespan | failed | margin at the end |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for run in &runs {
         let steady = run.steady_tasks_per_minute(args.scale);
         println!(
-            "| {} | {:.1} | {} | {} | {} | {:.2} | {} | {:.2} s | {:.2} s | {:.0} s | {} |",
+            "| {} | {:.1} | {} | {} | {} | {:.2} | {} | {:.2} s | {:.2} s | {:.0} s | {} | {:.1} ms |",
             run.label,
             run.tasks_per_minute(),
             steady.map_or("–".into(), |t| format!("{t:.1}")),
@@ -221,7 +225,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             percentile(&run.delays, 0.5),
             percentile(&run.delays, 0.95),
             run.makespan_s,
-            run.failed
+            run.failed,
+            run.margin_ms
         );
     }
     println!();
@@ -332,6 +337,7 @@ async fn throughput(
     let run = measure(
         args,
         &emulator,
+        &client,
         format!(
             "{}, progress {}",
             policy_name(policy),
@@ -381,6 +387,7 @@ async fn light(args: &Args, processing: ProcessingTime) -> Result<Run, Box<dyn s
     let run = measure(
         args,
         &emulator,
+        &client,
         format!(
             "adaptive, light load (Poisson {}/min)",
             args.light_per_minute
@@ -417,6 +424,7 @@ async fn alone(args: &Args, policy: PollPolicy) -> Result<Run, Box<dyn std::erro
     let run = measure(
         args,
         &emulator,
+        &client,
         format!("{}, one task alone", policy_name(policy)),
         args.alone,
         failed,
@@ -429,6 +437,7 @@ async fn alone(args: &Args, policy: PollPolicy) -> Result<Run, Box<dyn std::erro
 fn measure(
     args: &Args,
     emulator: &Emulator,
+    client: &Client,
     label: String,
     tasks: usize,
     failed: usize,
@@ -458,6 +467,7 @@ fn measure(
         responses_429: counters.responses_429,
         delays,
         seen_done,
+        margin_ms: client.rate_limit_margin().as_secs_f64() * 1000.0 * args.scale,
     }
 }
 

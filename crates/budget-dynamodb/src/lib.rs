@@ -15,10 +15,10 @@
 //! The same table keeps a credit cap shared by every process ([`DynamoDbCreditStore`]: one item
 //! per UTC day, `credits-<day>`).
 //!
-//! At saturation a request costs one call (advance); after an idle spell two (advance, then
-//! restart). A failed condition is an answer, not an error. The table needs a string partition
-//! key `pk` and nothing else (on-demand capacity suits it); the function's role needs
-//! `dynamodb:UpdateItem` on that table alone.
+//! At saturation a reservation costs one call (advance), for one request or a batch of them;
+//! after an idle spell two (advance, then restart). A failed condition is an answer, not an
+//! error. The table needs a string partition key `pk` and nothing else (on-demand capacity
+//! suits it); the function's role needs `dynamodb:UpdateItem` on that table alone.
 //!
 //! ```no_run
 //! # async fn run(dynamodb: aws_sdk_dynamodb::Client) -> backdrop_core::Result<()> {

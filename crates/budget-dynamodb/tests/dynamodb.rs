@@ -90,7 +90,7 @@ async fn holders_get_distinct_slots_and_share_a_pause() {
             let (holder, slots) = (holder.clone(), slots.clone());
             tokio::spawn(async move {
                 for _ in 0..10 {
-                    let wait = holder.reserve().await.unwrap();
+                    let wait = holder.reserve(1).await.unwrap().first;
                     slots
                         .lock()
                         .unwrap()
@@ -150,7 +150,7 @@ async fn holders_get_distinct_slots_and_share_a_pause() {
         .await
         .unwrap();
     for holder in &holders[1..] {
-        let wait = holder.reserve().await.unwrap();
+        let wait = holder.reserve(1).await.unwrap().first;
         assert!(
             now_ms() + wait.as_millis() as u64 >= paused_at + 800,
             "{wait:?}"

@@ -128,6 +128,12 @@ impl Client {
         self.inner.scheduler.limiter().granted()
     }
 
+    /// The safety margin the client keeps on top of the key's window now: it shrinks while the
+    /// service answers without a 429 and grows back on one (see [`RateLimit`](crate::RateLimit)).
+    pub fn rate_limit_margin(&self) -> Duration {
+        self.inner.scheduler.limiter().margin_now()
+    }
+
     /// HTTP 429 answers this client and its clones received so far (each was waited out and
     /// retried, within the retry limit).
     pub fn rate_limited_answers(&self) -> u64 {
@@ -237,7 +243,8 @@ impl Client {
         // `None`: the first attempt goes out on the slot granted above — unless `before_send`
         // took so long that a request sent now could land inside a later window than the one
         // the limiter counted it in: half the margin, and never less than the timer's 1 ms.
-        let late = (self.inner.config.rate_limit.margin / 2).max(Duration::from_millis(1));
+        let margin = self.inner.scheduler.limiter().margin_now();
+        let late = (margin / 2).max(Duration::from_millis(1));
         let first = (granted_at.elapsed() > late).then_some(Want::Query);
         let body = self
             .send(Operation::Create, first, cutoff, |upload| {

@@ -127,6 +127,6 @@ pub use request::{
 };
 pub use response::TaskInfo;
 pub use result::{GeneratedImage, ImageFormat, ResultFieldError, ResultLocation};
-pub use scheduler::PollPolicy;
+pub use scheduler::{PollPolicy, tasks_in_flight};
 pub use state::{StateClass, TaskState};
 pub use wait::{WaitControl, WaitOptions};

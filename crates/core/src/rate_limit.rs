@@ -7,6 +7,13 @@
 //! and takes each slot ([`RateLimiter::try_take`]) for the waiting request worth most. A 429
 //! from the server pauses everyone (for its `Retry-After`, when given) and halves the
 //! allowance until quiet answers win it back.
+//!
+//! The margin adapts: it starts at `margin`, and while the service answers without a 429 it
+//! shrinks by a tenth every [`MARGIN_SHRINK_WINDOWS`] windows' worth of answers, down to
+//! `min_margin`; a 429 puts it back to at least `margin`, twice what it was (at most
+//! [`MAX_MARGIN_FACTOR`] × `margin`). At QPS 2 the default 50 ms costs 4.8 % of the key and
+//! the 10 ms floor 1 %. On a sped-up clock (the emulator, tests) the margin covers this
+//! machine's scheduling, which no run of quiet answers predicts: it stays fixed there.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -20,16 +27,38 @@ use crate::time_scale::TimeScale;
 /// The request budget of one key: at most `max_requests` in any window of `window`.
 ///
 /// The limiter keeps `margin` on top of the window so that network jitter cannot make the server
-/// see more requests inside one of its windows than it allows.
+/// see more requests inside one of its windows than it allows. The margin adapts: while the
+/// service answers without a 429 it shrinks by a tenth every ten windows' worth of answers,
+/// down to `min_margin`; a 429 puts it back to at least `margin`, twice what it was (at most
+/// 4 × `margin`). [`RateLimit::per_second`] starts at 50 ms (4.8 % of a QPS-2 key) with a
+/// floor of 10 ms (1 %). On a sped-up clock ([`RateLimit::scaled`]), and with
+/// [`RateLimit::fixed_margin`], it stays fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests allowed per window.
     pub max_requests: u32,
     /// The window.
     pub window: Duration,
-    /// Safety margin added to the window between the first and the last request of a burst.
+    /// Safety margin added to the window between the first and the last request of a burst
+    /// (the margin the limiter starts from and comes back to after a 429).
     pub margin: Duration,
+    /// The least the margin shrinks to while no 429 is seen; at or above `margin`, the margin
+    /// stays fixed.
+    pub min_margin: Duration,
 }
+
+/// The margin [`RateLimit::per_second`] starts from.
+pub const DEFAULT_MARGIN: Duration = Duration::from_millis(50);
+
+/// The least [`RateLimit::per_second`]'s margin shrinks to.
+pub const DEFAULT_MIN_MARGIN: Duration = Duration::from_millis(10);
+
+/// The margin shrinks by a tenth after this many windows' worth of answers without a 429 (at
+/// QPS 2: every 20 answers, from 50 ms to the 10 ms floor in about 320).
+pub const MARGIN_SHRINK_WINDOWS: u64 = 10;
+
+/// After 429s the margin grows to at most this many times its configured value.
+pub const MAX_MARGIN_FACTOR: u32 = 4;
 
 impl RateLimit {
     /// `qps` requests per second (the service's unit), with the default margin.
@@ -37,7 +66,8 @@ impl RateLimit {
         RateLimit {
             max_requests: qps.max(1),
             window: spec::QPS_WINDOW,
-            margin: Duration::from_millis(50),
+            margin: DEFAULT_MARGIN,
+            min_margin: DEFAULT_MIN_MARGIN,
         }
     }
 
@@ -63,10 +93,20 @@ impl RateLimit {
 
     /// The same budget on a clock `scale` times faster (emulated, sped-up time): the window
     /// divided by it. The margin stays as it is: it covers network and scheduling jitter, which
-    /// real time governs.
+    /// real time governs; on a sped-up clock it stays fixed (see the module's documentation).
     pub fn scaled(self, scale: TimeScale) -> Self {
+        let fixed = scale != TimeScale::REAL;
         RateLimit {
             window: scale.to_real(self.window),
+            min_margin: if fixed { self.margin } else { self.min_margin },
+            ..self
+        }
+    }
+
+    /// The same budget with a margin that never adapts: `margin` throughout.
+    pub fn fixed_margin(self) -> Self {
+        RateLimit {
+            min_margin: self.margin,
             ..self
         }
     }
@@ -99,6 +139,10 @@ struct WindowState {
     allowed: Option<usize>,
     /// Answers without a 429 since `allowed` last changed.
     answered_since_change: u64,
+    /// The margin now: the configured one unless quiet answers shrank it or 429s grew it.
+    margin: Option<Duration>,
+    /// Answers without a 429 since the margin last changed.
+    quiet_since_margin_change: u64,
 }
 
 /// After a 429, this many windows' worth of answers without one raise the allowance by one.
@@ -149,6 +193,13 @@ impl RateLimiter {
             let allowed = Self::allowed_now(&state, configured);
             state.allowed = Some((allowed / 2).max(1));
             state.answered_since_change = 0;
+            let margin = self.margin_of(&state);
+            state.margin = Some(
+                (margin * 2)
+                    .max(self.limit.margin)
+                    .min(self.limit.margin * MAX_MARGIN_FACTOR),
+            );
+            state.quiet_since_margin_change = 0;
         }
     }
 
@@ -165,6 +216,15 @@ impl RateLimiter {
         let mut state = self.lock_state();
         let allowed = Self::allowed_now(&state, configured);
         if allowed >= configured {
+            // The whole allowance and still no 429: the margin may shrink.
+            state.quiet_since_margin_change += 1;
+            let margin = self.margin_of(&state);
+            if state.quiet_since_margin_change >= MARGIN_SHRINK_WINDOWS * configured as u64
+                && margin > self.limit.min_margin
+            {
+                state.margin = Some((margin - margin / 10).max(self.limit.min_margin));
+                state.quiet_since_margin_change = 0;
+            }
             return;
         }
         state.answered_since_change += 1;
@@ -178,6 +238,15 @@ impl RateLimiter {
     #[cfg(test)]
     pub fn allowed_per_window(&self) -> usize {
         Self::allowed_now(&self.lock_state(), self.configured())
+    }
+
+    /// The margin in force now (see the module's documentation).
+    pub fn margin_now(&self) -> Duration {
+        self.margin_of(&self.lock_state())
+    }
+
+    fn margin_of(&self, state: &WindowState) -> Duration {
+        state.margin.unwrap_or(self.limit.margin)
     }
 
     /// 429 answers received since the limiter was made.
@@ -209,7 +278,7 @@ impl RateLimiter {
         if state.recent.len() >= allowed
             && let Some(first) = state.recent.get(state.recent.len() - allowed)
         {
-            ready = ready.max(*first + self.limit.window + self.limit.margin);
+            ready = ready.max(*first + self.limit.window + self.margin_of(state));
         }
         ready
     }
@@ -315,7 +384,9 @@ mod tests {
         for _ in 0..3 {
             take(&limiter).await;
         }
-        assert_eq!(Instant::now() - start, Duration::from_millis(2 * 1050));
+        // (The 429s also grew the margin, to its most: 4 × 50 ms.)
+        assert_eq!(limiter.margin_now(), Duration::from_millis(200));
+        assert_eq!(Instant::now() - start, Duration::from_millis(2 * 1200));
         // Ten windows' worth of answers without a 429 allow one more.
         for _ in 0..10 {
             limiter.answered();
@@ -329,5 +400,51 @@ mod tests {
             8,
             "never above the configured limit"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_margin_shrinks_while_quiet_and_grows_back_on_a_429() {
+        let limiter = RateLimiter::new(RateLimit::per_second(2));
+        assert_eq!(limiter.margin_now(), DEFAULT_MARGIN);
+        // Ten windows' worth of quiet answers: a tenth off.
+        for _ in 0..MARGIN_SHRINK_WINDOWS * 2 {
+            limiter.answered();
+        }
+        assert_eq!(limiter.margin_now(), Duration::from_millis(45));
+        for _ in 0..1_000 {
+            limiter.answered();
+        }
+        assert_eq!(limiter.margin_now(), DEFAULT_MIN_MARGIN);
+        // The next request waits window + the margin now, not the configured one.
+        let start = Instant::now();
+        limiter.try_take(start).unwrap();
+        limiter.try_take(start).unwrap();
+        assert_eq!(
+            limiter.next_ready(start),
+            start + Duration::from_secs(1) + DEFAULT_MIN_MARGIN
+        );
+        // A 429: back to at least the configured margin; more 429s double it, up to 4×.
+        limiter.rate_limited(Duration::from_millis(10));
+        assert_eq!(limiter.margin_now(), DEFAULT_MARGIN);
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_millis(20)).await;
+            limiter.rate_limited(Duration::from_millis(10));
+        }
+        assert_eq!(limiter.margin_now(), DEFAULT_MARGIN * MAX_MARGIN_FACTOR);
+    }
+
+    #[test]
+    fn a_fixed_margin_and_a_sped_up_clock_keep_the_margin() {
+        let fixed = RateLimiter::new(RateLimit::per_second(2).fixed_margin());
+        let scaled =
+            RateLimiter::new(RateLimit::per_second(2).scaled(TimeScale::new(10.0).unwrap()));
+        for _ in 0..1_000 {
+            fixed.answered();
+            scaled.answered();
+        }
+        assert_eq!(fixed.margin_now(), DEFAULT_MARGIN);
+        assert_eq!(scaled.margin_now(), DEFAULT_MARGIN);
+        let real = RateLimit::per_second(2).scaled(TimeScale::REAL);
+        assert_eq!(real.min_margin, DEFAULT_MIN_MARGIN);
     }
 }

@@ -14,7 +14,7 @@
 //!   else wants is spent on polls that are worth little (and no task then goes longer than the
 //!   documented interval unpolled), which lowers detection delay when the client is not busy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +59,36 @@ pub(crate) enum Want {
 const IN_FLIGHT_HEADROOM: f64 = 2.0;
 /// Tasks in flight the limit never goes below: a slow key still keeps a few running.
 const MIN_IN_FLIGHT: usize = 8;
+
+/// How many tasks keep the key `limit` busy when they take `expected` to process: the number a
+/// client's scheduler starts from before it has seen any task (it then follows the processing
+/// times it sees), within [`MAX_IN_FLIGHT`](crate::MAX_IN_FLIGHT). For sizing what holds the
+/// tasks — the Lambda's instances and batches, a caller's worker pool.
+///
+/// ```
+/// use backdrop_core::{ExpectedProcessing, RateLimit, tasks_in_flight};
+///
+/// let typical = ExpectedProcessing::TYPICAL;
+/// assert_eq!(tasks_in_flight(RateLimit::per_second(2), typical), 60);
+/// assert_eq!(tasks_in_flight(RateLimit::per_second(50), typical), 1_500);
+/// ```
+pub fn tasks_in_flight(limit: RateLimit, expected: ExpectedProcessing) -> usize {
+    let token_interval = limit.window / limit.max_requests.max(1);
+    little_in_flight(token_interval, expected.p95).min(crate::MAX_IN_FLIGHT)
+}
+
+/// Little's law (L = λ·W) for a key granting a request every `token_interval`: λ is its task
+/// rate — every task takes at least a create and a poll, so half its requests per second — and
+/// W `in_flight` (the time until processing starts plus its 95th percentile) times
+/// [`IN_FLIGHT_HEADROOM`]; at least [`MIN_IN_FLIGHT`].
+fn little_in_flight(token_interval: Duration, in_flight: Duration) -> usize {
+    let tasks_per_second = 0.5 / token_interval.as_secs_f64().max(1e-9);
+    let little = tasks_per_second * in_flight.as_secs_f64() * IN_FLIGHT_HEADROOM;
+    // Rounded up, but not for the nanoseconds a third of a second loses as a Duration.
+    let little = (little * (1.0 - 1e-9)).ceil();
+    // `as` saturates: a model gone wild still gives a number, bounded by the caller.
+    (little as usize).max(MIN_IN_FLIGHT)
+}
 
 /// At saturation — creates waiting for the budget — a poll's real cost is the create it
 /// displaces, so polls are sent later and surer: a poll forecast from progress must be this
@@ -118,9 +148,47 @@ struct Shared {
     fallback: RateLimiter,
     /// Until when the fallback is in force.
     failing_until: Mutex<Option<Instant>>,
+    /// Slots reserved and not used yet: when each may be used, and how late it still may.
+    slots: Mutex<VecDeque<(Instant, Duration)>>,
+    /// The most slots one reservation takes ([`crate::budget::max_batch`] of the key).
+    max_batch: u32,
 }
 
 impl Shared {
+    /// The next reserved slot not yet missed, dropping those missed.
+    fn next_slot(&self, now: Instant) -> Option<Instant> {
+        let mut slots = self.lock_slots();
+        while let Some(&(at, late)) = slots.front() {
+            if at + late >= now {
+                return Some(at);
+            }
+            slots.pop_front();
+        }
+        None
+    }
+
+    /// The slot at the front was used (or passed unused).
+    fn slot_spent(&self) {
+        self.lock_slots().pop_front();
+    }
+
+    /// Keeps the slots of a reservation answered at `answered`.
+    fn hold(&self, answered: Instant, slots: crate::budget::Slots) {
+        self.lock_slots()
+            .extend(slots.slots(answered).map(|at| (at, slots.late)));
+    }
+
+    /// Drops the slots held (a pause began, or the budget failed).
+    fn drop_slots(&self) {
+        self.lock_slots().clear();
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Duration)>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn failing(&self, now: Instant) -> bool {
         self.failing_until
             .lock()
@@ -141,6 +209,8 @@ impl Shared {
             );
         }
         *until = Some(now + SHARED_RETRY_AFTER);
+        drop(until);
+        self.drop_slots();
     }
 }
 
@@ -180,6 +250,8 @@ impl Scheduler {
                 budget,
                 fallback: RateLimiter::new(fallback),
                 failing_until: Mutex::new(None),
+                slots: Mutex::new(VecDeque::new()),
+                max_batch: crate::budget::max_batch(limit),
             }),
             token_interval,
             tick: (token_interval / TICKS_PER_SLOT).clamp(Duration::from_millis(1), MAX_TICK),
@@ -249,17 +321,24 @@ impl Scheduler {
                 continue;
             }
             if let (Some(shared), false) = (&self.shared, failing) {
-                if !self.anyone_worth(now) {
+                let worth = self.worth_now(now);
+                if worth == 0 {
                     self.idle().await;
                     continue;
                 }
-                match shared.budget.reserve().await {
-                    Ok(wait) => tokio::time::sleep(wait).await,
-                    Err(error) => {
-                        shared.fail(Instant::now(), &error);
-                        continue;
+                let Some(slot) = shared.next_slot(now) else {
+                    // As many slots as requests are worth one now, within the batch.
+                    let count = u32::try_from(worth)
+                        .unwrap_or(u32::MAX)
+                        .min(shared.max_batch);
+                    match shared.budget.reserve(count).await {
+                        Ok(slots) => shared.hold(Instant::now(), slots),
+                        Err(error) => shared.fail(Instant::now(), &error),
                     }
-                }
+                    continue;
+                };
+                tokio::time::sleep_until(slot).await;
+                shared.slot_spent();
             }
             let now = Instant::now();
             let chosen = self.pick(now);
@@ -301,17 +380,18 @@ impl Scheduler {
     /// budget every holder's does.
     pub(crate) async fn rate_limited(&self, pause: Duration) {
         self.limiter.rate_limited(pause);
-        if let Some(shared) = &self.shared
-            && let Err(error) = shared.budget.pause_for(pause).await
-        {
-            shared.fail(Instant::now(), &error);
+        if let Some(shared) = &self.shared {
+            shared.drop_slots();
+            if let Err(error) = shared.budget.pause_for(pause).await {
+                shared.fail(Instant::now(), &error);
+            }
         }
     }
 
-    /// True when some waiter is worth a request now.
-    fn anyone_worth(&self, now: Instant) -> bool {
+    /// How many waiters are worth a request now.
+    fn worth_now(&self, now: Instant) -> usize {
         let queue = self.lock();
-        self.best(&queue, now).is_some()
+        self.valued(&queue, now).1
     }
 
     /// Removes and returns the request worth most now, if any is worth a request.
@@ -327,6 +407,11 @@ impl Scheduler {
 
     /// The index of the waiter worth most now, if any is worth a request.
     fn best(&self, queue: &Queue, now: Instant) -> Option<usize> {
+        self.valued(queue, now).0
+    }
+
+    /// The index of the waiter worth most now, if any, and how many are worth a request.
+    fn valued(&self, queue: &Queue, now: Instant) -> (Option<usize>, usize) {
         let in_flight = queue.created.len() + queue.creating;
         let limit = self.in_flight_limit(&queue.model);
         // Creates held back by the in-flight limit do not compete for the budget: until a task
@@ -343,6 +428,7 @@ impl Scheduler {
         let pressure = (backlog as f64 / BACKLOG_FOR_FULL_PRICE).min(1.0);
         let price = |idle: f64, busy: f64| idle + (busy - idle) * pressure;
         let mut best: Option<(usize, f64)> = None;
+        let mut worth = 0;
         for (index, waiter) in queue.waiters.iter().enumerate() {
             let waited = (now - waiter.since).as_secs_f64();
             let value = match &waiter.want {
@@ -382,13 +468,14 @@ impl Scheduler {
                     (gap_ok && worth).then_some(value.max(IDLE_POLL_THRESHOLD))
                 }
             };
-            if let Some(value) = value
-                && best.is_none_or(|(_, v)| value > v)
-            {
-                best = Some((index, value));
+            if let Some(value) = value {
+                worth += 1;
+                if best.is_none_or(|(_, v)| value > v) {
+                    best = Some((index, value));
+                }
             }
         }
-        best.map(|(index, _)| index)
+        (best.map(|(index, _)| index), worth)
     }
 
     /// How many tasks may be in flight: as many as keep the key's budget busy, by Little's law
@@ -399,11 +486,8 @@ impl Scheduler {
     /// wait until a poll sees it done and for the tail. At QPS 2 and the spec's typical tasks
     /// (median 10 s, p95 30 s) that is 60; at QPS 50, 1,500.
     pub(crate) fn in_flight_limit(&self, model: &DurationModel) -> usize {
-        let tasks_per_second = 0.5 / self.token_interval.as_secs_f64().max(1e-9);
-        let in_flight_seconds = (model.start_offset() + model.p95()).as_secs_f64();
-        let little = (tasks_per_second * in_flight_seconds * IN_FLIGHT_HEADROOM).ceil();
-        // `as` saturates: a model gone wild still gives a number, bounded by the cap.
-        (little as usize).max(MIN_IN_FLIGHT).min(self.in_flight_cap)
+        little_in_flight(self.token_interval, model.start_offset() + model.p95())
+            .min(self.in_flight_cap)
     }
 
     /// [`in_flight_limit`](Self::in_flight_limit) with the processing times seen so far.
@@ -611,13 +695,21 @@ mod tests {
     }
 
     impl SharedBudget for FlakyBudget {
-        fn reserve(&self) -> crate::budget::BoxFuture<'_, Result<Duration, BudgetError>> {
+        fn reserve(
+            &self,
+            _: u32,
+        ) -> crate::budget::BoxFuture<'_, Result<crate::budget::Slots, BudgetError>> {
             let now = Instant::now();
             self.asked.lock().unwrap().push(now);
             let up = now >= self.up_at;
             Box::pin(async move {
                 if up {
-                    Ok(Duration::ZERO)
+                    Ok(crate::budget::Slots {
+                        first: Duration::ZERO,
+                        spacing: Duration::from_millis(525),
+                        count: 1,
+                        late: Duration::from_millis(25),
+                    })
                 } else {
                     Err(BudgetError::new("the table is unreachable"))
                 }

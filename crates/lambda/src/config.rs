@@ -54,6 +54,10 @@ pub struct Config {
     /// This instance's static share of the key (`KEY_QPS / MAX_INSTANCES`): its budget without a
     /// shared table, and while the shared budget fails.
     pub rate_limit: RateLimit,
+    /// Whether this fleet can keep the key busy: `None`, or what to change (from `KEY_QPS`,
+    /// `MAX_INSTANCES` and `RECORDS_PER_INVOCATION`, the event source's batch size; see
+    /// [`crate::sizing`]). Logged once when an instance starts.
+    pub fleet_warning: Option<String>,
     /// The DynamoDB table through which every instance (and any other process using the key)
     /// shares one budget (`SHARED_BUDGET_TABLE`); none: each instance keeps its static share.
     pub shared_budget_table: Option<String>,
@@ -100,6 +104,7 @@ impl Default for Config {
             presign_ttl: Duration::from_secs(600),
             key_rate_limit: RateLimit::per_second(spec::DEFAULT_QPS),
             rate_limit: RateLimit::per_second(spec::DEFAULT_QPS),
+            fleet_warning: None,
             shared_budget_table: None,
             max_task_attempts: 3,
             deadline_margin: Duration::from_secs(10),
@@ -226,6 +231,22 @@ impl Config {
         let instances = number("MAX_INSTANCES")?.unwrap_or(1);
         config.rate_limit = instance_share(key_qps, instances)?;
         config.key_rate_limit = instance_share(key_qps, 1)?;
+        let records = match number("RECORDS_PER_INVOCATION")? {
+            None => crate::sizing::RECORDS_PER_INVOCATION,
+            Some(v) if v >= 1 => u32::try_from(v).unwrap_or(u32::MAX),
+            Some(v) => {
+                return Err(LambdaError::Config(format!(
+                    "RECORDS_PER_INVOCATION={v} must be at least 1 (the SQS event source's \
+                     BatchSize)"
+                )));
+            }
+        };
+        // Both were checked positive by instance_share.
+        config.fleet_warning = crate::sizing::undersized(
+            u32::try_from(key_qps).unwrap_or(u32::MAX),
+            u32::try_from(instances).unwrap_or(u32::MAX),
+            records,
+        );
         config.shared_budget_table = get("SHARED_BUDGET_TABLE");
         config.daily_credit_cap = match number("DAILY_CREDIT_CAP")? {
             None | Some(0) => None,

@@ -25,6 +25,7 @@ pub mod records;
 pub mod report;
 #[cfg(feature = "aws")]
 pub mod secrets;
+pub mod sizing;
 pub mod store;
 
 pub use config::Config;

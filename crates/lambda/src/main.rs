@@ -19,6 +19,9 @@ async fn main() -> Result<(), Error> {
     );
     tracing::subscriber::set_global_default(subscriber)?;
     let config = Config::from_env()?;
+    if let Some(warning) = &config.fleet_warning {
+        tracing::warn!(fleet = %warning, "the fleet is smaller than the key");
+    }
     let aws = aws_config::load_from_env().await;
     let force_path_style =
         std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true" || v == "1");
