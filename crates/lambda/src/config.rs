@@ -241,12 +241,15 @@ impl Config {
                 )));
             }
         };
-        // Both were checked positive by instance_share.
-        config.fleet_warning = crate::sizing::undersized(
-            u32::try_from(key_qps).unwrap_or(u32::MAX),
-            u32::try_from(instances).unwrap_or(u32::MAX),
-            records,
-        );
+        // A deployment states its fleet (the template sets MAX_INSTANCES); a local run that
+        // does not has none to size. Both numbers were checked positive by instance_share.
+        if get("MAX_INSTANCES").is_some() {
+            config.fleet_warning = crate::sizing::undersized(
+                u32::try_from(key_qps).unwrap_or(u32::MAX),
+                u32::try_from(instances).unwrap_or(u32::MAX),
+                records,
+            );
+        }
         config.shared_budget_table = get("SHARED_BUDGET_TABLE");
         config.daily_credit_cap = match number("DAILY_CREDIT_CAP")? {
             None | Some(0) => None,
@@ -311,6 +314,24 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn a_deployed_fleet_too_small_for_its_key_is_named() {
+        assert_eq!(config(&[]).unwrap().fleet_warning, None, "a local run");
+        let sized = config(&[
+            ("KEY_QPS", "50"),
+            ("MAX_INSTANCES", "100"),
+            ("RECORDS_PER_INVOCATION", "15"),
+        ]);
+        assert_eq!(sized.unwrap().fleet_warning, None);
+        let small = config(&[("KEY_QPS", "50"), ("MAX_INSTANCES", "20")]).unwrap();
+        let warning = small.fleet_warning.unwrap();
+        assert!(
+            warning.contains("MAX_INSTANCES=20 × RECORDS_PER_INVOCATION=10 holds 200"),
+            "{warning}"
+        );
+        assert!(config(&[("RECORDS_PER_INVOCATION", "0")]).is_err());
     }
 
     #[test]

@@ -103,8 +103,9 @@ pub fn undersized(key_qps: u32, instances: u32, records: u32) -> Option<String> 
     (holds < fleet.tasks_in_flight).then(|| {
         format!(
             "KEY_QPS={key_qps} keeps {} tasks in flight, but MAX_INSTANCES={instances} × \
-             BATCH_SIZE={records} holds {holds}: the key will not be used fully; deploy with \
-             KeyQps={key_qps} (the template sizes the fleet from it: {} instances of {} records)",
+             RECORDS_PER_INVOCATION={records} holds {holds}: the key will not be used fully; \
+             deploy with KeyQps={key_qps} (the template sizes the fleet from it: {} instances \
+             of {} records)",
             fleet.tasks_in_flight, fleet.max_instances, fleet.records_per_invocation
         )
     })
