@@ -423,7 +423,9 @@ def main():
     services = Services()
     try:
         moto_port = free_port()
-        moto = services.start(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        # moto with DynamoDB's conditional writes atomic, as the service's are.
+        moto_server = os.path.join(ROOT, "infra", "moto-server")
+        moto = services.start([moto_server, "-H", "127.0.0.1", "-p", str(moto_port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(moto_port, "moto_server", process=moto)
         moto_url = f"http://127.0.0.1:{moto_port}"

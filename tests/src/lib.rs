@@ -11,7 +11,7 @@ pub mod hostile;
 pub mod matrix;
 mod moto;
 
-pub use moto::Moto;
+pub use moto::{Moto, moto_program};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,8 +3,15 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A `moto_server` on a free port of 127.0.0.1 (`BACKDROP_MOTO_SERVER` names the program,
-/// `moto_server` by default; `tests/run` installs it), stopped when dropped.
+/// The moto server tests start: `BACKDROP_MOTO_SERVER`, else `infra/moto-server` — moto's own
+/// `moto_server` with DynamoDB's conditional writes made atomic, as the real service's are
+/// (`tests/run` installs moto: `infra/venv.sh`).
+pub fn moto_program() -> String {
+    std::env::var("BACKDROP_MOTO_SERVER")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/moto-server").into())
+}
+
+/// A moto server ([`moto_program`]) on a free port of 127.0.0.1, stopped when dropped.
 #[derive(Debug)]
 pub struct Moto {
     child: Child,
@@ -18,8 +25,7 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .expect("a free port on 127.0.0.1")
             .port();
-        let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(server)
+        let child = Command::new(moto_program())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

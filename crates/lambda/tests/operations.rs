@@ -324,7 +324,7 @@ fn moto_with_iam(free_actions: u32) -> (String, Server) {
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let server = backdrop_tests::moto_program();
     let server = Server(
         Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -28,7 +28,7 @@ pub fn s3_endpoint() -> String {
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
-            let server = std::env::var("BACKDROP_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+            let server = backdrop_tests::moto_program();
             let script = format!("\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; read _; kill $m");
             // The shell lives as long as this process holds its stdin; it is never waited on.
             #[allow(clippy::zombie_processes)]
