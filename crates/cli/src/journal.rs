@@ -981,32 +981,30 @@ mod tests {
     #[test]
     fn an_unreadable_journal_stops_the_run() {
         let dir = temp_dir("broken");
-        std::fs::write(dir.join(JOURNAL_FILE), b"{not json\n").unwrap();
-        let error = Journal::open(&dir).unwrap_err();
-        assert!(error.to_string().contains("move it away"), "{error}");
-        std::fs::write(
-            dir.join(JOURNAL_FILE),
+        // `file` holding `bytes` makes opening fail with an error that says `says`.
+        let refused = |file: &str, bytes: &[u8], says: &str| {
+            std::fs::write(dir.join(file), bytes).unwrap();
+            let error = Journal::open(&dir).unwrap_err();
+            assert!(error.to_string().contains(says), "{error}");
+        };
+        refused(JOURNAL_FILE, b"{not json\n", "move it away");
+        refused(
+            JOURNAL_FILE,
             b"{\"journal\":\"backdrop\",\"version\":9}\n",
-        )
-        .unwrap();
-        let error = Journal::open(&dir).unwrap_err();
-        assert!(error.to_string().contains("newer backdrop"), "{error}");
+            "newer backdrop",
+        );
         // A whole line that is not a record, before the last one: not a crash's doing.
-        std::fs::write(
-            dir.join(JOURNAL_FILE),
+        refused(
+            JOURNAL_FILE,
             b"{\"journal\":\"backdrop\",\"version\":3}\n{\"entry\":1}\n{}\n",
-        )
-        .unwrap();
-        let error = Journal::open(&dir).unwrap_err();
-        assert!(error.to_string().contains("line 2"), "{error}");
+            "line 2",
+        );
         std::fs::remove_file(dir.join(JOURNAL_FILE)).unwrap();
-        std::fs::write(
-            dir.join(OLD_JOURNAL_FILE),
+        refused(
+            OLD_JOURNAL_FILE,
             br#"{"version": 9, "entries": {}}"#,
-        )
-        .unwrap();
-        let error = Journal::open(&dir).unwrap_err();
-        assert!(error.to_string().contains("newer backdrop"), "{error}");
+            "newer backdrop",
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

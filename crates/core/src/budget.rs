@@ -7,15 +7,16 @@
 //! atomic step of the store — `next_at += count × interval` while `next_at` is not in the past —
 //! so at saturation a reservation costs one store call; after an idle spell a second call
 //! restarts the clock, ahead of now by as much as the store's round trip exceeds how late a slot
-//! may be used (so that the slot has not passed by the time the answer arrives). Slots are spaced by `(window + margin) / max_requests`: no window
-//! of the key's length ever holds more than `max_requests` requests, whoever sends them. A 429
+//! may be used (so that the slot has not passed by the time the answer arrives). Slots are
+//! spaced by `(window + margin) / max_requests`: no window of the key's length ever holds more
+//! than `max_requests` requests, whoever sends them. A 429
 //! seen by anyone moves `next_at` (and `paused_until`) past the pause: every holder's next
 //! reservation comes after it.
 //!
 //! **Batches.** A holder with several requests worth sending reserves up to
 //! [`max_batch`] slots at once: as many as fit in [`BATCH_SPAN`] of the key's time (one up to
-//! QPS 20, two at 30, four at 50). At QPS 50 and 20 instances that makes one item written ~15 times
-//! a second instead of 50. A slot reserved and then not used is lost to every holder (never
+//! QPS 20, two at 30, four at 50). At QPS 50 and 20 instances that makes one item written ~15
+//! times a second instead of 50. A slot reserved and then not used is lost to every holder (never
 //! given twice), so a batch spans no more than a holder surely uses.
 //!
 //! **A failed store call** (a throttled or lost write) is tried again, up to four calls per
@@ -270,25 +271,28 @@ impl<S: BudgetStore, C: BudgetClock> SharedRateBudget<S, C> {
         let now = self.clock.now_ms();
         let advanced = self.store.advance(span, now).await;
         self.round_trip(now);
-        if let Some(state) = advanced? {
-            let first = state.next_at_ms.saturating_sub(span);
-            return Ok(Some(self.unpaused(first, state, count)));
-        }
-        // Far enough ahead that the answer, twice the round trip away, finds the first slot
-        // still usable (a slot may be used up to `late_ms` after its time).
-        let lead = self
-            .round_trip_ms
-            .load(Ordering::Relaxed)
-            .saturating_mul(2)
-            .saturating_sub(self.late_ms)
-            .min(MAX_RESTART_LEAD_MS);
-        let now = self.clock.now_ms();
-        let restarted = self.store.restart(now.saturating_add(lead), span).await;
-        self.round_trip(now);
-        Ok(restarted?.map(|state| {
-            let first = state.next_at_ms.saturating_sub(span);
-            self.unpaused(first, state, count)
-        }))
+        let state = match advanced? {
+            Some(state) => state,
+            None => {
+                // Far enough ahead that the answer, twice the round trip away, finds the first
+                // slot still usable (a slot may be used up to `late_ms` after its time).
+                let lead = self
+                    .round_trip_ms
+                    .load(Ordering::Relaxed)
+                    .saturating_mul(2)
+                    .saturating_sub(self.late_ms)
+                    .min(MAX_RESTART_LEAD_MS);
+                let now = self.clock.now_ms();
+                let restarted = self.store.restart(now.saturating_add(lead), span).await;
+                self.round_trip(now);
+                match restarted? {
+                    Some(state) => state,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let first = state.next_at_ms.saturating_sub(span);
+        Ok(Some(self.unpaused(first, state, count)))
     }
 
     /// The slots from `first` on that fall after a pause in `state`.

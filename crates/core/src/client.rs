@@ -100,7 +100,7 @@ impl Client {
                 ),
                 scheduler: Scheduler::with_shared(
                     config.rate_limit,
-                    config.max_in_flight.unwrap_or(crate::config::MAX_IN_FLIGHT),
+                    config.max_in_flight,
                     config.expected_processing,
                     config.shared_budget.clone(),
                 ),

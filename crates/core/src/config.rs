@@ -177,7 +177,8 @@ pub struct ClientConfig {
     pub(crate) download_timeout: Duration,
     pub(crate) max_download_bytes: u64,
     pub(crate) max_concurrent_downloads: usize,
-    pub(crate) max_in_flight: Option<usize>,
+    /// The caller's cap on tasks in flight ([`MAX_IN_FLIGHT`] unless set lower).
+    pub(crate) max_in_flight: usize,
     pub(crate) expected_processing: ExpectedProcessing,
     pub(crate) time_scale: TimeScale,
     pub(crate) shared_budget: Option<(Arc<dyn SharedBudget>, RateLimit)>,
@@ -197,7 +198,7 @@ impl ClientConfig {
             download_timeout: Duration::from_secs(120),
             max_download_bytes: 50 * 1024 * 1024,
             max_concurrent_downloads: 4,
-            max_in_flight: None,
+            max_in_flight: MAX_IN_FLIGHT,
             expected_processing: ExpectedProcessing::TYPICAL,
             time_scale: 1.0,
             shared_budget: None,
@@ -289,7 +290,7 @@ pub struct ClientConfigBuilder {
     download_timeout: Duration,
     max_download_bytes: u64,
     max_concurrent_downloads: usize,
-    max_in_flight: Option<usize>,
+    max_in_flight: usize,
     expected_processing: ExpectedProcessing,
     time_scale: f64,
     shared_budget: Option<(Arc<dyn BudgetStore>, RateLimit)>,
@@ -364,7 +365,7 @@ impl ClientConfigBuilder {
     /// the key's rate keeps busy, learned from the processing times seen (see
     /// [`MAX_IN_FLIGHT`], the ceiling this cap may not pass).
     pub fn max_in_flight(mut self, tasks: usize) -> Self {
-        self.max_in_flight = Some(tasks.clamp(1, MAX_IN_FLIGHT));
+        self.max_in_flight = tasks.clamp(1, MAX_IN_FLIGHT);
         self
     }
 

@@ -8,12 +8,7 @@
 //! from the server pauses everyone (for its `Retry-After`, when given) and halves the
 //! allowance until quiet answers win it back.
 //!
-//! The margin adapts: it starts at `margin`, and while the service answers without a 429 it
-//! shrinks by a tenth every [`MARGIN_SHRINK_WINDOWS`] windows' worth of answers, down to
-//! `min_margin`; a 429 puts it back to at least `margin`, twice what it was (at most
-//! [`MAX_MARGIN_FACTOR`] × `margin`). At QPS 2 the default 50 ms costs 4.8 % of the key and
-//! the 10 ms floor 1 %. On a sped-up clock (the emulator, tests) the margin covers this
-//! machine's scheduling, which no run of quiet answers predicts: it stays fixed there.
+//! The margin adapts to the 429s seen: [`RateLimit`] says how.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -31,8 +26,9 @@ use crate::time_scale::TimeScale;
 /// service answers without a 429 it shrinks by a tenth every ten windows' worth of answers,
 /// down to `min_margin`; a 429 puts it back to at least `margin`, twice what it was (at most
 /// 4 × `margin`). [`RateLimit::per_second`] starts at 50 ms (4.8 % of a QPS-2 key) with a
-/// floor of 10 ms (1 %). On a sped-up clock ([`RateLimit::scaled`]), and with
-/// [`RateLimit::fixed_margin`], it stays fixed.
+/// floor of 10 ms (1 %). On a sped-up clock ([`RateLimit::scaled`]: the emulator, tests) the
+/// margin covers this machine's scheduling, which no run of quiet answers predicts, so it stays
+/// fixed there, as with [`RateLimit::fixed_margin`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests allowed per window.
@@ -93,7 +89,7 @@ impl RateLimit {
 
     /// The same budget on a clock `scale` times faster (emulated, sped-up time): the window
     /// divided by it. The margin stays as it is: it covers network and scheduling jitter, which
-    /// real time governs; on a sped-up clock it stays fixed (see the module's documentation).
+    /// real time governs; on a sped-up clock it stays fixed (see [`RateLimit`]).
     pub fn scaled(self, scale: TimeScale) -> Self {
         let fixed = scale != TimeScale::REAL;
         RateLimit {
@@ -240,7 +236,7 @@ impl RateLimiter {
         Self::allowed_now(&self.lock_state(), self.configured())
     }
 
-    /// The margin in force now (see the module's documentation).
+    /// The margin in force now (see [`RateLimit`]).
     pub fn margin_now(&self) -> Duration {
         self.margin_of(&self.lock_state())
     }

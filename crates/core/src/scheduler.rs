@@ -73,8 +73,12 @@ const MIN_IN_FLIGHT: usize = 8;
 /// assert_eq!(tasks_in_flight(RateLimit::per_second(50), typical), 1_500);
 /// ```
 pub fn tasks_in_flight(limit: RateLimit, expected: ExpectedProcessing) -> usize {
-    let token_interval = limit.window / limit.max_requests.max(1);
-    little_in_flight(token_interval, expected.p95).min(crate::MAX_IN_FLIGHT)
+    little_in_flight(token_interval(limit), expected.p95).min(crate::MAX_IN_FLIGHT)
+}
+
+/// The interval between two of the key's requests at its full rate (the margin aside).
+fn token_interval(limit: RateLimit) -> Duration {
+    limit.window / limit.max_requests.max(1)
 }
 
 /// Little's law (L = λ·W) for a key granting a request every `token_interval`: λ is its task
@@ -244,7 +248,7 @@ impl Scheduler {
         prior: ExpectedProcessing,
         shared: Option<(Arc<dyn SharedBudget>, RateLimit)>,
     ) -> Self {
-        let token_interval = limit.window / limit.max_requests.max(1);
+        let token_interval = token_interval(limit);
         Scheduler {
             shared: shared.map(|(budget, fallback)| Shared {
                 budget,
@@ -478,13 +482,10 @@ impl Scheduler {
         (best.map(|(index, _)| index), worth)
     }
 
-    /// How many tasks may be in flight: as many as keep the key's budget busy, by Little's law
-    /// (L = λ·W), within the caller's cap. λ is the key's task rate — every task takes at
-    /// least a create and a poll, so at most half the key's requests per second; W how long a
-    /// task stays in flight — the time until processing starts plus the 95th percentile of the
-    /// processing times seen (the prior until some are) — times [`IN_FLIGHT_HEADROOM`] for the
-    /// wait until a poll sees it done and for the tail. At QPS 2 and the spec's typical tasks
-    /// (median 10 s, p95 30 s) that is 60; at QPS 50, 1,500.
+    /// How many tasks may be in flight: as many as keep the key's budget busy
+    /// ([`little_in_flight`], W from the processing times seen, the prior until some are),
+    /// within the caller's cap. At QPS 2 and the spec's typical tasks (median 10 s, p95 30 s)
+    /// that is 60; at QPS 50, 1,500.
     pub(crate) fn in_flight_limit(&self, model: &DurationModel) -> usize {
         little_in_flight(self.token_interval, model.start_offset() + model.p95())
             .min(self.in_flight_cap)

@@ -81,6 +81,12 @@ impl StoreBehaviour {
         latency: (Duration::ZERO, Duration::ZERO),
         failures: 0.0,
     };
+
+    /// A DynamoDB item under load: 5–20 ms a call, 1 % of calls failing.
+    const SLOW_FAILING: StoreBehaviour = StoreBehaviour {
+        latency: (Duration::from_millis(5), Duration::from_millis(20)),
+        failures: 0.01,
+    };
 }
 
 /// A [`MemoryBudgetStore`] behind a [`StoreBehaviour`], counting its calls.
@@ -310,6 +316,20 @@ impl SimReport {
         let (first, last) = (n / 10, n - 1 - n / 10);
         let span = (self.completions[last] - self.completions[first]).as_secs_f64();
         (last - first) as f64 / span.max(1e-9) * 60.0
+    }
+
+    /// The rates of a run of `tasks` tasks at `qps`, as the sweeps print them: whole run and
+    /// steady (each with its share of the bare limit, QPS × 30 a minute), requests per task.
+    fn rates(&self, tasks: usize, qps: u32) -> String {
+        let bare = f64::from(qps) * 30.0;
+        format!(
+            "{tasks:>5} tasks {:>6.1}/min ({:>3.0} %) steady {:>6.1}/min ({:>3.0} %) {:.2} req/task",
+            self.tasks_per_minute(),
+            self.tasks_per_minute() / bare * 100.0,
+            self.steady_per_minute(),
+            self.steady_per_minute() / bare * 100.0,
+            self.requests as f64 / tasks as f64,
+        )
     }
 
     fn delay(&self, q: f64) -> f64 {
@@ -694,7 +714,7 @@ async fn in_flight_sweep() {
             ),
         ] {
             for &cap in &caps {
-                let tasks = (qps as usize * 30 * 4).max(300);
+                let tasks = four_minutes_of_work(qps);
                 let config = SimConfig {
                     tasks,
                     qps,
@@ -704,21 +724,21 @@ async fn in_flight_sweep() {
                     ..SimConfig::default()
                 };
                 let report = simulate(config).await;
-                let bare = f64::from(qps) * 30.0;
                 let cap = cap.map_or("auto".to_owned(), |c| c.to_string());
                 println!(
-                    "qps {qps:>2} {label:<18} cap {cap:>4}: {tasks:>5} tasks {:>6.1}/min ({:>3.0} %) steady {:>6.1}/min ({:>3.0} %) {:.2} req/task p50 {:.2} s p95 {:.2} s",
-                    report.tasks_per_minute(),
-                    report.tasks_per_minute() / bare * 100.0,
-                    report.steady_per_minute(),
-                    report.steady_per_minute() / bare * 100.0,
-                    report.requests as f64 / tasks as f64,
+                    "qps {qps:>2} {label:<18} cap {cap:>4}: {} p50 {:.2} s p95 {:.2} s",
+                    report.rates(tasks, qps),
                     report.delay(0.5),
                     report.delay(0.95),
                 );
             }
         }
     }
+}
+
+/// Four minutes of work at `qps`'s bare limit (QPS × 30 tasks a minute), at least 300 tasks.
+fn four_minutes_of_work(qps: u32) -> usize {
+    (qps as usize * 30 * 4).max(300)
 }
 
 /// The Lambda's fleet at a raised key: `holders` instances sharing one budget over a store that
@@ -729,10 +749,7 @@ fn fleet_at(qps: u32, holders: usize, tasks: usize, seed: u64) -> SimConfig {
         qps,
         holders,
         sharing: Sharing::Budget,
-        store: StoreBehaviour {
-            latency: (Duration::from_millis(5), Duration::from_millis(20)),
-            failures: 0.01,
-        },
+        store: StoreBehaviour::SLOW_FAILING,
         durations: Durations::Uniform {
             low: 4.0,
             high: 16.0,
@@ -764,30 +781,19 @@ async fn twenty_instances_at_qps_50_keep_to_the_key_over_a_slow_failing_store() 
 #[ignore = "prints figures: a tuning aid, not a check"]
 async fn shared_budget_sweep() {
     for (qps, holders) in [(2, 2), (10, 5), (20, 10), (50, 20)] {
-        let tasks = (qps as usize * 30 * 4).max(300);
+        let tasks = four_minutes_of_work(qps);
         for (label, store) in [
             ("instant store", StoreBehaviour::INSTANT),
-            (
-                "5-20 ms, 1 % failing",
-                StoreBehaviour {
-                    latency: (Duration::from_millis(5), Duration::from_millis(20)),
-                    failures: 0.01,
-                },
-            ),
+            ("5-20 ms, 1 % failing", StoreBehaviour::SLOW_FAILING),
         ] {
             let report = simulate(SimConfig {
                 store,
                 ..fleet_at(qps, holders, tasks, 1)
             })
             .await;
-            let bare = f64::from(qps) * 30.0;
             println!(
-                "qps {qps:>2} x{holders:>2} {label:<20}: {tasks:>5} tasks {:>6.1}/min ({:>3.0} %) steady {:>6.1}/min ({:>3.0} %) {:.2} req/task, {} refused, most in a window {}, {:.2} store calls/task ({} failed) p50 {:.2} s p95 {:.2} s",
-                report.tasks_per_minute(),
-                report.tasks_per_minute() / bare * 100.0,
-                report.steady_per_minute(),
-                report.steady_per_minute() / bare * 100.0,
-                report.requests as f64 / tasks as f64,
+                "qps {qps:>2} x{holders:>2} {label:<20}: {}, {} refused, most in a window {}, {:.2} store calls/task ({} failed) p50 {:.2} s p95 {:.2} s",
+                report.rates(tasks, qps),
                 report.refused,
                 report.max_in_window,
                 report.store_calls as f64 / tasks as f64,

@@ -48,8 +48,6 @@ pub struct FleetSize {
     pub records_per_invocation: u32,
     /// The most instances at once: the event source's `MaximumConcurrency`, and `MAX_INSTANCES`.
     pub max_instances: u32,
-    /// The function's reserved concurrency.
-    pub reserved_concurrency: u32,
 }
 
 impl FleetSize {
@@ -68,8 +66,12 @@ impl FleetSize {
             tasks_in_flight: tasks,
             records_per_invocation: records,
             max_instances: instances,
-            reserved_concurrency: instances,
         }
+    }
+
+    /// The function's reserved concurrency: as many as the instances the event source may run.
+    pub fn reserved_concurrency(&self) -> u32 {
+        self.max_instances
     }
 
     /// Tasks `instances` instances of `records` records each hold at once.
@@ -88,7 +90,7 @@ impl FleetSize {
                 fleet.tasks_in_flight,
                 fleet.records_per_invocation,
                 fleet.max_instances,
-                fleet.reserved_concurrency
+                fleet.reserved_concurrency()
             ));
         }
         yaml
@@ -134,7 +136,7 @@ mod tests {
                 FleetSize::holds(f.max_instances, f.records_per_invocation) >= f.tasks_in_flight
             );
             assert!(f.records_per_invocation <= MAX_RECORDS_PER_INVOCATION);
-            assert_eq!(f.reserved_concurrency, f.max_instances);
+            assert_eq!(f.reserved_concurrency(), f.max_instances);
         }
     }
 
